@@ -1,0 +1,52 @@
+"""``python -m otel_proxy``: flags and environment into ProxySettings, then serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from otel_proxy.app import create_app
+from otel_proxy.config import ProxySettings
+from service import add_flag, configure_logging, serve
+from telemetry import setup_telemetry
+
+DEFAULTS = ProxySettings()
+
+
+def settings_from(argv: list[str] | None = None) -> ProxySettings:
+    parser = argparse.ArgumentParser(prog="otel-proxy", description="A measuring proxy in front of Ollama.")
+    add_flag(parser, "--host", "OTEL_PROXY_HOST", DEFAULTS.host, str, "address to listen on")
+    add_flag(parser, "--port", "OTEL_PROXY_PORT", DEFAULTS.port, int, "port to listen on")
+    add_flag(parser, "--upstream", "OLLAMA_UPSTREAM", DEFAULTS.upstream, str, "Ollama's base URL")
+    add_flag(parser, "--connect-timeout", "OTEL_PROXY_CONNECT_TIMEOUT", DEFAULTS.connect_timeout_s, float, "seconds to connect to Ollama")
+    add_flag(parser, "--idle-timeout", "OTEL_PROXY_IDLE_TIMEOUT", DEFAULTS.idle_timeout_s, float, "longest silence from Ollama, in seconds, before a request fails")
+    add_flag(parser, "--max-models", "OTEL_PROXY_MAX_MODELS", DEFAULTS.max_models, int, "distinct model names in metrics before the rest become 'other'")
+    add_flag(parser, "--recent-requests", "OTEL_PROXY_RECENT_REQUESTS", DEFAULTS.recent_requests, int, "finished requests kept for /-/requests")
+    add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "load_duration in seconds that counts as a model load")
+    args = parser.parse_args(argv)
+    capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in {"true", "1", "yes"}
+    return ProxySettings(
+        host=args.host,
+        port=args.port,
+        upstream=args.upstream,
+        connect_timeout_s=args.connect_timeout,
+        idle_timeout_s=args.idle_timeout,
+        max_models=args.max_models,
+        recent_requests=args.recent_requests,
+        cold_load_threshold_s=args.cold_load_threshold,
+        capture_content=capture,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    configure_logging()
+    settings = settings_from(argv)
+    telemetry = setup_telemetry("otel-proxy", settings.instance_id)
+    try:
+        serve(create_app(settings, telemetry), settings.host, settings.port)
+    finally:
+        telemetry.shutdown()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""The proxy's routes: its own few under ``/metrics`` and ``/-/``, everything else to Ollama."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from otel_proxy.config import ProxySettings
+from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
+from otel_proxy.instruments import ModelNames, ProxyInstruments
+from otel_proxy.observer import ObserverContext
+from otel_proxy.recent import RecentRequests
+from telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
+
+log = logging.getLogger(__name__)
+
+OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
+
+
+class _DropAbortedStreamTracebacks(logging.Filter):
+    """uvicorn logs a traceback when an app ends a response unfinished; for ours, one line was logged already."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], UpstreamAborted))
+
+
+def upstream_client(settings: ProxySettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        timeout=httpx.Timeout(
+            connect=settings.connect_timeout_s,
+            read=settings.idle_timeout_s,
+            write=settings.idle_timeout_s,
+            pool=settings.connect_timeout_s,
+        ),
+        # Streams can be long and many: never queue a request behind a pool limit.
+        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class ProxyApp:
+    """Dispatches on the path: the hot path goes straight to the forwarder, no router in between."""
+
+    def __init__(self, settings: ProxySettings, telemetry: Telemetry) -> None:
+        self.settings = settings
+        self.telemetry = telemetry
+        self.recent = RecentRequests(settings.recent_requests)
+        self.client = upstream_client(settings)
+        HTTPXClientInstrumentor.instrument_client(
+            self.client, tracer_provider=telemetry.tracer_provider, meter_provider=NoOpMeterProvider()
+        )
+        upstream = urlsplit(settings.upstream)
+        observers = ObserverContext(
+            settings=settings,
+            instruments=ProxyInstruments(telemetry.meter("otel_proxy")),
+            tracer=telemetry.tracer("otel_proxy"),
+            models=ModelNames(settings.max_models),
+            recent=self.recent,
+            upstream_host=upstream.hostname or "",
+            upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
+        )
+        self.forwarder = Forwarder(settings, self.client, observers)
+        self.own_routes = Starlette(
+            routes=[
+                Route("/metrics", self.metrics),
+                Route("/-/healthy", self.healthy),
+                Route("/-/ready", self.ready),
+                Route("/-/requests", self.requests),
+            ],
+            lifespan=self.lifespan,
+        )
+        logging.getLogger("uvicorn.error").addFilter(_DropAbortedStreamTracebacks())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in OWN_PATHS:
+            await self.forwarder(scope, receive, send)
+        else:
+            await self.own_routes(scope, receive, send)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        log.info("otel-proxy on http://%s:%d forwarding to %s", self.settings.host, self.settings.port, self.settings.upstream)
+        yield
+        await self.client.aclose()
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(self.telemetry.prometheus_text(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    async def healthy(self, request: Request) -> Response:
+        return JSONResponse({"status": "healthy"})
+
+    async def ready(self, request: Request) -> Response:
+        """Ready when Ollama answers its version endpoint."""
+        url = self.settings.upstream.rstrip("/") + "/api/version"
+        try:
+            answer = await self.client.get(url, timeout=self.settings.connect_timeout_s)
+            answer.raise_for_status()
+            version: Any = answer.json().get("version")
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            return JSONResponse({"error": f"Ollama at {self.settings.upstream} is not ready: {exc}"}, status_code=503)
+        return JSONResponse({"status": "ready", "upstream": self.settings.upstream, "ollama_version": version})
+
+    async def requests(self, request: Request) -> Response:
+        try:
+            limit = int(request.query_params.get("limit", self.settings.recent_requests))
+        except ValueError:
+            return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+        entries = self.recent.newest_first(max(0, limit))
+        return JSONResponse({"capacity": self.settings.recent_requests, "requests": entries})
+
+
+def create_app(settings: ProxySettings, telemetry: Telemetry) -> ProxyApp:
+    return ProxyApp(settings, telemetry)

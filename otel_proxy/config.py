@@ -1,0 +1,25 @@
+"""The proxy's settings: one object with documented defaults, built once in ``__main__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProxySettings:
+    host: str = "127.0.0.1"  # loopback: the proxy never exposes Ollama to the network by accident
+    port: int = 8001
+    upstream: str = "http://127.0.0.1:11434"
+    connect_timeout_s: float = 5.0
+    # The longest silence allowed between two chunks from Ollama (and before the first:
+    # a cold load of a large model can take minutes). Streams that keep flowing are never cut.
+    idle_timeout_s: float = 300.0
+    max_models: int = 100  # distinct gen_ai.request.model values; the rest become "other"
+    recent_requests: int = 200  # finished requests kept for /-/requests
+    body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
+    cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
+    capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+
+    @property
+    def instance_id(self) -> str:
+        return f"{self.host}:{self.port}"

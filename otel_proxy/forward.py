@@ -1,0 +1,264 @@
+"""The streaming pass-through: bytes from the client to Ollama and back, untouched.
+
+The hot path is ``_relay``: each chunk read from Ollama is handed to the watcher (a
+reference kept) and sent to the client at once. Everything else happens once per
+request: learning the model from the body's first bytes, opening the upstream
+request, and listening for the client going away so the upstream call is cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+from opentelemetry import context as otel_context
+
+from otel_proxy.config import ProxySettings
+from otel_proxy.observer import CLIENT_DISCONNECTED, ObserverContext, RequestObserver
+
+log = logging.getLogger(__name__)
+
+Scope = dict[str, Any]
+Receive = Callable[[], Any]
+Send = Callable[[dict[str, Any]], Any]
+
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+_ERROR_TYPES: tuple[tuple[type[Exception], str], ...] = (
+    (httpx.ConnectTimeout, "connect_timeout"),
+    (httpx.ConnectError, "connect_error"),
+    (httpx.ReadTimeout, "idle_timeout"),
+    (httpx.PoolTimeout, "pool_timeout"),
+    (httpx.WriteTimeout, "write_timeout"),
+    (httpx.RemoteProtocolError, "upstream_closed"),
+    (httpx.ReadError, "upstream_reset"),
+    (httpx.WriteError, "upstream_write_error"),
+)
+
+
+def error_type_of(exc: Exception) -> str:
+    for kind, name in _ERROR_TYPES:
+        if isinstance(exc, kind):
+            return name
+    return type(exc).__name__
+
+
+class ClientDisconnected(Exception):
+    """The client went away while its request body was still being read."""
+
+
+class UpstreamAborted(Exception):
+    """Ollama failed after the response started: the client's connection is closed unfinished.
+
+    The server's log filter knows this one and drops uvicorn's traceback for it; the
+    forwarder has already logged the cause in one line.
+    """
+
+
+def _end_to_end(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> list[tuple[bytes, bytes]]:
+    named_in_connection = {
+        token.strip().lower()
+        for name, value in headers
+        if name.lower() == b"connection"
+        for token in value.split(b",")
+    }
+    return [
+        (name, value)
+        for name, value in headers
+        if (lowered := name.lower()) not in drop and lowered not in named_in_connection
+    ]
+
+
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length"}
+
+
+def request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """The client's end-to-end headers, with Content-Length kept only when it is the framing."""
+    kept = _end_to_end(raw, _REQUEST_DROP)
+    length = [value for name, value in raw if name.lower() == b"content-length"]
+    chunked = any(name.lower() == b"transfer-encoding" for name, _ in raw)
+    if length and not chunked:
+        kept.append((b"content-length", length[0]))
+    return kept
+
+
+def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    return _end_to_end(raw, HOP_BY_HOP)
+
+
+async def _read_body_prefix(receive: Receive, limit: int) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of the request body, and whether that was all of it."""
+    parts: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = message.get("body", b"")
+        if body:
+            parts.append(body)
+            size += len(body)
+        if not message.get("more_body", False):
+            return b"".join(parts), True
+        if size >= limit:
+            return b"".join(parts), False
+
+
+async def _rest_of_body(prefix: bytes, receive: Receive, body_done: asyncio.Event) -> AsyncIterator[bytes]:
+    """The prefix already read, then the rest of the body as the client sends it."""
+    yield prefix
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected
+        body = message.get("body", b"")
+        if body:
+            yield body
+        if not message.get("more_body", False):
+            body_done.set()
+            return
+
+
+async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_disconnect: Callable[[], None]) -> None:
+    await body_done.wait()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            on_disconnect()
+            return
+
+
+async def send_error(send: Send, status: int, message: str) -> None:
+    """An answer in Ollama's own error shape, so clients show it as they would Ollama's."""
+    body = json.dumps({"error": message}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class Forwarder:
+    """The ASGI app for every path that is Ollama's."""
+
+    def __init__(self, settings: ProxySettings, client: httpx.AsyncClient, observers: ObserverContext) -> None:
+        self._settings = settings
+        self._client = client
+        self._observers = observers
+        self._upstream = settings.upstream.rstrip("/")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        observer = RequestObserver(self._observers, scope)
+        try:
+            await self._forward(scope, receive, send, observer)
+        except ClientDisconnected:
+            observer.failed(CLIENT_DISCONNECTED, "the client disconnected before its request was sent")
+        finally:
+            observer.finish()
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver) -> None:
+        prefix, complete = await _read_body_prefix(receive, self._settings.body_prefix_bytes)
+        observer.learn_request(prefix, complete)
+        body_done = asyncio.Event()
+        if complete:
+            body_done.set()
+            content: bytes | AsyncIterator[bytes] = prefix
+        else:
+            content = _rest_of_body(prefix, receive, body_done)
+        url = self._upstream + scope["raw_path"].decode("latin-1")
+        if scope["query_string"]:
+            url += "?" + scope["query_string"].decode("latin-1")
+        request = httpx.Request(scope["method"], url, headers=request_headers(scope["headers"]), content=content)
+
+        token = otel_context.attach(observer.upstream_context())
+        try:
+            upstream = await self._client.send(request, stream=True)
+        except ClientDisconnected:
+            raise
+        except httpx.HTTPError as exc:
+            error_type = error_type_of(exc)
+            message = f"otel-proxy: Ollama at {self._upstream} did not answer ({error_type}: {exc or type(exc).__name__})"
+            log.warning("%s %s: %s", scope["method"], scope["path"], message)
+            observer.failed(error_type, message)
+            status = 504 if isinstance(exc, httpx.TimeoutException) else 502
+            observer.response_started(status, "application/json")
+            await send_error(send, status, message)
+            return
+        finally:
+            otel_context.detach(token)
+
+        try:
+            await self._relay(upstream, receive, send, observer, body_done)
+        finally:
+            await upstream.aclose()
+
+    async def _relay(
+        self,
+        upstream: httpx.Response,
+        receive: Receive,
+        send: Send,
+        observer: RequestObserver,
+        body_done: asyncio.Event,
+    ) -> None:
+        observer.response_started(upstream.status_code, upstream.headers.get("content-type", ""))
+        await send(
+            {
+                "type": "http.response.start",
+                "status": upstream.status_code,
+                "headers": response_headers(upstream.headers.raw),
+            }
+        )
+        relay_task = asyncio.current_task()
+        assert relay_task is not None
+        gone = False
+
+        def client_gone() -> None:
+            nonlocal gone
+            gone = True
+            relay_task.cancel()
+
+        listener = asyncio.create_task(_watch_for_disconnect(receive, body_done, client_gone))
+        watcher = observer.watcher
+        try:
+            chunks = upstream.aiter_raw()
+            first = await anext(chunks, None)
+            if first is not None:
+                observer.first_chunk()
+                watcher.feed(first)
+                await send({"type": "http.response.body", "body": first, "more_body": True})
+            async for chunk in chunks:
+                watcher.feed(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            relay_task.uncancel()
+            observer.failed(CLIENT_DISCONNECTED, "the client disconnected mid-response; the upstream request was cancelled")
+        except httpx.HTTPError as exc:
+            error_type = error_type_of(exc)
+            message = f"otel-proxy: Ollama at {self._upstream} failed mid-response ({error_type}: {exc})"
+            log.warning("%s", message)
+            observer.failed(error_type, message)
+            raise UpstreamAborted(message) from exc
+        finally:
+            listener.cancel()

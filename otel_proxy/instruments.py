@@ -1,0 +1,134 @@
+"""The proxy's metric catalogue: every instrument, its unit, description and buckets.
+
+docs/metrics.md lists the same metrics under their Prometheus names; a test keeps the
+two in step. Bucket boundaries follow the OpenTelemetry GenAI semantic conventions,
+extended where a local model needs it (cold loads take tens of seconds, and a fast
+GPU emits a token every few milliseconds).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from opentelemetry.metrics import Meter
+
+# The 20 boundaries users asked for: sub-second chat turns up to three-minute generations.
+HTTP_DURATION_BUCKETS = (
+    0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1, 1.5, 2, 2.5, 5, 7.5, 10, 15, 30, 45, 60, 90, 120, 180,
+)  # fmt: skip
+TIME_TO_FIRST_TOKEN_BUCKETS = (
+    0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+    15.0, 20.0, 30.0, 45.0, 60.0, 120.0,
+)  # fmt: skip
+TIME_PER_OUTPUT_TOKEN_BUCKETS = (
+    0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5,
+)  # fmt: skip
+GENAI_REQUEST_DURATION_BUCKETS = (
+    0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68,
+)  # fmt: skip
+TOKEN_USAGE_BUCKETS = (
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+)  # fmt: skip
+OLLAMA_PHASE_BUCKETS = (
+    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300,
+)  # fmt: skip
+
+OTHER_MODEL = "other"
+UNKNOWN_MODEL = "unknown"
+
+
+class ModelNames:
+    """Bounds ``gen_ai.request.model``: the first ``limit`` names seen, then ``other``."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def label(self, model: str | None, admit: bool = True) -> str:
+        """The label for ``model``; a name not yet seen gets a slot only if ``admit``."""
+        if not model:
+            return UNKNOWN_MODEL
+        if model in self._seen:
+            return model
+        if not admit:
+            return OTHER_MODEL
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(model)
+                return model
+        return OTHER_MODEL
+
+
+class ProxyInstruments:
+    """Every instrument the proxy records, created once per process."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.request_duration = meter.create_histogram(
+            "http.server.request.duration",
+            unit="s",
+            description="Duration of HTTP requests through the proxy, to the last byte sent to the client.",
+            explicit_bucket_boundaries_advisory=HTTP_DURATION_BUCKETS,
+        )
+        self.active_requests = meter.create_up_down_counter(
+            "http.server.active_requests",
+            unit="{request}",
+            description="HTTP requests the proxy is serving right now.",
+        )
+        self.time_to_first_token = meter.create_histogram(
+            "gen_ai.server.time_to_first_token",
+            unit="s",
+            description="Time from the request's arrival to the first streamed chunk of a generation.",
+            explicit_bucket_boundaries_advisory=TIME_TO_FIRST_TOKEN_BUCKETS,
+        )
+        self.time_per_output_token = meter.create_histogram(
+            "gen_ai.server.time_per_output_token",
+            unit="s",
+            description="Time per generated token after the first (Ollama's eval_duration / eval_count).",
+            explicit_bucket_boundaries_advisory=TIME_PER_OUTPUT_TOKEN_BUCKETS,
+        )
+        self.genai_request_duration = meter.create_histogram(
+            "gen_ai.server.request.duration",
+            unit="s",
+            description="Duration of generation and embedding requests, to the last byte.",
+            explicit_bucket_boundaries_advisory=GENAI_REQUEST_DURATION_BUCKETS,
+        )
+        self.token_usage = meter.create_histogram(
+            "gen_ai.client.token.usage",
+            unit="{token}",
+            description="Tokens per request as Ollama reported them, by gen_ai.token.type (input or output).",
+            explicit_bucket_boundaries_advisory=TOKEN_USAGE_BUCKETS,
+        )
+        self.prompt_tokens = meter.create_counter(
+            "ollama.prompt_tokens",
+            unit="{token}",
+            description="Prompt tokens Ollama evaluated (prompt_eval_count, usage.prompt_tokens).",
+        )
+        self.generated_tokens = meter.create_counter(
+            "ollama.generated_tokens",
+            unit="{token}",
+            description="Tokens Ollama generated (eval_count, usage.completion_tokens; content chunks where unreported).",
+        )
+        self.load_duration = meter.create_histogram(
+            "ollama.load.duration",
+            unit="s",
+            description="Ollama's load_duration: time spent loading the model for a request.",
+            explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
+        )
+        self.prompt_eval_duration = meter.create_histogram(
+            "ollama.prompt_eval.duration",
+            unit="s",
+            description="Ollama's prompt_eval_duration: time spent evaluating the prompt.",
+            explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
+        )
+        self.eval_duration = meter.create_histogram(
+            "ollama.eval.duration",
+            unit="s",
+            description="Ollama's eval_duration: time spent generating the response tokens.",
+            explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
+        )
+        self.model_loads = meter.create_counter(
+            "ollama.model_loads",
+            unit="{request}",
+            description="Requests that paid a model load (cold start): load_duration above the cold-load threshold.",
+        )

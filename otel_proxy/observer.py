@@ -1,0 +1,297 @@
+"""The measuring that happens beside the stream: one ``RequestObserver`` per request.
+
+The forwarder tells it what happened (request facts, response status, first chunk,
+how the request ended); the observer owns the spans, and on ``finish`` turns what it
+saw into metrics, span attributes and an entry of the recent-requests log.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.propagate import extract
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+
+from otel_proxy import ollama
+from otel_proxy.config import ProxySettings
+from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments
+from otel_proxy.ollama import Report, RequestFacts
+from otel_proxy.recent import RecentRequests
+from otel_proxy.watch import NOTHING_TO_WATCH, Watcher, watcher_for
+
+log = logging.getLogger(__name__)
+
+PROVIDER = "ollama"
+CLIENT_DISCONNECTED = "client_disconnected"
+
+
+def _header_getter(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+    wanted = {b"traceparent", b"tracestate", b"baggage"}
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in wanted}
+
+
+@dataclass
+class ObserverContext:
+    """What every observer of one proxy shares."""
+
+    settings: ProxySettings
+    instruments: ProxyInstruments
+    tracer: trace.Tracer
+    models: ModelNames
+    recent: RecentRequests
+    upstream_host: str
+    upstream_port: int
+
+
+class RequestObserver:
+    def __init__(self, shared: ObserverContext, scope: dict[str, Any]) -> None:
+        self._shared = shared
+        self.started = time.perf_counter()
+        self._started_ns = time.time_ns()
+        self.method: str = scope["method"]
+        self.route = ollama.route_of(scope["path"])
+        self.operation = ollama.OPERATIONS.get(self.route)
+        self.facts = RequestFacts(None, False)
+        self.model_label: str | None = None
+        self.status: int | None = None
+        self.error_type: str | None = None
+        self.error_message: str | None = None
+        self.first_chunk_at: float | None = None
+        self.watcher: Watcher = NOTHING_TO_WATCH
+        self._request_body: bytes | None = None
+        self._genai_span: Span | None = None
+
+        parent = extract(_header_getter(scope["headers"]))
+        self._server_span = shared.tracer.start_span(
+            f"{self.method} {self.route}",
+            context=parent,
+            kind=SpanKind.SERVER,
+            start_time=self._started_ns,
+            attributes={
+                "http.request.method": self.method,
+                "http.route": self.route,
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+                "network.protocol.version": scope.get("http_version", "1.1"),
+            },
+        )
+        self._active_attributes = {"http.request.method": self.method}
+        shared.instruments.active_requests.add(1, self._active_attributes)
+
+    # What the forwarder tells the observer -------------------------------------------
+
+    def learn_request(self, body_prefix: bytes, complete: bool) -> None:
+        if self.operation is None:
+            return
+        self.facts = ollama.read_request(self.route, body_prefix, complete)
+        if self._shared.settings.capture_content and complete:
+            self._request_body = body_prefix
+        model = self.facts.model or UNKNOWN_MODEL
+        self._genai_span = self._shared.tracer.start_span(
+            f"{self.operation} {self.facts.model or ''}".strip(),
+            context=trace.set_span_in_context(self._server_span),
+            kind=SpanKind.CLIENT,
+            attributes={
+                "gen_ai.operation.name": self.operation,
+                "gen_ai.provider.name": PROVIDER,
+                "gen_ai.request.model": model,
+                "server.address": self._shared.upstream_host,
+                "server.port": self._shared.upstream_port,
+            },
+        )
+
+    def upstream_context(self) -> otel_context.Context:
+        """The context the upstream call runs in, so the httpx span nests under ours."""
+        return trace.set_span_in_context(self._genai_span or self._server_span)
+
+    def response_started(self, status: int, content_type: str) -> None:
+        self.status = status
+        if status >= 500 and self.error_type is None:
+            self.error_type = str(status)
+        self.watcher = watcher_for(self.route, content_type)
+
+    def first_chunk(self) -> None:
+        self.first_chunk_at = time.perf_counter()
+
+    def failed(self, error_type: str, message: str) -> None:
+        if self.error_type is None or self.error_type.isdigit():
+            self.error_type = error_type
+        self.error_message = message
+
+    # The end of the request ------------------------------------------------------------
+
+    def finish(self) -> None:
+        ended = time.perf_counter()
+        duration = ended - self.started
+        shared = self._shared
+        instruments = shared.instruments
+        instruments.active_requests.add(-1, self._active_attributes)
+
+        report = self.watcher.report() if self.status is not None else Report()
+        if self.error_message is None and report.error and (self.status or 0) < 400:
+            # Ollama's own error answers carry a status; an error inside a 200 stream is a broken response.
+            self.error_type = self.error_type or "invalid_response"
+        http_attributes: dict[str, Any] = {"http.route": self.route, "http.request.method": self.method}
+        if self.status is not None:
+            http_attributes["http.response.status_code"] = self.status
+        if self.error_type is not None:
+            http_attributes["error.type"] = self.error_type
+        instruments.request_duration.record(duration, http_attributes)
+
+        time_to_first_chunk = None if self.first_chunk_at is None else self.first_chunk_at - self.started
+        if self.operation is not None:
+            # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
+            self.model_label = self._shared.models.label(self.facts.model, admit=self.status != 404)
+            self._record_generation(report, duration, time_to_first_chunk, ended)
+
+        end_ns = self._started_ns + int(duration * 1e9)
+        if self._genai_span is not None:
+            self._finish_genai_span(report, time_to_first_chunk, end_ns)
+        server = self._server_span
+        if self.status is not None:
+            server.set_attribute("http.response.status_code", self.status)
+        if self.error_type is not None:
+            server.set_attribute("error.type", self.error_type)
+        if self.error_type is not None and (self.status is None or self.status >= 500 or not self.error_type.isdigit()):
+            server.set_status(Status(StatusCode.ERROR, self.error_message))
+        server.end(end_time=end_ns)
+
+        shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
+
+    def _is_streaming_generation(self) -> bool:
+        return self.facts.stream and self.operation not in (None, ollama.EMBEDDINGS)
+
+    def _generation_attributes(self) -> dict[str, Any]:
+        return {
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.operation.name": self.operation,
+            "gen_ai.request.model": self.model_label,
+        }
+
+    def _record_generation(self, report: Report, duration: float, ttfc: float | None, ended: float) -> None:
+        instruments = self._shared.instruments
+        attributes = self._generation_attributes()
+        outcome = dict(attributes)
+        if self.error_type is not None:
+            outcome["error.type"] = self.error_type
+        instruments.genai_request_duration.record(duration, outcome)
+
+        if self._is_streaming_generation() and ttfc is not None and self.status == 200:
+            instruments.time_to_first_token.record(ttfc, attributes)
+        if report.input_tokens is not None:
+            instruments.prompt_tokens.add(report.input_tokens, attributes)
+            instruments.token_usage.record(report.input_tokens, {**attributes, "gen_ai.token.type": "input"})
+        if report.output_tokens is not None:
+            instruments.generated_tokens.add(report.output_tokens, attributes)
+            instruments.token_usage.record(report.output_tokens, {**attributes, "gen_ai.token.type": "output"})
+        per_token = self._time_per_output_token(report, ended)
+        if per_token is not None:
+            instruments.time_per_output_token.record(per_token, attributes)
+        for histogram, seconds in (
+            (instruments.load_duration, report.load_s),
+            (instruments.prompt_eval_duration, report.prompt_eval_s),
+            (instruments.eval_duration, report.eval_s),
+        ):
+            if seconds is not None:
+                histogram.record(seconds, attributes)
+        if report.load_s is not None and report.load_s >= self._shared.settings.cold_load_threshold_s:
+            instruments.model_loads.add(1, attributes)
+
+    def _time_per_output_token(self, report: Report, ended: float) -> float | None:
+        if report.eval_s is not None and report.output_tokens:
+            return report.eval_s / report.output_tokens
+        if self.first_chunk_at is not None and report.output_tokens and report.output_tokens > 1:
+            return (ended - self.first_chunk_at) / (report.output_tokens - 1)
+        return None
+
+    def _finish_genai_span(self, report: Report, ttfc: float | None, end_ns: int) -> None:
+        span = self._genai_span
+        assert span is not None
+        if report.response_model:
+            span.set_attribute("gen_ai.response.model", report.response_model)
+        if report.input_tokens is not None:
+            span.set_attribute("gen_ai.usage.input_tokens", report.input_tokens)
+        if report.output_tokens is not None:
+            span.set_attribute("gen_ai.usage.output_tokens", report.output_tokens)
+        if report.finish_reason:
+            span.set_attribute("gen_ai.response.finish_reasons", [report.finish_reason])
+        if ttfc is not None:
+            span.set_attribute("gen_ai.response.time_to_first_chunk", ttfc)
+        if self.error_type is not None:
+            span.set_attribute("error.type", self.error_type)
+            span.set_status(Status(StatusCode.ERROR, self.error_message or report.error))
+        if self._shared.settings.capture_content and self._request_body is not None:
+            span.set_attribute("gen_ai.input.messages", _input_messages(self._request_body))
+        self._add_phase_spans(report, end_ns)
+        span.end(end_time=end_ns)
+
+    def _add_phase_spans(self, report: Report, end_ns: int) -> None:
+        """Ollama's phases on the timeline, back to back and ending with the last chunk (when eval ends)."""
+        phases = [
+            (name, int(seconds * 1e9))
+            for name, seconds in (
+                ("ollama.load", report.load_s),
+                ("ollama.prompt_eval", report.prompt_eval_s),
+                ("ollama.eval", report.eval_s),
+            )
+            if seconds is not None
+        ]
+        if not phases:
+            return
+        cursor = max(self._started_ns, end_ns - sum(length for _, length in phases))
+        parent = trace.set_span_in_context(self._genai_span)  # type: ignore[arg-type]
+        for name, length in phases:
+            phase = self._shared.tracer.start_span(name, context=parent, start_time=cursor)
+            phase.end(end_time=cursor + length)
+            cursor += length
+
+    def _recent_entry(self, report: Report, duration: float, ttfc: float | None, ended: float) -> dict[str, Any]:
+        context = self._server_span.get_span_context()
+        tokens_per_second = None
+        if report.output_tokens and report.eval_s:
+            tokens_per_second = report.output_tokens / report.eval_s
+        elif report.output_tokens and self.first_chunk_at is not None and ended > self.first_chunk_at:
+            tokens_per_second = report.output_tokens / (ended - self.first_chunk_at)
+        return {
+            "start_time": datetime.fromtimestamp(self._started_ns / 1e9, tz=timezone.utc).isoformat(),
+            "trace_id": format(context.trace_id, "032x"),
+            "method": self.method,
+            "route": self.route,
+            "operation": self.operation,
+            "model": self.facts.model if self.model_label not in (None, "other") else self.model_label,
+            "stream": self.facts.stream,
+            "status": self.status,
+            "duration_s": duration,
+            "time_to_first_token_s": ttfc if self._is_streaming_generation() and self.status == 200 else None,
+            "input_tokens": report.input_tokens,
+            "output_tokens": report.output_tokens,
+            "tokens_per_second": tokens_per_second,
+            "load_s": report.load_s,
+            "prompt_eval_s": report.prompt_eval_s,
+            "eval_s": report.eval_s,
+            "ollama_total_s": report.total_s,
+            "error_type": self.error_type,
+            "error": self.error_message or report.error,
+        }
+
+
+def _input_messages(body: bytes) -> str:
+    """The prompt as JSON, recorded only when the user opted in to message capture."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return ""
+    if not isinstance(parsed, dict):
+        return ""
+    if "messages" in parsed:
+        return json.dumps(parsed["messages"])
+    prompt = parsed.get("prompt", parsed.get("input"))
+    return json.dumps([{"role": "user", "content": prompt}])

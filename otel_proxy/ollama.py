@@ -1,0 +1,199 @@
+"""What the proxy knows of Ollama's wire formats.
+
+Endpoints and the GenAI operation each one performs, how to learn the model and the
+``stream`` flag from a request body, and where Ollama reports its counts and timings:
+the final ``"done": true`` line of an /api NDJSON stream, the JSON body of a
+non-streaming call, and the ``usage`` chunk of an OpenAI-compatible SSE stream.
+Durations on the wire are nanoseconds; everything returned here is in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CHAT = "chat"
+TEXT_COMPLETION = "text_completion"
+EMBEDDINGS = "embeddings"
+
+OPERATIONS: dict[str, str] = {
+    "/api/chat": CHAT,
+    "/api/generate": TEXT_COMPLETION,
+    "/api/embed": EMBEDDINGS,
+    "/api/embeddings": EMBEDDINGS,
+    "/v1/chat/completions": CHAT,
+    "/v1/completions": TEXT_COMPLETION,
+    "/v1/embeddings": EMBEDDINGS,
+}
+
+# Every other endpoint Ollama documents; anything else is recorded as OTHER_ROUTE so
+# that a client probing random paths cannot grow the metrics.
+_PLAIN_ROUTES = {
+    "/",
+    "/api/version",
+    "/api/tags",
+    "/api/ps",
+    "/api/show",
+    "/api/pull",
+    "/api/push",
+    "/api/create",
+    "/api/copy",
+    "/api/delete",
+    "/v1/models",
+    "/v1/responses",
+}
+_TEMPLATE_ROUTES = (
+    ("/api/blobs/", "/api/blobs/{digest}"),
+    ("/v1/models/", "/v1/models/{model}"),
+)
+OTHER_ROUTE = "other"
+
+# Endpoints that stream unless the body says "stream": false.
+_STREAM_BY_DEFAULT = {"/api/chat", "/api/generate", "/api/pull", "/api/push", "/api/create"}
+
+_MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
+_STREAM_FIELD = re.compile(rb'"stream"\s*:\s*(true|false)')
+
+
+def route_of(path: str) -> str:
+    """The low-cardinality ``http.route`` for a request path."""
+    if path in OPERATIONS or path in _PLAIN_ROUTES:
+        return path
+    for prefix, template in _TEMPLATE_ROUTES:
+        if path.startswith(prefix) and len(path) > len(prefix):
+            return template
+    return OTHER_ROUTE
+
+
+@dataclass(frozen=True)
+class RequestFacts:
+    """What the proxy learns from a request body's first bytes."""
+
+    model: str | None
+    stream: bool
+    include_usage: bool = False
+
+
+def read_request(route: str, body_prefix: bytes, complete: bool) -> RequestFacts:
+    """Model and stream flag from a body (or its first bytes, if ``complete`` is false).
+
+    Bodies that are not JSON are Ollama's to reject; the proxy just learns nothing.
+    """
+    stream_default = route in _STREAM_BY_DEFAULT
+    if complete:
+        try:
+            body = json.loads(body_prefix)
+        except ValueError:
+            return RequestFacts(None, stream_default)
+        if not isinstance(body, dict):
+            return RequestFacts(None, stream_default)
+        model = body.get("model")
+        stream = body.get("stream", stream_default)
+        options = body.get("stream_options")
+        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        return RequestFacts(
+            model if isinstance(model, str) and model else None,
+            stream if isinstance(stream, bool) else stream_default,
+            include_usage,
+        )
+    # A body larger than the prefix (a long prompt, images): find the fields by pattern.
+    model_match = _MODEL_FIELD.search(body_prefix)
+    stream_match = _STREAM_FIELD.search(body_prefix)
+    model = json.loads(b'"' + model_match.group(1) + b'"') if model_match else None
+    stream = stream_match.group(1) == b"true" if stream_match else stream_default
+    return RequestFacts(model, stream, b'"include_usage":true' in body_prefix.replace(b" ", b""))
+
+
+@dataclass
+class Report:
+    """Counts and timings Ollama reported for one request; None where it reported nothing."""
+
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    finish_reason: str | None = None
+    response_model: str | None = None
+    load_s: float | None = None
+    prompt_eval_s: float | None = None
+    eval_s: float | None = None
+    total_s: float | None = None
+    error: str | None = None
+    output_counted_from_chunks: bool = False
+
+
+def _seconds(value: Any) -> float | None:
+    return value / 1e9 if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _error_text(error: Any) -> str | None:
+    if isinstance(error, str):
+        return error
+    if isinstance(error, dict):  # the OpenAI-compatible shape: {"error": {"message": ...}}
+        return str(error.get("message") or error)
+    return None
+
+
+def report_from_native(body: dict[str, Any]) -> Report:
+    """A final /api chunk or non-streaming /api body (generate, chat, embed)."""
+    return Report(
+        input_tokens=_count(body.get("prompt_eval_count")),
+        output_tokens=_count(body.get("eval_count")),
+        finish_reason=body.get("done_reason") if isinstance(body.get("done_reason"), str) else None,
+        response_model=body.get("model") if isinstance(body.get("model"), str) else None,
+        load_s=_seconds(body.get("load_duration")),
+        prompt_eval_s=_seconds(body.get("prompt_eval_duration")),
+        eval_s=_seconds(body.get("eval_duration")),
+        total_s=_seconds(body.get("total_duration")),
+        error=_error_text(body.get("error")),
+    )
+
+
+def report_from_openai(body: dict[str, Any]) -> Report:
+    """A /v1 JSON body or SSE chunk: ``usage`` and the first choice's finish reason."""
+    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    choices = body.get("choices")
+    finish = None
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        finish = choices[0].get("finish_reason")
+    return Report(
+        input_tokens=_count(usage.get("prompt_tokens")),
+        output_tokens=_count(usage.get("completion_tokens")),
+        finish_reason=finish if isinstance(finish, str) else None,
+        response_model=body.get("model") if isinstance(body.get("model"), str) else None,
+        error=_error_text(body.get("error")),
+    )
+
+
+def report_from_body(route: str, body: bytes) -> Report:
+    """The report carried by a complete, non-streaming response body."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return Report(error="response body is not JSON") if body else Report()
+    if not isinstance(parsed, dict):
+        return Report()
+    return report_from_openai(parsed) if route.startswith("/v1/") else report_from_native(parsed)
+
+
+_TAIL_FIELDS = re.compile(
+    rb'(?<!\\)"(prompt_eval_count|eval_count|prompt_tokens|completion_tokens|'
+    rb'load_duration|prompt_eval_duration|eval_duration|total_duration)":\s*(\d+)'
+)
+
+
+def report_from_tail(route: str, tail: bytes) -> Report:
+    """For bodies too large to keep whole: the numeric fields Ollama writes last."""
+    fields = {name.decode(): int(value) for name, value in _TAIL_FIELDS.findall(tail)}
+    if route.startswith("/v1/"):
+        return report_from_openai({"usage": fields})
+    return report_from_native(fields)
+
+
+# Every /v1 stream chunk that carries content has a null finish reason (Go's encoding);
+# the closing chunk names the reason and the usage chunk has no choices at all.
+SSE_CONTENT_CHUNK_MARKER = b'"finish_reason":null'

@@ -1,0 +1,42 @@
+"""What both services' command lines share: flags with environment fallbacks, logging, serving."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import uvicorn
+
+T = TypeVar("T")
+
+
+def env_default(name: str, default: T, cast: Callable[[str], T]) -> T:
+    """The value of environment variable ``name`` (flags still win), or ``default``."""
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return cast(raw)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={raw!r} is not valid: {exc}") from exc
+
+
+def add_flag(parser: argparse.ArgumentParser, flag: str, env: str, default: T, cast: Callable[[str], T], help: str) -> None:
+    parser.add_argument(flag, type=cast, default=env_default(env, default, cast), help=f"{help} (env {env}; default {default})")
+
+
+def configure_logging() -> None:
+    level = os.environ.get("LOG_LEVEL", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is the metrics' job
+
+
+def serve(app: Any, host: str, port: int) -> None:
+    """Run an ASGI app with uvicorn's fastest settings; access logging is the metrics' job."""
+    uvicorn.run(
+        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        server_header=False, date_header=False,  # the upstream's own headers pass through
+    )

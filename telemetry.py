@@ -1,0 +1,149 @@
+"""The OpenTelemetry set-up both services share: resource, readers, exporters.
+
+The SDK is configured in code, but the standard environment variables still rule:
+``OTEL_SERVICE_NAME`` and ``OTEL_RESOURCE_ATTRIBUTES`` shape the resource,
+``OTEL_EXPORTER_OTLP_ENDPOINT`` (or the per-signal ``..._TRACES_ENDPOINT`` /
+``..._METRICS_ENDPOINT``) turns on OTLP/HTTP export, and ``OTEL_TRACES_EXPORTER`` /
+``OTEL_METRICS_EXPORTER`` (``otlp``, ``console``, ``none``, comma-separated) choose
+the exporters explicitly. Prometheus pull on ``/metrics`` is always on; each
+service gets its own registry so two services can live in one test process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import Meter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
+from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.trace import Tracer
+from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+log = logging.getLogger(__name__)
+
+PROMETHEUS_CONTENT_TYPE = CONTENT_TYPE_LATEST
+_OTLP_ENDPOINT_VARIABLES = {
+    "traces": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    "metrics": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
+}
+_KNOWN_EXPORTERS = {"otlp", "console", "none"}
+
+
+def exporters_for(signal: str, environ: Mapping[str, str]) -> set[str]:
+    """Which push exporters a signal ("traces" or "metrics") uses under this environment."""
+    chosen = environ.get(f"OTEL_{signal.upper()}_EXPORTER", "").strip().lower()
+    if not chosen:
+        has_endpoint = any(environ.get(name) for name in _OTLP_ENDPOINT_VARIABLES[signal])
+        return {"otlp"} if has_endpoint else set()
+    names = {name.strip() for name in chosen.split(",") if name.strip()}
+    for unknown in sorted(names - _KNOWN_EXPORTERS):
+        log.warning("OTEL_%s_EXPORTER=%s is not supported here (use otlp, console or none); ignored", signal.upper(), unknown)
+    return names & {"otlp", "console"}
+
+
+def build_resource(default_service_name: str, instance_id: str, environ: Mapping[str, str]) -> Resource:
+    """The resource: env (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) wins over our defaults."""
+    defaults = Resource(
+        {
+            "service.name": default_service_name,
+            "service.namespace": "ollama-monitoring",
+            "service.instance.id": instance_id,
+            "host.name": socket.gethostname(),
+        }
+    )
+    # The detector reads os.environ; honour a caller-supplied mapping for tests.
+    saved = {name: os.environ.get(name) for name in ("OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME")}
+    try:
+        for name in saved:
+            if name in environ:
+                os.environ[name] = environ[name]
+            else:
+                os.environ.pop(name, None)
+        from_env = OTELResourceDetector().detect()
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+    return Resource.create({}).merge(defaults).merge(from_env)
+
+
+@dataclass
+class Telemetry:
+    """What a service needs from OpenTelemetry: its meter, tracer and Prometheus registry."""
+
+    resource: Resource
+    meter_provider: MeterProvider
+    tracer_provider: TracerProvider
+    registry: CollectorRegistry
+
+    def meter(self, name: str) -> Meter:
+        return self.meter_provider.get_meter(name)
+
+    def tracer(self, name: str) -> Tracer:
+        return self.tracer_provider.get_tracer(name)
+
+    def prometheus_text(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def shutdown(self) -> None:
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
+
+
+def setup_telemetry(
+    default_service_name: str,
+    instance_id: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    extra_span_processors: Sequence[SpanProcessor] = (),
+) -> Telemetry:
+    """Build providers for one service. Nothing global is set here; ``__main__`` may do that."""
+    environ = os.environ if environ is None else environ
+    resource = build_resource(default_service_name, instance_id, environ)
+
+    registry = CollectorRegistry(auto_describe=True)
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # the service's own RSS, fds, GC
+        registry.register(collector)
+    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry, scope_info_enabled=False)]
+    metric_exporters = exporters_for("metrics", environ)
+    if "otlp" in metric_exporters:
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if "console" in metric_exporters:
+        readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+
+    tracer_provider = TracerProvider(resource=resource)
+    trace_exporters = exporters_for("traces", environ)
+    if "otlp" in trace_exporters:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        tracer_provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if "console" in trace_exporters:
+        tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    for processor in extra_span_processors:
+        tracer_provider.add_span_processor(processor)
+
+    log.info(
+        "telemetry for %s: prometheus pull on /metrics; push metrics=%s traces=%s",
+        resource.attributes.get("service.name"),
+        ",".join(sorted(metric_exporters)) or "none",
+        ",".join(sorted(trace_exporters)) or "none",
+    )
+    return Telemetry(resource, meter_provider, tracer_provider, registry)

@@ -1,0 +1,515 @@
+"""A stand-in for Ollama that speaks its documented wire formats exactly.
+
+NDJSON streams of /api/generate and /api/chat end in the ``"done": true`` chunk with
+``done_reason``, counts and nanosecond timings; /v1 streams are SSE with the usage
+chunk (when ``stream_options.include_usage``) and ``data: [DONE]``; errors use Ollama's
+bodies (``{"error": "..."}`` on /api, the OpenAI shape on /v1). JSON is written the way
+Go writes it: compact, no spaces.
+
+Run it: ``python -m tests.fake_ollama --port 11434 [--token-delay 0.01]``.
+
+Beyond Ollama's API it serves ``/fake/stats`` (ground truth: what it reported, per
+model) and ``/fake/configure`` (answers for a model, delays), and it knows a few model
+names that misbehave on purpose: ``fault-reset`` (connection dropped mid-stream),
+``fault-stall`` (stops sending mid-stream), ``fault-malformed`` (a line that is not
+JSON, then the end), ``fault-nobody`` (200 with an empty body).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+
+def go_json(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class FakeModel:
+    name: str
+    size: int
+    size_vram: int
+    family: str = "llama"
+    parameter_size: str = "1.2B"
+    answer: str | None = None  # fixed text instead of "tok0 tok1 ..."
+
+
+DEFAULT_MODELS = {
+    "llama3.2:1b": FakeModel("llama3.2:1b", 1_321_098_329, 1_321_098_329),
+    "qwen2.5:7b": FakeModel("qwen2.5:7b", 6_010_000_000, 4_500_000_000, family="qwen2", parameter_size="7.6B"),
+    "phi3:mini": FakeModel("phi3:mini", 2_400_000_000, 2_400_000_000, family="phi3", parameter_size="3.8B"),
+    "nomic-embed-text:latest": FakeModel("nomic-embed-text:latest", 274_302_450, 274_302_450, family="nomic-bert", parameter_size="137M"),
+}
+FAULT_MODELS = {"fault-reset", "fault-stall", "fault-malformed", "fault-nobody"}
+
+
+@dataclass
+class Stats:
+    """What the fake reported, to compare the proxy's numbers against."""
+
+    requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    eval_seconds: float = 0.0
+    by_model: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    digests: dict[str, str] = field(default_factory=dict)
+    blob_bytes: int = 0
+    disconnects: int = 0
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "prompt_tokens": self.prompt_tokens,
+            "generated_tokens": self.generated_tokens,
+            "eval_seconds": self.eval_seconds,
+            "by_model": {name: dict(values) for name, values in self.by_model.items()},
+            "digests": self.digests,
+            "blob_bytes": self.blob_bytes,
+            "disconnects": self.disconnects,
+        }
+
+
+class FakeOllama:
+    def __init__(self, token_delay: float, load_delay: float, version: str = "0.12.6") -> None:
+        self.token_delay = token_delay
+        self.load_delay = load_delay
+        self.version = version
+        self.answer_delay = 0.0  # extra wait before the first byte (timeouts of callers)
+        self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
+        self.loaded: dict[str, datetime] = {}
+        self.stats = Stats()
+
+    # Helpers ----------------------------------------------------------------------------
+
+    async def _timed_load(self, model: str) -> int:
+        started = time.perf_counter()
+        if model not in self.loaded and self.load_delay:
+            await asyncio.sleep(self.load_delay)
+        self.loaded[model] = datetime.now(timezone.utc) + timedelta(minutes=5)
+        return int((time.perf_counter() - started) * 1e9) + 1_500_000  # Ollama's scheduling overhead, ~1.5 ms
+
+    def _tokens(self, model: str, count: int) -> list[str]:
+        fixed = self.models.get(model)
+        if fixed is not None and fixed.answer is not None:
+            return [fixed.answer]
+        return [f"tok{i} " for i in range(count)]
+
+    def _record(self, endpoint: str, model: str, prompt_tokens: int, eval_count: int, eval_seconds: float) -> None:
+        self.stats.requests[endpoint] += 1
+        self.stats.prompt_tokens += prompt_tokens
+        self.stats.generated_tokens += eval_count
+        self.stats.eval_seconds += eval_seconds
+        per_model = self.stats.by_model[model]
+        per_model["requests"] += 1
+        per_model["prompt_tokens"] += prompt_tokens
+        per_model["generated_tokens"] += eval_count
+        per_model["eval_seconds"] += eval_seconds
+
+    @staticmethod
+    def _prompt_tokens(body: dict[str, Any]) -> int:
+        if "messages" in body:
+            text = " ".join(str(message.get("content", "")) for message in body["messages"] if isinstance(message, dict))
+        else:
+            text = str(body.get("prompt", body.get("input", "")))
+        return max(1, len(text.split()))
+
+    async def _body(self, request: Request, openai: bool) -> dict[str, Any] | Response:
+        raw = await request.body()
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            if not raw:
+                return self._error(400, "EOF", openai)
+            return self._error(400, f"invalid character {chr(raw[0])!r} looking for beginning of value", openai)
+        if not isinstance(body, dict):
+            return self._error(400, "json: cannot unmarshal into Go value of type api.GenerateRequest", openai)
+        model = body.get("model")
+        if not model:
+            return self._error(400, "model is required", openai)
+        if model not in self.models and model not in FAULT_MODELS:
+            return self._error(404, f'model "{model}" not found, try pulling it first', openai)
+        return body
+
+    @staticmethod
+    def _error(status: int, message: str, openai: bool) -> Response:
+        if openai:
+            kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
+            payload: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": None}}
+        else:
+            payload = {"error": message}
+        return Response(go_json(payload), status_code=status, media_type="application/json; charset=utf-8")
+
+    def _digest(self, request: Request, chunks: list[bytes]) -> None:
+        request_id = request.headers.get("x-fake-request-id")
+        if request_id:
+            self.stats.digests[request_id] = hashlib.sha256(b"".join(chunks)).hexdigest()
+
+    # /api ---------------------------------------------------------------------------------
+
+    async def generate(self, request: Request) -> Response:
+        return await self._native(request, chat=False)
+
+    async def chat(self, request: Request) -> Response:
+        return await self._native(request, chat=True)
+
+    async def _native(self, request: Request, chat: bool) -> Response:
+        body = await self._body(request, openai=False)
+        if isinstance(body, Response):
+            return body
+        model = body["model"]
+        if model in FAULT_MODELS:
+            return self._fault(model)
+        options = body.get("options") or {}
+        limit = options.get("num_predict")
+        count = int(limit) if isinstance(limit, int) and limit > 0 else 8
+        done_reason = "length" if limit else "stop"
+        prompt_tokens = self._prompt_tokens(body)
+        endpoint = request.url.path
+
+        def head(text: str) -> dict[str, Any]:
+            message: dict[str, Any] = {"model": model, "created_at": now_rfc3339()}
+            if chat:
+                message["message"] = {"role": "assistant", "content": text}
+            else:
+                message["response"] = text
+            return message
+
+        def final(text: str, started: float, load_ns: int, prompt_ns: int, eval_ns: int, tokens: int) -> dict[str, Any]:
+            """The done chunk, fields in the order Go's structs declare them."""
+            end = head(text)
+            if chat:
+                end.update(done_reason=done_reason, done=True)
+            else:
+                end.update(done=True, done_reason=done_reason, context=list(range(1, prompt_tokens + tokens + 1)))
+            end.update(
+                total_duration=int((time.perf_counter() - started) * 1e9),
+                load_duration=load_ns,
+                prompt_eval_count=prompt_tokens,
+                prompt_eval_duration=prompt_ns,
+                eval_count=tokens,
+                eval_duration=eval_ns,
+            )
+            return end
+
+        async def load_and_read_prompt() -> tuple[int, int]:
+            await asyncio.sleep(self.answer_delay)
+            load_ns = await self._timed_load(model)
+            return load_ns, prompt_tokens * 20_000  # 20 µs a prompt token, as a small GPU does
+
+        tokens = self._tokens(model, count)
+        if body.get("stream", True) is False:
+            started = time.perf_counter()
+            load_ns, prompt_ns = await load_and_read_prompt()
+            eval_started = time.perf_counter()
+            await asyncio.sleep(self.token_delay * len(tokens))
+            eval_ns = int((time.perf_counter() - eval_started) * 1e9)
+            self._record(endpoint, model, prompt_tokens, len(tokens), eval_ns / 1e9)
+            answer = final("".join(tokens), started, load_ns, prompt_ns, eval_ns, len(tokens))
+            return Response(go_json(answer), media_type="application/json; charset=utf-8")
+
+        async def stream():
+            sent: list[bytes] = []
+            started = time.perf_counter()
+            try:
+                load_ns, prompt_ns = await load_and_read_prompt()
+                eval_started = time.perf_counter()
+                for token in tokens:
+                    await asyncio.sleep(self.token_delay)
+                    line = go_json({**head(token), "done": False}) + b"\n"
+                    sent.append(line)
+                    yield line
+                eval_ns = int((time.perf_counter() - eval_started) * 1e9)
+                line = go_json(final("", started, load_ns, prompt_ns, eval_ns, len(tokens))) + b"\n"
+                sent.append(line)
+                self._record(endpoint, model, prompt_tokens, len(tokens), eval_ns / 1e9)
+                self._digest(request, sent)
+                yield line
+            except asyncio.CancelledError:
+                self.stats.disconnects += 1
+                raise
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    def _fault(self, model: str) -> Response:
+        if model == "fault-nobody":
+            return Response(b"", media_type="application/x-ndjson")
+
+        async def stream():
+            for index in range(2):
+                await asyncio.sleep(self.token_delay)
+                yield go_json({"model": model, "created_at": now_rfc3339(), "response": f"tok{index} ", "done": False}) + b"\n"
+            if model == "fault-reset":
+                raise ConnectionResetError("fake Ollama dropped the connection mid-stream")
+            if model == "fault-stall":
+                await asyncio.sleep(3600)
+            if model == "fault-malformed":
+                yield b'{"model":"fault-malformed","response":\n'
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    async def embed(self, request: Request) -> Response:
+        body = await self._body(request, openai=False)
+        if isinstance(body, Response):
+            return body
+        started = time.perf_counter()
+        load_ns = await self._timed_load(body["model"])
+        inputs = body.get("input", "")
+        texts = inputs if isinstance(inputs, list) else [inputs]
+        prompt_tokens = sum(max(1, len(str(text).split())) for text in texts)
+        self._record(request.url.path, body["model"], prompt_tokens, 0, 0.0)
+        answer = {
+            "model": body["model"],
+            "embeddings": [[0.01 * (i + 1)] * 8 for i in range(len(texts))],
+            "total_duration": int((time.perf_counter() - started) * 1e9),
+            "load_duration": load_ns,
+            "prompt_eval_count": prompt_tokens,
+        }
+        return Response(go_json(answer), media_type="application/json; charset=utf-8")
+
+    async def embeddings_legacy(self, request: Request) -> Response:
+        body = await self._body(request, openai=False)
+        if isinstance(body, Response):
+            return body
+        await self._timed_load(body["model"])
+        self.stats.requests[request.url.path] += 1
+        return Response(go_json({"embedding": [0.5] * 8}), media_type="application/json; charset=utf-8")
+
+    async def ps(self, request: Request) -> Response:
+        running = []
+        for name, expires in self.loaded.items():
+            model = self.models.get(name)
+            if model is None:
+                continue
+            running.append(
+                {
+                    "name": name,
+                    "model": name,
+                    "size": model.size,
+                    "digest": hashlib.sha256(name.encode()).hexdigest(),
+                    "details": {
+                        "parent_model": "",
+                        "format": "gguf",
+                        "family": model.family,
+                        "families": [model.family],
+                        "parameter_size": model.parameter_size,
+                        "quantization_level": "Q4_K_M",
+                    },
+                    "expires_at": expires.isoformat(),
+                    "size_vram": model.size_vram,
+                    "context_length": 4096,
+                }
+            )
+        return Response(go_json({"models": running}), media_type="application/json; charset=utf-8")
+
+    async def tags(self, request: Request) -> Response:
+        models = [
+            {"name": m.name, "model": m.name, "modified_at": now_rfc3339(), "size": m.size, "digest": hashlib.sha256(m.name.encode()).hexdigest()}
+            for m in self.models.values()
+        ]
+        return Response(go_json({"models": models}), media_type="application/json; charset=utf-8")
+
+    async def version_info(self, request: Request) -> Response:
+        return Response(go_json({"version": self.version}), media_type="application/json; charset=utf-8")
+
+    async def root(self, request: Request) -> Response:
+        return Response("Ollama is running", media_type="text/plain; charset=utf-8")
+
+    async def pull(self, request: Request) -> Response:
+        async def stream():
+            for status in ("pulling manifest", "verifying sha256 digest", "writing manifest", "success"):
+                await asyncio.sleep(self.token_delay)
+                yield go_json({"status": status}) + b"\n"
+
+        return StreamingResponse(stream(), media_type="application/x-ndjson")
+
+    async def blob(self, request: Request) -> Response:
+        digest = request.path_params["digest"]
+        if request.method == "HEAD":
+            return Response(status_code=404)
+        hasher = hashlib.sha256()
+        async for part in request.stream():
+            hasher.update(part)
+            self.stats.blob_bytes += len(part)
+        if f"sha256:{hasher.hexdigest()}" != digest:
+            return self._error(400, "digest mismatch, expected " + digest, openai=False)
+        return Response(status_code=201)
+
+    # /v1 ----------------------------------------------------------------------------------
+
+    async def openai_chat(self, request: Request) -> Response:
+        return await self._openai(request, chat=True)
+
+    async def openai_completions(self, request: Request) -> Response:
+        return await self._openai(request, chat=False)
+
+    async def _openai(self, request: Request, chat: bool) -> Response:
+        body = await self._body(request, openai=True)
+        if isinstance(body, Response):
+            return body
+        model = body["model"]
+        limit = body.get("max_tokens")
+        count = int(limit) if isinstance(limit, int) and limit > 0 else 8
+        tokens = self._tokens(model, count)
+        finish = "length" if limit else "stop"
+        prompt_tokens = self._prompt_tokens(body)
+        ident = ("chatcmpl-" if chat else "cmpl-") + str(int(time.time() * 1000) % 1000)
+        kind = "chat.completion.chunk" if chat else "text_completion"
+
+        def choice(text: str, reason: str | None) -> dict[str, Any]:
+            if chat:
+                return {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": reason}
+            return {"text": text, "index": 0, "finish_reason": reason}
+
+        def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
+            payload: dict[str, Any] = {"id": ident, "object": kind, "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": choices}
+            if usage is not None:
+                payload["usage"] = usage
+            return b"data: " + go_json(payload) + b"\n\n"
+
+        if not body.get("stream", False):
+            await self._timed_load(model)
+            await asyncio.sleep(self.token_delay * len(tokens))
+            text = "".join(tokens)
+            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}
+            first = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish} if chat else {"text": text, "index": 0, "finish_reason": finish}
+            self._record(request.url.path, model, prompt_tokens, len(tokens), self.token_delay * len(tokens))
+            payload = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": [first], "usage": usage}
+            return Response(go_json(payload), media_type="application/json")
+
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+
+        async def stream():
+            sent: list[bytes] = []
+            await self._timed_load(model)
+            eval_started = time.perf_counter()
+            for token in tokens:
+                await asyncio.sleep(self.token_delay)
+                line = event([choice(token, None)])
+                sent.append(line)
+                yield line
+            eval_seconds = time.perf_counter() - eval_started
+            tail = [event([choice("", finish)])]
+            if include_usage:
+                tail.append(event([], {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}))
+            tail.append(b"data: [DONE]\n\n")
+            self._record(request.url.path, model, prompt_tokens, len(tokens), eval_seconds)
+            sent.extend(tail)
+            self._digest(request, sent)
+            for line in tail:
+                yield line
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def openai_embeddings(self, request: Request) -> Response:
+        body = await self._body(request, openai=True)
+        if isinstance(body, Response):
+            return body
+        await self._timed_load(body["model"])
+        inputs = body.get("input", "")
+        texts = inputs if isinstance(inputs, list) else [inputs]
+        prompt_tokens = sum(max(1, len(str(text).split())) for text in texts)
+        self._record(request.url.path, body["model"], prompt_tokens, 0, 0.0)
+        payload = {
+            "object": "list",
+            "data": [{"object": "embedding", "embedding": [0.25] * 8, "index": i} for i in range(len(texts))],
+            "model": body["model"],
+            "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
+        }
+        return Response(go_json(payload), media_type="application/json")
+
+    async def openai_models(self, request: Request) -> Response:
+        data = [{"id": m.name, "object": "model", "created": 0, "owned_by": "library"} for m in self.models.values()]
+        return Response(go_json({"object": "list", "data": data}), media_type="application/json")
+
+    async def not_found(self, request: Request) -> Response:
+        return Response("404 page not found", status_code=404, media_type="text/plain")
+
+    # The fake's own controls ---------------------------------------------------------------
+
+    async def fake_echo(self, request: Request) -> Response:
+        """What arrived: method, headers, query and body size (to check what the proxy forwards)."""
+        body = await request.body()
+        return JSONResponse(
+            {"method": request.method, "headers": request.headers.items(), "query": request.url.query, "body_bytes": len(body)},
+            headers={"x-fake-answer": "yes", "connection": "keep-alive, x-hop", "x-hop": "must-not-pass"},
+        )
+
+    async def fake_stats(self, request: Request) -> Response:
+        return JSONResponse(self.stats.as_json())
+
+    async def fake_configure(self, request: Request) -> Response:
+        """Set ``answers`` ({model: text}), ``remove_models``, ``answer_delay``, ``token_delay``, ``unload``."""
+        body = await request.json()
+        for model, text in (body.get("answers") or {}).items():
+            self.models.setdefault(model, FakeModel(model, 2_000_000_000, 2_000_000_000)).answer = text
+        for model in body.get("remove_models") or []:
+            self.models.pop(model, None)
+            self.loaded.pop(model, None)
+        if "answer_delay" in body:
+            self.answer_delay = float(body["answer_delay"])
+        if "token_delay" in body:
+            self.token_delay = float(body["token_delay"])
+        if body.get("unload"):
+            self.loaded.clear()
+        if body.get("reset_stats"):
+            self.stats = Stats()
+        return JSONResponse({"ok": True})
+
+
+def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
+    fake = FakeOllama(token_delay, load_delay)
+    routes = [
+        Route("/", fake.root, methods=["GET", "HEAD"]),
+        Route("/api/version", fake.version_info),
+        Route("/api/generate", fake.generate, methods=["POST"]),
+        Route("/api/chat", fake.chat, methods=["POST"]),
+        Route("/api/embed", fake.embed, methods=["POST"]),
+        Route("/api/embeddings", fake.embeddings_legacy, methods=["POST"]),
+        Route("/api/ps", fake.ps),
+        Route("/api/tags", fake.tags),
+        Route("/api/pull", fake.pull, methods=["POST"]),
+        Route("/api/blobs/{digest}", fake.blob, methods=["POST", "HEAD"]),
+        Route("/v1/chat/completions", fake.openai_chat, methods=["POST"]),
+        Route("/v1/completions", fake.openai_completions, methods=["POST"]),
+        Route("/v1/embeddings", fake.openai_embeddings, methods=["POST"]),
+        Route("/v1/models", fake.openai_models),
+        Route("/fake/stats", fake.fake_stats),
+        Route("/fake/echo", fake.fake_echo, methods=["GET", "POST", "PUT"]),
+        Route("/fake/configure", fake.fake_configure, methods=["POST"]),
+        Route("/{path:path}", fake.not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.fake = fake
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="A fake Ollama for tests and benchmarks")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=11434)
+    parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
+    parser.add_argument("--load-delay", type=float, default=0.3, help="seconds a cold model load takes")
+    args = parser.parse_args()
+    uvicorn.run(create_app(args.token_delay, args.load_delay), host=args.host, port=args.port, log_level="warning", access_log=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,133 @@
+"""Real servers on free ports for the tests: start, wait until they answer, stop, scrape."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+from prometheus_client.parser import text_string_to_metric_families
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_tool(name: str) -> str:
+    """The path of a tool the tests need. Missing in CI is a failure, never a skip."""
+    path = shutil.which(name)
+    if path is None:
+        raise AssertionError(f"{name} is not installed: run `make test`, which installs it (Debian: apt-get install {name})")
+    return path
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+@contextmanager
+def run_server(
+    args: Sequence[str],
+    port: int,
+    ready_path: str = "/",
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Iterator[Server]:
+    """Start ``args`` (a command that listens on ``port``), yield once ``ready_path`` answers."""
+    log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
+    full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
+    process = subprocess.Popen(list(args), cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    server = Server(f"http://127.0.0.1:{port}", port, process, Path(log_file.name))
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            if process.poll() is not None:
+                raise AssertionError(f"{args[0]} exited with {process.returncode}:\n{server.log()}")
+            try:
+                httpx.get(server.url + ready_path, timeout=1.0)
+                break
+            except httpx.HTTPError:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{' '.join(args)} did not answer on {server.url} within {timeout} s:\n{server.log()}")
+                time.sleep(0.05)
+        yield server
+    finally:
+        server.stop()
+        log_file.close()
+
+
+@contextmanager
+def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3) -> Iterator[Server]:
+    port = free_port()
+    args = [PYTHON, "-m", "tests.fake_ollama", "--port", str(port), "--token-delay", str(token_delay), "--load-delay", str(load_delay)]
+    with run_server(args, port, "/api/version") as server:
+        yield server
+
+
+@contextmanager
+def otel_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    port = free_port()
+    args = [PYTHON, "-m", "otel_proxy", "--port", str(port), "--upstream", upstream, *extra]
+    with run_server(args, port, "/-/healthy", env=env) as server:
+        yield server
+
+
+class Scrape:
+    """One scrape of a /metrics page: samples by name and labels."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.families = {family.name: family for family in text_string_to_metric_families(text)}
+        self.samples = [sample for family in self.families.values() for sample in family.samples]
+
+    def value(self, name: str, **labels: str) -> float:
+        """The sum of every sample called ``name`` whose labels include ``labels`` (0 if none)."""
+        return sum(s.value for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+    def series(self, name: str, **labels: str) -> list[dict[str, str]]:
+        return [s.labels for s in self.samples if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())]
+
+
+def scrape(url: str) -> Scrape:
+    answer = httpx.get(url + "/metrics", timeout=10)
+    assert answer.status_code == 200, answer.text
+    return Scrape(answer.text)
+
+
+def fake_stats(fake: Server) -> dict:
+    return httpx.get(fake.url + "/fake/stats").json()
+
+
+def configure_fake(fake: Server, **settings: object) -> None:
+    httpx.post(fake.url + "/fake/configure", json=settings).raise_for_status()
