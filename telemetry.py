@@ -127,9 +127,9 @@ def setup_telemetry(
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     if "console" in metric_exporters:
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers)
+    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
 
-    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider = TracerProvider(resource=resource, shutdown_on_exit=False)
     trace_exporters = exporters_for("traces", environ)
     if "otlp" in trace_exporters:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter

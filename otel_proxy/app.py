@@ -21,6 +21,7 @@ from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
 from otel_proxy.observer import ObserverContext
 from otel_proxy.recent import RecentRequests
+from otel_proxy.upstream import UpstreamTransport
 from telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
@@ -36,14 +37,16 @@ class _DropAbortedStreamTracebacks(logging.Filter):
 
 
 def upstream_client(settings: ProxySettings) -> httpx.AsyncClient:
+    plain_http = urlsplit(settings.upstream).scheme == "http"
     return httpx.AsyncClient(
+        transport=UpstreamTransport() if plain_http else None,
         timeout=httpx.Timeout(
             connect=settings.connect_timeout_s,
             read=settings.idle_timeout_s,
             write=settings.idle_timeout_s,
             pool=settings.connect_timeout_s,
         ),
-        # Streams can be long and many: never queue a request behind a pool limit.
+        # (https upstreams use httpx's own transport.) Streams can be long and many: never queue behind a pool limit.
         limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
         follow_redirects=False,
         trust_env=False,

@@ -1,0 +1,155 @@
+"""What the proxy adds: time to first token and streamed chunks per second, direct vs proxied.
+
+Every target is driven against the same fake Ollama in one run, so the figures are
+ratios measured side by side (these machines are shared and noisy; absolute numbers
+move, ratios much less). Targets: the fake directly, the proxy, and optionally the proxy
+with the OpenTelemetry SDK disabled (OTEL_SDK_DISABLED=true) and nginx as a plain
+reverse proxy with buffering off (the reference for the least a proxy adds).
+
+    python bench/proxy_overhead.py                       # issue 2's figures: c=1 and c=32
+    python bench/proxy_overhead.py --nginx --no-telemetry --concurrency 1 32 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.loadclient import RunResult, run  # noqa: E402
+from tests.harness import fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
+
+NGINX_CONF = """
+worker_processes 1;
+error_log {dir}/error.log warn;
+pid {dir}/nginx.pid;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
+  fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
+  upstream ollama {{ server 127.0.0.1:{upstream_port}; keepalive 512; }}
+  server {{
+    listen 127.0.0.1:{port};
+    location / {{
+      proxy_pass http://ollama;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 300s;
+    }}
+  }}
+}}
+"""
+
+
+@contextmanager
+def nginx(upstream_port: int) -> Iterator[tuple[str, int]]:
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    if not Path(binary).exists():
+        raise SystemExit("nginx is not installed: apt-get install nginx-light (or drop --nginx)")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        conf = Path(directory) / "nginx.conf"
+        conf.write_text(NGINX_CONF.format(dir=directory, port=port, upstream_port=upstream_port))
+        args = [binary, "-p", directory, "-c", str(conf), "-g", "daemon off;"]
+        with run_server(args, port, "/api/version") as server:
+            yield server.url, server.process.pid
+
+
+class PeakMemory:
+    """The highest RSS of a process while the benchmark runs (sampled every 50 ms)."""
+
+    def __init__(self, pid: int) -> None:
+        self.process = psutil.Process(pid)
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self.process.memory_info().rss)
+            time.sleep(0.05)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(url: str, pid: int | None, concurrency: int, total_requests: int, tokens: int) -> tuple[RunResult, float | None, float | None]:
+    body = {"model": "llama3.2:1b", "prompt": "benchmark", "options": {"num_predict": tokens}}
+    per_worker = max(1, total_requests // concurrency)
+    process = psutil.Process(pid) if pid else None
+    cpu_before = sum(process.cpu_times()[:2]) if process else 0.0
+    with ExitStack() as stack:
+        memory = stack.enter_context(PeakMemory(pid)) if pid else None
+        result = asyncio.run(run(url, "/api/generate", body, concurrency, per_worker))
+    cpu_ms_per_thousand = None
+    if process:
+        cpu_ms_per_thousand = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / (result.lines / 1000)
+    return result, cpu_ms_per_thousand, (memory.peak / 2**20 if memory else None)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
+    parser.add_argument("--requests", type=int, default=320, help="requests per target and concurrency")
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--token-delay", type=float, default=0.001)
+    parser.add_argument("--nginx", action="store_true", help="also measure nginx (proxy_buffering off)")
+    parser.add_argument("--no-telemetry", action="store_true", help="also measure the proxy with OTEL_SDK_DISABLED=true")
+    args = parser.parse_args()
+
+    with ExitStack() as stack:
+        fake = stack.enter_context(fake_ollama(token_delay=args.token_delay, load_delay=0))
+        targets: list[tuple[str, str, int | None]] = [("direct", fake.url, None)]
+        proxy = stack.enter_context(otel_proxy(fake.url))
+        targets.append(("proxy", proxy.url, proxy.process.pid))
+        if args.no_telemetry:
+            bare = stack.enter_context(otel_proxy(fake.url, env={"OTEL_SDK_DISABLED": "true"}))
+            targets.append(("proxy, telemetry off", bare.url, bare.process.pid))
+        if args.nginx:
+            url, pid = stack.enter_context(nginx(fake.port))
+            targets.append(("nginx", url, pid))
+
+        for _, url, _ in targets:  # warm up: model loaded, connections and caches hot
+            measure(url, None, 4, 40, args.tokens)
+
+        print(f"{args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row\n")
+        print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        for concurrency in args.concurrency:
+            baseline: RunResult | None = None
+            for name, url, pid in targets:
+                result, cpu, rss = measure(url, pid, concurrency, args.requests, args.tokens)
+                if baseline is None:
+                    baseline = result
+                added_p50 = (result.p50 - baseline.p50) * 1000
+                added_p99 = (result.percentile(99) - baseline.percentile(99)) * 1000
+                print(
+                    f"| {name} | {concurrency} | {result.requests} | {result.errors} | {result.p50 * 1000:.2f} | "
+                    f"{result.percentile(99) * 1000:.2f} | {added_p50:+.2f} | {added_p99:+.2f} | {result.lines_per_second:,.0f} | "
+                    f"{'' if cpu is None else f'{cpu:.1f}'} | {'' if rss is None else f'{rss:.0f}'} |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()
