@@ -33,6 +33,7 @@ from tests.harness import fake_ollama, free_port, otel_proxy, run_server  # noqa
 
 NGINX_CONF = """
 worker_processes 1;
+master_process off;
 error_log {dir}/error.log warn;
 pid {dir}/nginx.pid;
 events {{ worker_connections 4096; }}

@@ -28,20 +28,23 @@ READ_SIZE = 64 * 1024
 class _Response:
     """Parser callbacks for one response: status, headers, body pieces, completion."""
 
-    __slots__ = ("headers", "body", "headers_done", "complete", "_name")
+    __slots__ = ("headers", "body", "headers_done", "complete", "keep_alive", "parser")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
         self.body: list[bytes] = []
         self.headers_done = False
         self.complete = False
-        self._name = b""
+        self.keep_alive = False
+        self.parser: Any = None
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
         self.headers_done = True
+        # llhttp forgets this once the message is complete, so ask while the headers are fresh.
+        self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(bytes(body))
@@ -168,7 +171,7 @@ class _BodyStream(httpx.AsyncByteStream):
             watchdog.stop()
 
     async def aclose(self) -> None:
-        if self._state.complete and not self._until_eof and self._parser.should_keep_alive():
+        if self._state.complete and not self._until_eof and self._state.keep_alive:
             self._transport._release(self._connection)
         else:
             self._connection.close()
@@ -235,7 +238,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     async def _exchange(self, connection: _Connection, request: httpx.Request, read_timeout: float | None, write_timeout: float | None) -> httpx.Response:
         await self._send_request(connection, request, write_timeout)
         state = _Response()
-        parser = httptools.HttpResponseParser(state)
+        parser = state.parser = httptools.HttpResponseParser(state)
         reader = connection.reader
         while not state.headers_done:
             try:
