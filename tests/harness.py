@@ -131,3 +131,11 @@ def fake_stats(fake: Server) -> dict:
 
 def configure_fake(fake: Server, **settings: object) -> None:
     httpx.post(fake.url + "/fake/configure", json=settings).raise_for_status()
+
+
+@contextmanager
+def hw_collector(ollama: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+    port = free_port()
+    args = [PYTHON, "-m", "hw_collector", "--port", str(port), "--ollama", ollama, *extra]
+    with run_server(args, port, "/-/healthy", env=env) as server:
+        yield server

@@ -7,6 +7,7 @@ import re
 from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from prometheus_client.parser import text_string_to_metric_families
 
+from hw_collector.instruments import CATALOGUE, register
 from otel_proxy.instruments import ProxyInstruments
 from telemetry import setup_telemetry
 from tests.harness import ROOT
@@ -21,9 +22,9 @@ def documented(section: str) -> dict[str, str]:
     return {m.group(1): m.group(2) for m in re.finditer(r"^\| `([a-z_:]+)` \| (\w+) \|", table, re.M)}
 
 
-def exported(instruments: object, telemetry) -> dict[str, str]:
-    """Record once on every instrument and read back the Prometheus families."""
-    for instrument in vars(instruments).values():
+def exported(instruments: object | None, telemetry) -> dict[str, str]:
+    """Record once on every (synchronous) instrument and read back the Prometheus families."""
+    for instrument in vars(instruments).values() if instruments is not None else ():
         if isinstance(instrument, (Counter, UpDownCounter)):
             instrument.add(1)
         elif isinstance(instrument, Histogram):
@@ -38,9 +39,20 @@ def exported(instruments: object, telemetry) -> dict[str, str]:
     return names
 
 
+def own(names: dict[str, str]) -> dict[str, str]:
+    return {name: kind for name, kind in names.items() if not name.startswith(("process_resident", "process_virtual", "process_cpu_seconds", "process_open_fds", "process_max_fds", "process_start_time", "python_"))}
+
+
+def test_hw_collector_metrics_table_matches_the_catalogue():
+    telemetry = setup_telemetry("hw-collector", "test", environ={})
+    snapshot = {spec.name: [(1.0, {})] for spec in CATALOGUE}
+    register(telemetry.meter("hw_collector"), lambda: snapshot)
+    names = exported(None, telemetry)
+    assert documented("hw-metrics") == own(names)
+
+
 def test_proxy_metrics_table_matches_the_catalogue():
     telemetry = setup_telemetry("otel-proxy", "test", environ={})
     names = exported(ProxyInstruments(telemetry.meter("otel_proxy")), telemetry)
-    names = {name: kind for name, kind in names.items() if not name.startswith(("process_", "python_"))}
     assert "process_resident_memory_bytes" in telemetry.prometheus_text().decode()
-    assert documented("proxy-metrics") == names
+    assert documented("proxy-metrics") == own(names)

@@ -1,0 +1,1 @@
+"""Real hardware and Ollama-residency gauges, from the sources that measure them."""

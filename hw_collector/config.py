@@ -1,0 +1,19 @@
+"""The hardware collector's settings, built once in ``__main__``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CollectorSettings:
+    host: str = "127.0.0.1"
+    port: int = 8002
+    ollama: str = "http://127.0.0.1:11434"
+    interval_s: float = 5.0  # how often the sampler refreshes the snapshot that /metrics reads
+    sysfs_root: str = "/sys"  # where drm/ and powercap/ live (tests point it at a recorded tree)
+    macmon: str = "macmon"  # the macmon binary (Apple Silicon)
+
+    @property
+    def instance_id(self) -> str:
+        return f"{self.host}:{self.port}"

@@ -1,0 +1,82 @@
+"""The hardware collector's metric catalogue: every instrument, its unit and description.
+
+All are observable: their callbacks read the sampler's latest snapshot and never block.
+Names follow the OpenTelemetry semantic conventions for system, process and hardware
+metrics; docs/metrics.md lists them under their Prometheus names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from opentelemetry.metrics import CallbackOptions, Meter, Observation
+
+CPU_UTILIZATION = "system.cpu.utilization"
+MEMORY_USAGE = "system.memory.usage"
+MEMORY_LIMIT = "system.memory.limit"
+MEMORY_UTILIZATION = "system.memory.utilization"
+PAGING_USAGE = "system.paging.usage"
+PAGING_UTILIZATION = "system.paging.utilization"
+PROCESS_CPU_UTILIZATION = "process.cpu.utilization"
+PROCESS_MEMORY_USAGE = "process.memory.usage"
+GPU_UTILIZATION = "hw.gpu.utilization"
+GPU_MEMORY_USAGE = "hw.gpu.memory.usage"
+GPU_MEMORY_LIMIT = "hw.gpu.memory.limit"
+TEMPERATURE = "hw.temperature"
+POWER = "hw.power"
+ENERGY = "hw.energy"
+LOADED_MODEL_SIZE = "ollama.loaded_model.size"
+LOADED_MODEL_VRAM = "ollama.loaded_model.vram"
+LOADED_MODEL_EXPIRY = "ollama.loaded_model.expiry"
+LOADED_MODELS = "ollama.loaded_models"
+OLLAMA_UP = "ollama.up"
+SOURCE_UP = "hw_collector.source.up"
+
+
+@dataclass(frozen=True)
+class Spec:
+    name: str
+    unit: str
+    description: str
+    counter: bool = False  # an observable counter (monotonic total) rather than a gauge
+
+
+CATALOGUE = (
+    Spec(CPU_UTILIZATION, "1", "CPU busy fraction, 0..1: overall, and per logical CPU (cpu.logical_number)."),
+    Spec(MEMORY_USAGE, "By", "Host memory in bytes by system.memory.state (used, free, cached, buffers)."),
+    Spec(MEMORY_LIMIT, "By", "Total host memory in bytes."),
+    Spec(MEMORY_UTILIZATION, "1", "Used host memory as a fraction of the total, 0..1."),
+    Spec(PAGING_USAGE, "By", "Swap in bytes by system.paging.state (used, free)."),
+    Spec(PAGING_UTILIZATION, "1", "Used swap as a fraction of the total, 0..1."),
+    Spec(PROCESS_CPU_UTILIZATION, "1", "CPU used by the Ollama process tree (serve and runners), as a fraction of all CPUs."),
+    Spec(PROCESS_MEMORY_USAGE, "By", "Resident memory of the Ollama process tree in bytes."),
+    Spec(GPU_UTILIZATION, "1", "GPU busy fraction, 0..1, per device (NVML, amdgpu sysfs, macmon or ioreg)."),
+    Spec(GPU_MEMORY_USAGE, "By", "GPU memory in use, bytes, per device."),
+    Spec(GPU_MEMORY_LIMIT, "By", "GPU memory size, bytes, per device."),
+    Spec(TEMPERATURE, "Cel", "Temperature in degrees Celsius, per GPU and per host sensor (hw.sensor_location)."),
+    Spec(POWER, "W", "Power draw in watts, by hw.type (gpu, cpu, dram, ane, system)."),
+    Spec(ENERGY, "J", "Energy used in joules since the collector (or, for NVML, the driver) started, by hw.type.", counter=True),
+    Spec(LOADED_MODEL_SIZE, "By", "Size of each model Ollama has loaded (/api/ps size), by model."),
+    Spec(LOADED_MODEL_VRAM, "By", "GPU memory each loaded model occupies (/api/ps size_vram), by model."),
+    Spec(LOADED_MODEL_EXPIRY, "s", "When Ollama will unload each model, unix seconds (/api/ps expires_at)."),
+    Spec(LOADED_MODELS, "{model}", "Models Ollama has loaded now."),
+    Spec(OLLAMA_UP, "1", "1 when Ollama answered the last /api/ps, else 0; ollama.version names its version."),
+    Spec(SOURCE_UP, "1", "1 for each measurement source active on this machine, 0 for one unavailable or failing."),
+)
+
+Measurements = dict[str, list[tuple[float, dict[str, str | int]]]]
+
+
+def register(meter: Meter, snapshot: Callable[[], Measurements]) -> None:
+    """Create every instrument, each reading its own series from the latest snapshot."""
+
+    def observer(name: str) -> Callable[[CallbackOptions], Iterable[Observation]]:
+        def observe(options: CallbackOptions) -> Iterable[Observation]:
+            return [Observation(value, attributes) for value, attributes in snapshot().get(name, ())]
+
+        return observe
+
+    for spec in CATALOGUE:
+        create = meter.create_observable_counter if spec.counter else meter.create_observable_gauge
+        create(spec.name, callbacks=[observer(spec.name)], unit=spec.unit, description=spec.description)

@@ -1,0 +1,71 @@
+"""The hardware collector as a real process, scraped over HTTP."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import httpx
+import psutil
+
+from tests.harness import ROOT, free_port, hw_collector, scrape
+from tests.test_hw_sources import amd_tree
+
+STAND_INS = ROOT / "tests" / "stand_ins"
+
+
+def scrape_after_samples(url: str, seconds: float = 1.2):
+    time.sleep(seconds)
+    return scrape(url)
+
+
+def test_collector_reports_host_values_in_range_and_no_gpu_series_without_a_gpu(fake, tmp_path):
+    httpx.post(fake.url + "/api/chat", json={"model": "llama3.2:1b", "messages": [], "stream": False}, timeout=30)
+    httpx.post(fake.url + "/api/generate", json={"model": "qwen2.5:7b", "prompt": "x", "stream": False}, timeout=30)
+    # An empty sysfs tree: this machine's view of a host with no GPU, whatever the CI host has.
+    with hw_collector(fake.url, "--interval", "0.5", "--sysfs-root", str(tmp_path)) as collector:
+        metrics = scrape_after_samples(collector.url)
+        listed = httpx.get(fake.url + "/api/ps").json()["models"]
+
+    overall = metrics.value("system_cpu_utilization", cpu_logical_number="")
+    assert 0 <= overall <= 1
+    per_cpu = metrics.series("system_cpu_utilization")
+    assert len(per_cpu) == 1 + psutil.cpu_count()
+    limit = metrics.value("system_memory_limit_bytes")
+    assert limit == psutil.virtual_memory().total
+    assert 0 < metrics.value("system_memory_usage_bytes", system_memory_state="used") <= limit
+    assert 0 < metrics.value("system_memory_utilization") < 1
+    assert not [s for s in metrics.samples if s.name.startswith("hw_gpu_")]
+    assert metrics.value("hw_collector_source_up", source="psutil") == 1
+    assert metrics.value("hw_collector_source_up", source="nvml") == 0
+    assert metrics.value("ollama_up", ollama_version="0.12.6") == 1
+    assert metrics.value("ollama_loaded_models") == len(listed) >= 2
+    for model in listed:
+        assert metrics.value("ollama_loaded_model_size_bytes", model=model["name"]) == model["size"]
+        assert metrics.value("ollama_loaded_model_vram_bytes", model=model["name"]) == model["size_vram"]
+
+
+def test_collector_with_an_amd_card_and_nvml_reports_gpu_series(fake, tmp_path):
+    env = {"PYTHONPATH": os.pathsep.join([str(STAND_INS), str(ROOT)])}
+    with hw_collector(fake.url, "--interval", "0.3", "--sysfs-root", str(amd_tree(tmp_path)), env=env) as collector:
+        metrics = scrape_after_samples(collector.url)
+    assert metrics.value("hw_gpu_utilization", hw_vendor="AMD") == 0.37
+    assert metrics.value("hw_gpu_utilization", hw_name="NVIDIA H100 80GB HBM3") == 0.87
+    assert metrics.value("hw_power_watts", hw_name="Tesla T4") == 27.5
+    assert metrics.value("hw_energy_joules_total", hw_name="NVIDIA H100 80GB HBM3") == 987654.321
+    for gpu in metrics.series("hw_gpu_memory_usage_bytes"):
+        assert metrics.value("hw_gpu_memory_usage_bytes", hw_id=gpu["hw_id"]) <= metrics.value("hw_gpu_memory_limit_bytes", hw_id=gpu["hw_id"])
+    assert metrics.value("hw_collector_source_up", source="nvml") == 1
+    assert metrics.value("hw_collector_source_up", source="amd_sysfs") == 1
+
+
+def test_ollama_down_says_so_and_drops_the_model_series(tmp_path):
+    closed = f"http://127.0.0.1:{free_port()}"
+    with hw_collector(closed, "--interval", "0.5", "--sysfs-root", str(tmp_path)) as collector:
+        metrics = scrape_after_samples(collector.url, 0.6)
+        log = collector.log()
+    assert metrics.value("ollama_up") == 0
+    assert metrics.series("ollama_loaded_models") == []
+    assert metrics.value("hw_collector_source_up", source="ollama") == 0
+    assert metrics.value("system_memory_limit_bytes") > 0  # the rest carries on
+    assert log.count("source ollama failed") == 1

@@ -1,0 +1,270 @@
+"""Every hardware source against recorded outputs: sysfs and powercap trees, NVML's units,
+macmon lines in both layouts, ioreg output, and the fake Ollama's /api/ps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from hw_collector import instruments as m
+from hw_collector.sampler import Sampler
+from hw_collector.sources import EnergyIntegrator, Reading
+from hw_collector.sources.amd_sysfs import AmdSysfsSource
+from hw_collector.sources.ioreg import parse as parse_ioreg
+from hw_collector.sources.macmon import MacmonSource, parse_line
+from hw_collector.sources.nvml import NvmlSource
+from hw_collector.sources.ollama_ps import OllamaSource, unix_seconds
+from hw_collector.sources.rapl import GRANT_ACCESS, RaplSource
+from tests.harness import PYTHON, ROOT
+
+DATA = ROOT / "tests" / "data"
+STAND_INS = ROOT / "tests" / "stand_ins"
+
+
+def values(readings: list[Reading], metric: str, **attributes: object) -> list[float]:
+    return [r.value for r in readings if r.metric == metric and all(r.attributes.get(k) == v for k, v in attributes.items())]
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+
+
+def amd_tree(root: Path, busy: int = 37) -> Path:
+    device = root / "class" / "drm" / "card1" / "device"
+    write(device / "vendor", "0x1002")
+    write(device / "device", "0x744c")
+    write(device / "product_name", "Radeon RX 7900 XTX")
+    write(device / "gpu_busy_percent", str(busy))
+    write(device / "mem_info_vram_used", "17179869184")
+    write(device / "mem_info_vram_total", "25753026560")
+    hwmon = device / "hwmon" / "hwmon4"
+    write(hwmon / "power1_average", "287000000")  # µW
+    write(hwmon / "temp1_input", "54000")  # m°C
+    write(hwmon / "temp1_label", "edge")
+    write(hwmon / "temp2_input", "71500")
+    write(hwmon / "temp2_label", "junction")
+    # An Intel iGPU beside it must be ignored.
+    igpu = root / "class" / "drm" / "card0" / "device"
+    write(igpu / "vendor", "0x8086")
+    return root
+
+
+def rapl_tree(root: Path, package_uj: int, dram_uj: int) -> Path:
+    powercap = root / "class" / "powercap"
+    for zone, name, energy in (("intel-rapl:0", "package-0", package_uj), ("intel-rapl:0:0", "core", 5), ("intel-rapl:0:2", "dram", dram_uj)):
+        write(powercap / zone / "name", name)
+        write(powercap / zone / "energy_uj", str(energy))
+        write(powercap / zone / "max_energy_range_uj", "262143328850")
+    return root
+
+
+def test_amd_sysfs_reads_the_driver_units(tmp_path):
+    source = AmdSysfsSource(str(amd_tree(tmp_path)))
+    assert source.available() is None
+    readings = source.read()
+    gpu = {"hw.id": "card1", "hw.vendor": "AMD", "hw.name": "Radeon RX 7900 XTX"}
+    assert values(readings, m.GPU_UTILIZATION, **gpu) == [0.37]
+    assert values(readings, m.GPU_MEMORY_USAGE, **gpu) == [17179869184]
+    assert values(readings, m.GPU_MEMORY_LIMIT, **gpu) == [25753026560]
+    assert values(readings, m.POWER, **gpu) == [287.0]
+    assert values(readings, m.TEMPERATURE, **{"hw.sensor_location": "edge"}) == [54.0]
+    assert values(readings, m.TEMPERATURE, **{"hw.sensor_location": "junction"}) == [71.5]
+    assert values(readings, m.ENERGY) == [0.0]  # integration starts at the first sample
+    assert len(values(readings, m.GPU_UTILIZATION)) == 1  # the Intel card is not measured
+
+
+def test_amd_sysfs_is_off_without_an_amd_card(tmp_path):
+    write(tmp_path / "class" / "drm" / "card0" / "device" / "vendor", "0x10de")
+    assert "no amdgpu device" in AmdSysfsSource(str(tmp_path)).available()
+
+
+def test_energy_is_integrated_from_power():
+    energy = EnergyIntegrator()
+    assert energy.add("gpu", 100.0, now=10.0) == 0.0
+    assert energy.add("gpu", 300.0, now=12.0) == 400.0  # 2 s at a mean of 200 W
+    assert energy.add("gpu", 300.0, now=13.0) == 700.0
+
+
+def test_rapl_turns_energy_counters_into_power_and_handles_wrap_around(tmp_path):
+    root = rapl_tree(tmp_path, package_uj=262143000000, dram_uj=1_000_000)
+    source = RaplSource(str(root))
+    assert source.available() is None
+    assert source.read() == []  # the first sample only sets the baseline
+    time.sleep(0.2)
+    # package wrapped: 262143000000 -> 262143328850 (max) -> 671150; dram moved 2 J
+    rapl_tree(tmp_path, package_uj=671150, dram_uj=3_000_000)
+    readings = source.read()
+    package = {"hw.type": "cpu", "hw.name": "package-0", "hw.id": "intel-rapl:0"}
+    assert values(readings, m.ENERGY, **package) == [pytest.approx(1.0)]
+    assert values(readings, m.ENERGY, **{"hw.type": "dram"}) == [pytest.approx(2.0)]
+    assert 3.0 < values(readings, m.POWER, **package)[0] < 5.5  # 1 J over a little more than 0.2 s
+    assert values(readings, m.POWER, **{"hw.name": "core"}) == []  # sub-zones would count twice
+
+
+def test_rapl_permission_denied_turns_the_source_off_and_says_how_to_grant_access():
+    # Root reads any file, so as root the probe runs as `nobody`, with Debian's python3.11
+    # (the virtualenv's interpreter lives under /root) and the virtualenv's packages.
+    with tempfile.TemporaryDirectory() as directory:
+        root = rapl_tree(Path(directory), 1, 1)
+        for path in [Path(directory), *Path(directory).rglob("*")]:
+            path.chmod(0o755 if path.is_dir() else 0o644)
+        (root / "class" / "powercap" / "intel-rapl:0" / "energy_uj").chmod(0o400)
+        probe = f"from hw_collector.sources.rapl import RaplSource; print(RaplSource({str(root)!r}).available())"
+        as_root = os.geteuid() == 0
+        interpreter = "/usr/bin/python3.11" if as_root else PYTHON
+        assert Path(interpreter).exists(), "Debian's python3.11 is needed to probe as nobody"
+        paths = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
+        result = subprocess.run(
+            [interpreter, "-c", probe], capture_output=True, text=True, cwd="/",
+            preexec_fn=(lambda: os.setuid(65534)) if as_root else None, env={"PYTHONPATH": paths},
+        )
+    assert result.stdout.strip() == GRANT_ACCESS, result.stderr
+
+
+def test_nvml_reads_milliwatts_millijoules_and_bytes(monkeypatch):
+    monkeypatch.syspath_prepend(str(STAND_INS))
+    sys.modules.pop("pynvml", None)
+    source = NvmlSource()
+    assert source.available() is None
+    readings = source.read()
+    h100 = {"hw.name": "NVIDIA H100 80GB HBM3", "hw.vendor": "NVIDIA", "hw.id": "GPU-5a1f7c2e-0000-4d3c-9b8e-123456789abc"}
+    assert values(readings, m.GPU_UTILIZATION, **h100) == [0.87]
+    assert values(readings, m.GPU_MEMORY_USAGE, **h100) == [61_203_283_968]
+    assert values(readings, m.GPU_MEMORY_LIMIT, **h100) == [85_520_809_984]
+    assert values(readings, m.POWER, **h100) == [412.345]
+    assert values(readings, m.ENERGY, **h100) == [987_654.321]
+    assert values(readings, m.TEMPERATURE, **h100) == [66]
+    t4 = {"hw.name": "Tesla T4"}
+    assert values(readings, m.POWER, **t4) == [27.5]
+    assert values(readings, m.ENERGY, **t4) == []  # not supported on that board: no series, not zero
+    sys.modules.pop("pynvml", None)
+
+
+def test_nvml_is_off_without_the_library(monkeypatch):
+    monkeypatch.setitem(sys.modules, "pynvml", None)
+    assert "not installed" in NvmlSource().available()
+
+
+@pytest.mark.parametrize(
+    ("recording", "gpu_ratio", "powers"),
+    [
+        ("macmon-0.7.jsonl", 0.8512, {"cpu": 3.214, "gpu": 14.872, "ane": 0.0, "dram": 1.102}),  # sys_power 0.0: no sensor
+        ("macmon-0.8.jsonl", 0.7731, {"cpu": 2.118, "gpu": 7.294, "ane": 0.0, "dram": 1.624, "system": 21.87}),
+    ],
+)
+def test_macmon_lines_in_both_layouts(recording, gpu_ratio, powers):
+    readings = parse_line((DATA / recording).read_text(), EnergyIntegrator(), now=0.0)
+    assert values(readings, m.GPU_UTILIZATION) == [gpu_ratio]
+    assert {r.attributes["hw.type"]: r.value for r in readings if r.metric == m.POWER} == powers
+    temperatures = {r.attributes["hw.sensor_location"]: r.value for r in readings if r.metric == m.TEMPERATURE}
+    assert set(temperatures) == {"cpu_temp_avg", "gpu_temp_avg"}
+
+
+def test_macmon_runs_as_a_long_lived_subprocess(monkeypatch):
+    monkeypatch.setenv("PATH", f"{DATA}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("MACMON_RECORDING", str(DATA / "macmon-0.8.jsonl"))
+    source = MacmonSource("macmon", interval_s=0.1)
+    assert source.available() is None
+    try:
+        deadline = time.monotonic() + 5
+        while not source.read():
+            assert time.monotonic() < deadline, "no line from macmon"
+            time.sleep(0.05)
+        time.sleep(0.3)
+        readings = source.read()
+        assert values(readings, m.GPU_UTILIZATION) == [0.7731]
+        gpu_energy = values(readings, m.ENERGY, **{"hw.type": "gpu"})[0]
+        assert gpu_energy > 0  # integrated over the lines seen so far at 7.294 W
+        assert source.running
+    finally:
+        source.close()
+    time.sleep(0.2)
+    with pytest.raises(RuntimeError, match="exited"):
+        source.read()
+
+
+def test_ioreg_device_utilization():
+    readings = parse_ioreg((DATA / "ioreg-accelerator.txt").read_text())
+    assert [(r.value, r.attributes["hw.name"]) for r in readings] == [(0.42, "Apple M2 Pro")]
+
+
+def test_ollama_ps_from_the_fake_ollama(fake):
+    httpx.post(fake.url + "/api/generate", json={"model": "qwen2.5:7b", "prompt": "x", "stream": False}, timeout=30)
+    listed = httpx.get(fake.url + "/api/ps").json()["models"]
+    readings = OllamaSource(fake.url, timeout_s=2).read()
+    assert values(readings, m.OLLAMA_UP, **{"ollama.version": "0.12.6"}) == [1]
+    assert values(readings, m.LOADED_MODELS) == [len(listed)]
+    for model in listed:
+        assert values(readings, m.LOADED_MODEL_SIZE, model=model["name"]) == [model["size"]]
+        assert values(readings, m.LOADED_MODEL_VRAM, model=model["name"]) == [model["size_vram"]]
+        assert values(readings, m.LOADED_MODEL_EXPIRY, model=model["name"]) == [pytest.approx(unix_seconds(model["expires_at"]))]
+
+
+def test_go_timestamps_with_nanoseconds_and_offsets():
+    assert unix_seconds("2024-06-04T14:38:31.837531234-07:00") == pytest.approx(1717537111.837531)
+    assert unix_seconds("2026-11-27T20:00:00Z") == 1795809600.0
+    assert unix_seconds("not a time") is None
+
+
+class Flaky:
+    name = "flaky"
+
+    def __init__(self) -> None:
+        self.failing = False
+
+    def available(self) -> str | None:
+        return None
+
+    def read(self) -> list[Reading]:
+        if self.failing:
+            raise OSError("device went away")
+        return [Reading(m.POWER, 42.0, {"hw.type": "gpu"})]
+
+    def close(self) -> None:
+        pass
+
+
+class Steady(Flaky):
+    name = "steady"
+
+    def read(self) -> list[Reading]:
+        return [Reading(m.MEMORY_LIMIT, 1024, {})]
+
+
+class Absent(Flaky):
+    name = "absent"
+
+    def available(self) -> str | None:
+        return "not on this machine"
+
+
+def test_a_failing_source_stops_its_series_logs_once_and_the_others_carry_on(caplog):
+    flaky = Flaky()
+    sampler = Sampler([flaky, Steady(), Absent()], interval_s=3600)
+    sampler.start()
+    try:
+        assert sampler.snapshot()[m.POWER] == [(42.0, {"hw.type": "gpu"})]
+        flaky.failing = True
+        with caplog.at_level(logging.WARNING):
+            sampler.sample()
+            sampler.sample()
+        assert m.POWER not in sampler.snapshot()
+        assert sampler.snapshot()[m.MEMORY_LIMIT] == [(1024, {})]
+        assert [r.getMessage() for r in caplog.records].count("source flaky failed, its series stop until it recovers: device went away") == 1
+        up = {attributes["source"]: value for value, attributes in sampler.snapshot()[m.SOURCE_UP]}
+        assert up == {"flaky": 0, "steady": 1, "absent": 0}
+        flaky.failing = False
+        sampler.sample()
+        assert sampler.snapshot()[m.POWER] == [(42.0, {"hw.type": "gpu"})]
+    finally:
+        sampler.stop()
