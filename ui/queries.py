@@ -1,0 +1,213 @@
+"""The PromQL behind every card, chart and table of the dashboard, and a small client to run it.
+
+No Streamlit here: functions return query strings or plain numbers and rows, so the
+end-to-end tests run the very queries the page shows. Every query aggregates with
+``sum`` (several series, several instances), takes rates over a window longer than the
+scrape interval, and a division with nothing to divide yields "no data" (None), never 0.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import httpx
+
+GENERATION_ROUTES = "/api/generate|/api/chat|/v1/chat/completions|/v1/completions"
+SYSTEM_POWER = 'hw_type="system"'
+GPU_SENSORS = 'hw_type="gpu"'
+MEMORY_USED = 'system_memory_state="used"'
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the page's instance and model pickers select; empty means everything."""
+
+    host: str = ""  # matches the instance label's host part (the proxy and the collector of one machine)
+    model: str = ""
+
+    def labels(self, *extra: str, model_label: str = "gen_ai_request_model") -> str:
+        matchers = list(extra)
+        if self.host:
+            matchers.append(f'instance=~"{_quote(self.host)}(:[0-9]+)?"')
+        if self.model and model_label:
+            matchers.append(f'{model_label}="{_quote(self.model)}"')
+        return "{" + ",".join(matchers) + "}"
+
+    def host_only(self, *extra: str) -> str:
+        return self.labels(*extra, model_label="")
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+# The cards ---------------------------------------------------------------------------------
+
+
+def request_rate(f: Filters, window: str) -> str:
+    return f"sum(rate(http_server_request_duration_seconds_count{f.host_only()}[{window}]))"
+
+
+def average_latency(f: Filters, window: str) -> str:
+    """Mean duration of generation requests: sum of durations over count, both as rates."""
+    selector = f.host_only(f'http_route=~"{GENERATION_ROUTES}"')
+    return (
+        f"sum(rate(http_server_request_duration_seconds_sum{selector}[{window}]))"
+        f" / sum(rate(http_server_request_duration_seconds_count{selector}[{window}]))"
+    )
+
+
+def success_rate(f: Filters, window: str) -> str:
+    ok = f.host_only('http_response_status_code=~"[23].."', 'error_type=""')
+    return (
+        f"sum(rate(http_server_request_duration_seconds_count{ok}[{window}]))"
+        f" / sum(rate(http_server_request_duration_seconds_count{f.host_only()}[{window}]))"
+    )
+
+
+def tokens_per_second(f: Filters, window: str) -> str:
+    return f"sum(rate(ollama_generated_tokens_total{f.labels()}[{window}]))"
+
+
+def latency_quantile(q: float, f: Filters, window: str, by: str = "") -> str:
+    grouping = f"le, {by}" if by else "le"
+    selector = f.host_only(f'http_route=~"{GENERATION_ROUTES}"') if not by else f.host_only()
+    return f"histogram_quantile({q}, sum by ({grouping}) (rate(http_server_request_duration_seconds_bucket{selector}[{window}])))"
+
+
+def time_to_first_token_quantile(q: float, f: Filters, window: str) -> str:
+    return f"histogram_quantile({q}, sum by (le) (rate(gen_ai_server_time_to_first_token_seconds_bucket{f.labels()}[{window}])))"
+
+
+def active_requests(f: Filters) -> str:
+    return f"sum(http_server_active_requests{f.host_only()})"
+
+
+def gpu_utilization(f: Filters) -> str:
+    return f"avg(hw_gpu_utilization{f.host_only()})"
+
+
+def power_watts(f: Filters) -> str:
+    """The whole system's draw where a sensor reports it (macmon), else the sum of the parts."""
+    return f"sum(hw_power_watts{f.host_only(SYSTEM_POWER)}) or sum(hw_power_watts{f.host_only()})"
+
+
+def memory_used_bytes(f: Filters) -> str:
+    return f"sum(system_memory_usage_bytes{f.host_only(MEMORY_USED)})"
+
+
+def memory_limit_bytes(f: Filters) -> str:
+    return f"sum(system_memory_limit_bytes{f.host_only()})"
+
+
+def temperature_celsius(f: Filters) -> str:
+    """The hottest GPU, or the hottest sensor where there is no GPU reading."""
+    return f"max(hw_temperature_celsius{f.host_only(GPU_SENSORS)}) or max(hw_temperature_celsius{f.host_only()})"
+
+
+def joules_per_token(f: Filters, window: str) -> str:
+    energy = f"sum(rate(hw_energy_joules_total{f.host_only(SYSTEM_POWER)}[{window}])) or sum(rate(hw_energy_joules_total{f.host_only()}[{window}]))"
+    return f"({energy}) / {tokens_per_second(f, window)}"
+
+
+# The per-model table ---------------------------------------------------------------------------
+
+
+def per_model(f: Filters, window: str) -> dict[str, str]:
+    by = "gen_ai_request_model"
+    sel = f.labels()
+    return {
+        "requests": f"sum by ({by}) (increase(gen_ai_server_request_duration_seconds_count{sel}[{window}]))",
+        "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{sel}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
+        "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(gen_ai_server_request_duration_seconds_bucket{sel}[{window}])))",
+        "cold_loads": f"sum by ({by}) (increase(ollama_model_loads_total{sel}[{window}]))",
+    }
+
+
+def loaded_models(f: Filters) -> dict[str, str]:
+    sel = f.labels(model_label="model")
+    return {
+        "size_bytes": f"sum by (model) (ollama_loaded_model_size_bytes{sel})",
+        "vram_bytes": f"sum by (model) (ollama_loaded_model_vram_bytes{sel})",
+    }
+
+
+# Charts: one range query each -----------------------------------------------------------------
+
+
+def charts(f: Filters, window: str) -> dict[str, str]:
+    return {
+        "Tokens generated per second": tokens_per_second(f, window),
+        "Memory used (bytes)": memory_used_bytes(f),
+        "GPU utilisation": gpu_utilization(f),
+        "Power (W)": power_watts(f),
+        "Temperature (°C)": temperature_celsius(f),
+        "Time to first token p95 (s)": time_to_first_token_quantile(0.95, f, window),
+    }
+
+
+LATENCY_QUANTILES = (0.5, 0.75, 0.95, 0.99)
+
+
+def latency_by_endpoint(q: float, f: Filters, window: str) -> str:
+    return latency_quantile(q, f, window, by="http_route")
+
+
+# The client ------------------------------------------------------------------------------------
+
+
+class PrometheusError(Exception):
+    """Prometheus could not be reached or refused the query; the message names the URL."""
+
+
+@dataclass
+class Series:
+    labels: dict[str, str]
+    points: list[tuple[float, float | None]] = field(default_factory=list)
+
+
+def _number(text: str) -> float | None:
+    value = float(text)
+    return None if math.isnan(value) or math.isinf(value) else value
+
+
+class Prometheus:
+    def __init__(self, url: str, timeout_s: float = 5.0) -> None:
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        self.queries_sent = 0
+
+    def _get(self, path: str, params: dict[str, str | float]) -> list[dict]:
+        self.queries_sent += 1
+        try:
+            answer = self._client.get(self.url + path, params=params)
+        except httpx.HTTPError as exc:
+            raise PrometheusError(f"Prometheus at {self.url} is unreachable ({exc or type(exc).__name__})") from exc
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise PrometheusError(f"Prometheus at {self.url} answered {answer.status_code} without JSON") from exc
+        if body.get("status") != "success":
+            raise PrometheusError(f"Prometheus at {self.url} refused a query: {body.get('error', answer.status_code)}")
+        return body["data"]["result"]
+
+    def vector(self, promql: str, at: float | None = None) -> list[tuple[dict[str, str], float | None]]:
+        params: dict[str, str | float] = {"query": promql}
+        if at is not None:
+            params["time"] = at
+        return [(item["metric"], _number(item["value"][1])) for item in self._get("/api/v1/query", params)]
+
+    def scalar(self, promql: str, at: float | None = None) -> float | None:
+        """One number: the sum over what came back, or None for no data (empty, NaN or Inf)."""
+        values = [value for _, value in self.vector(promql, at)]
+        present = [value for value in values if value is not None]
+        return sum(present) if present else None
+
+    def range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
+        result = self._get("/api/v1/query_range", {"query": promql, "start": start, "end": end, "step": step})
+        return [Series(item["metric"], [(float(t), _number(v)) for t, v in item["values"]]) for item in result]
+
+    def label_values(self, label: str, metric: str) -> list[str]:
+        result = self._get("/api/v1/series", {"match[]": metric})
+        return sorted({item[label] for item in result if label in item})
