@@ -33,7 +33,13 @@ test: venv tools
 	$(PY) -m pytest
 
 up: venv
-	$(PY) -m otel_proxy
+	$(PY) -m stack up
+
+down:
+	$(PY) -m stack down
+
+load: venv
+	$(VENV)/bin/ollama-load $(LOAD_ARGS)
 
 bench: venv
 	$(PY) bench/proxy_overhead.py

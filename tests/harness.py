@@ -63,12 +63,13 @@ def run_server(
     ready_path: str = "/",
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
+    host: str = "127.0.0.1",
 ) -> Iterator[Server]:
     """Start ``args`` (a command that listens on ``port``), yield once ``ready_path`` answers."""
     log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(list(args), cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
-    server = Server(f"http://127.0.0.1:{port}", port, process, Path(log_file.name))
+    server = Server(f"http://{host}:{port}", port, process, Path(log_file.name))
     deadline = time.monotonic() + timeout
     try:
         while True:
@@ -96,10 +97,10 @@ def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3) -> Iterator[
 
 
 @contextmanager
-def otel_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None) -> Iterator[Server]:
+def otel_proxy(upstream: str, *extra: str, env: dict[str, str] | None = None, host: str = "127.0.0.1") -> Iterator[Server]:
     port = free_port()
-    args = [PYTHON, "-m", "otel_proxy", "--port", str(port), "--upstream", upstream, *extra]
-    with run_server(args, port, "/-/healthy", env=env) as server:
+    args = [PYTHON, "-m", "otel_proxy", "--host", host, "--port", str(port), "--upstream", upstream, *extra]
+    with run_server(args, port, "/-/healthy", env=env, host=host) as server:
         yield server
 
 
@@ -139,3 +140,26 @@ def hw_collector(ollama: str, *extra: str, env: dict[str, str] | None = None) ->
     args = [PYTHON, "-m", "hw_collector", "--port", str(port), "--ollama", ollama, *extra]
     with run_server(args, port, "/-/healthy", env=env) as server:
         yield server
+
+
+@contextmanager
+def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s") -> Iterator[Server]:
+    """A real Prometheus scraping ``targets`` (job name → host:port list), data in a temporary directory."""
+    from stack.prometheus import local_config
+
+    binary = require_tool("prometheus")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        config = Path(directory) / "prometheus.yml"
+        config.write_text(local_config(targets, scrape_interval))
+        args = [binary, f"--config.file={config}", f"--storage.tsdb.path={directory}/data", f"--web.listen-address=127.0.0.1:{port}"]
+        with run_server(args, port, "/-/ready") as server:
+            # Prometheus applies discovered targets every 5 s: wait until each has been scraped once.
+            deadline = time.monotonic() + 20
+            while True:
+                active = httpx.get(server.url + "/api/v1/targets").json()["data"]["activeTargets"]
+                if len(active) == sum(map(len, targets.values())) and all(t["health"] != "unknown" for t in active):
+                    break
+                assert time.monotonic() < deadline, f"Prometheus did not scrape its targets: {active}"
+                time.sleep(0.2)
+            yield server

@@ -9,7 +9,9 @@ scrape interval, and a division with nothing to divide yields "no data" (None), 
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
@@ -29,7 +31,7 @@ class Filters:
     def labels(self, *extra: str, model_label: str = "gen_ai_request_model") -> str:
         matchers = list(extra)
         if self.host:
-            matchers.append(f'instance=~"{_quote(self.host)}(:[0-9]+)?"')
+            matchers.append(f'instance=~"{_quote(re.escape(self.host))}(:[0-9]+)?"')
         if self.model and model_label:
             matchers.append(f'{model_label}="{_quote(self.model)}"')
         return "{" + ",".join(matchers) + "}"
@@ -178,7 +180,7 @@ class Prometheus:
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
         self.queries_sent = 0
 
-    def _get(self, path: str, params: dict[str, str | float]) -> list[dict]:
+    def _get(self, path: str, params: dict[str, str | float]) -> Any:
         self.queries_sent += 1
         try:
             answer = self._client.get(self.url + path, params=params)
@@ -190,13 +192,13 @@ class Prometheus:
             raise PrometheusError(f"Prometheus at {self.url} answered {answer.status_code} without JSON") from exc
         if body.get("status") != "success":
             raise PrometheusError(f"Prometheus at {self.url} refused a query: {body.get('error', answer.status_code)}")
-        return body["data"]["result"]
+        return body["data"]
 
     def vector(self, promql: str, at: float | None = None) -> list[tuple[dict[str, str], float | None]]:
         params: dict[str, str | float] = {"query": promql}
         if at is not None:
             params["time"] = at
-        return [(item["metric"], _number(item["value"][1])) for item in self._get("/api/v1/query", params)]
+        return [(item["metric"], _number(item["value"][1])) for item in self._get("/api/v1/query", params)["result"]]
 
     def scalar(self, promql: str, at: float | None = None) -> float | None:
         """One number: the sum over what came back, or None for no data (empty, NaN or Inf)."""
@@ -205,9 +207,8 @@ class Prometheus:
         return sum(present) if present else None
 
     def range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
-        result = self._get("/api/v1/query_range", {"query": promql, "start": start, "end": end, "step": step})
+        result = self._get("/api/v1/query_range", {"query": promql, "start": start, "end": end, "step": step})["result"]
         return [Series(item["metric"], [(float(t), _number(v)) for t, v in item["values"]]) for item in result]
 
     def label_values(self, label: str, metric: str) -> list[str]:
-        result = self._get("/api/v1/series", {"match[]": metric})
-        return sorted({item[label] for item in result if label in item})
+        return sorted(self._get(f"/api/v1/label/{label}/values", {"match[]": metric}))

@@ -1,0 +1,1 @@
+"""Run the monitoring stack on this machine as native processes (``make up`` / ``make down``)."""

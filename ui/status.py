@@ -1,0 +1,283 @@
+"""The AI status line: the dashboard's numbers turned into words by stated rules, then into one
+human sentence by a small model through Ollama, with the rules' own sentence as the fallback.
+
+    python -m ui.status      # print the current line once (for a shell prompt or tmux)
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import re
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+from ui import format as fmt
+from ui import queries
+from ui.queries import Filters, Prometheus, PrometheusError
+
+STATUS_MODEL = os.environ.get("STATUS_MODEL", "phi3:mini")
+MAX_CHARS = 100
+REFRESH_S = 30.0  # regenerate at most this often...
+SOONEST_S = 10.0  # ...or sooner when a state word changes, but never more often than this
+TIMEOUT_S = float(os.environ.get("STATUS_TIMEOUT", "20"))
+
+# Thresholds, stated once: each condition's words and where they change.
+ACTIVITY = ((0.0, "idle"), (0.2, "low"), (2.0, "moderate"))  # requests/s below each bound; above: high
+GPU = ((0.10, "idle"), (0.80, "busy"))  # above: saturated
+GPU_SPIKE = 0.40  # a rise of 40 points within the recent series is a spike
+TEMPERATURE = ((75.0, "ok"), (85.0, "warm"))  # °C; above: hot
+POWER = ((50.0, "low"), (250.0, "moderate"))  # W; above: high
+MEMORY = ((0.75, "good"), (0.90, "tight"))  # used fraction; above: nearly full
+RELIABILITY = ((0.95, "failing"), (0.99, "degraded"))  # success ratio below each bound; above: good
+LATENCY_ELEVATED = 1.5  # p95 now over the hour's p95
+LATENCY_HIGH = 3.0
+
+
+@dataclass
+class Snapshot:
+    """The current values the analysis reads; None where there is no data."""
+
+    ollama_up: bool | None = None
+    request_rate: float | None = None
+    active_requests: float | None = None
+    p95_latency_s: float | None = None
+    p95_latency_hour_s: float | None = None
+    success_rate: float | None = None
+    tokens_per_second: float | None = None
+    ttft_p95_s: float | None = None
+    gpu: float | None = None
+    gpu_recent: list[float] = field(default_factory=list)
+    temperature_c: float | None = None
+    power_w: float | None = None
+    memory_ratio: float | None = None
+    loaded_models: list[str] = field(default_factory=list)
+
+
+def _band(value: float, bands: tuple[tuple[float, str], ...], above: str) -> str:
+    for bound, word in bands:
+        if value <= bound if bound == 0.0 else value < bound:
+            return word
+    return above
+
+
+def assess(s: Snapshot) -> dict[str, str]:
+    """One phrase per condition, by the thresholds above. Missing data says so."""
+    states: dict[str, str] = {}
+    states["ollama"] = "unreachable" if s.ollama_up is False else "running" if s.ollama_up else "unknown"
+    rate = s.request_rate or 0.0
+    states["activity"] = "idle" if rate == 0 and not s.active_requests else _band(rate, ACTIVITY, "high")
+    if s.p95_latency_s is None:
+        states["latency"] = "no recent requests"
+    elif s.p95_latency_hour_s:
+        ratio = s.p95_latency_s / s.p95_latency_hour_s
+        states["latency"] = "high" if ratio >= LATENCY_HIGH else "elevated" if ratio >= LATENCY_ELEVATED else "normal"
+    else:
+        states["latency"] = "normal"
+    if s.success_rate is None:
+        states["reliability"] = "no requests"
+    else:
+        states["reliability"] = _band(s.success_rate, RELIABILITY, "good")
+    if s.gpu is None:
+        states["gpu"] = "not measured"
+    else:
+        states["gpu"] = _band(s.gpu, GPU, "saturated")
+        if s.gpu_recent and s.gpu - min(s.gpu_recent) >= GPU_SPIKE:
+            states["gpu"] += f", spiked from {fmt.percent(min(s.gpu_recent))} to {fmt.percent(s.gpu)}"
+    states["temperature"] = "not measured" if s.temperature_c is None else _band(s.temperature_c, TEMPERATURE, "hot")
+    states["power"] = "not measured" if s.power_w is None else _band(s.power_w, POWER, "high")
+    states["memory"] = "not measured" if s.memory_ratio is None else _band(s.memory_ratio, MEMORY, "nearly full")
+    return states
+
+
+def describe(s: Snapshot, states: dict[str, str]) -> list[str]:
+    """The facts for the prompt: every analysed condition, with its number."""
+    models = ", ".join(s.loaded_models) or "none"
+    return [
+        f"Ollama: {states['ollama']}; models loaded: {models}",
+        f"activity: {states['activity']} ({fmt.rate(s.request_rate, 'requests/s')}, {fmt.count(s.active_requests)} in flight)",
+        f"latency: {states['latency']} (p95 {fmt.seconds(s.p95_latency_s)} vs {fmt.seconds(s.p95_latency_hour_s)} over the last hour)",
+        f"reliability: {states['reliability']} (success {fmt.percent(s.success_rate)})",
+        f"generation: {fmt.rate(s.tokens_per_second, 'tokens/s')}, time to first token p95 {fmt.seconds(s.ttft_p95_s)}",
+        f"GPU: {states['gpu']} ({fmt.percent(s.gpu)})",
+        f"temperature: {states['temperature']} ({fmt.celsius(s.temperature_c)})",
+        f"power: {states['power']} ({fmt.watts(s.power_w)})",
+        f"memory: {states['memory']} ({fmt.percent(s.memory_ratio)} used)",
+    ]
+
+
+def rules_sentence(s: Snapshot, states: dict[str, str]) -> str:
+    """The line the rules write themselves, used whenever the model cannot."""
+    if states["ollama"] == "unreachable":
+        head = "Ollama is unreachable"
+    elif states["activity"] == "idle":
+        head = "Ollama is idle"
+    else:
+        head = f"Ollama is running ({states['activity']} load, latency {states['latency']})"
+    parts = [head]
+    if states["reliability"] in ("degraded", "failing"):
+        parts.append(f"requests are {states['reliability']}")
+    if states["gpu"] != "not measured":
+        parts.append(f"GPU {states['gpu']}")
+    if states["temperature"] != "not measured":
+        parts.append(f"temperature {states['temperature']}")
+    if states["memory"] != "not measured":
+        parts.append(f"memory {states['memory']}")
+    return clean(", ".join(parts)) or head
+
+
+def build_prompt(s: Snapshot, states: dict[str, str]) -> str:
+    facts = "\n".join(f"- {line}" for line in describe(s, states))
+    return (
+        "You write the one-line status of a local LLM server for its dashboard.\n"
+        f"Current state:\n{facts}\n"
+        "Write one plain sentence under 100 characters that a person reads at a glance: say whether "
+        "the server is fine and name anything unusual (a spike, heat, errors, slowness). "
+        "No quotes, no markdown, no preamble.\nStatus:"
+    )
+
+
+class StatusModelError(Exception):
+    def __init__(self, reason: str, hint: str = "") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.hint = hint
+
+
+def ask_model(ollama_url: str, prompt: str, model: str = STATUS_MODEL, timeout_s: float = TIMEOUT_S) -> str:
+    """Ollama's /api/generate, directly (not through the proxy: the status line is not user traffic)."""
+    body = {
+        "model": model,
+        "prompt": prompt,
+        "stream": False,
+        "keep_alive": "10m",
+        "options": {"temperature": 0.2, "num_predict": 48, "stop": ["\n"]},
+    }
+    try:
+        answer = httpx.post(ollama_url.rstrip("/") + "/api/generate", json=body, timeout=timeout_s, trust_env=False)
+    except httpx.TimeoutException as exc:
+        raise StatusModelError(f"{model} did not answer within {timeout_s:.0f} s") from exc
+    except httpx.HTTPError as exc:
+        raise StatusModelError(f"Ollama is unreachable at {ollama_url}") from exc
+    if answer.status_code == 404:
+        raise StatusModelError(f"{model} is not pulled", hint=f"run `ollama pull {model}`")
+    if answer.status_code != 200:
+        raise StatusModelError(f"Ollama answered {answer.status_code}")
+    try:
+        return str(answer.json().get("response", ""))
+    except ValueError as exc:
+        raise StatusModelError("Ollama's answer is not JSON") from exc
+
+
+_TAGS = re.compile(r"<[^>]*>")
+_MARKDOWN = re.compile(r"[*_`#>\[\]]|^\s*[-+]\s+")
+_PREAMBLE = re.compile(r"^(status|here is|here's)[^:]{0,30}:\s*", re.I)
+
+
+def clean(text: str) -> str | None:
+    """One plain line of at most 100 characters, cut at a word; None if nothing usable is left."""
+    lines = [line.strip() for line in html.unescape(text).splitlines() if line.strip()]
+    if not lines:
+        return None
+    line = _TAGS.sub("", lines[0])
+    line = _MARKDOWN.sub("", line)
+    line = _PREAMBLE.sub("", line).strip().strip("\"'“”‘’").strip()
+    line = re.sub(r"\s+", " ", line)
+    if len(line) > MAX_CHARS:
+        line = line[: MAX_CHARS + 1].rsplit(" ", 1)[0].rstrip(",;:- ")
+        line = line[:MAX_CHARS]
+    return line if len(line) >= 3 else None
+
+
+@dataclass(frozen=True)
+class StatusLine:
+    text: str
+    source: str  # the model's name, or "rules"
+    generated_at: float
+    hint: str = ""
+    why_rules: str = ""
+
+
+class StatusCache:
+    """One generation serves every tab: regenerated at most every 30 s, sooner (≥ 10 s) when a state word changes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._line: StatusLine | None = None
+        self._states: dict[str, str] = {}
+        self.model_calls = 0
+
+    def get(self, snapshot: Snapshot, ollama_url: str, now: float | None = None) -> StatusLine:
+        now = time.time() if now is None else now
+        states = assess(snapshot)
+        with self._lock:
+            line = self._line
+            if line is not None:
+                age = now - line.generated_at
+                changed = states != self._states
+                if age < SOONEST_S or (age < REFRESH_S and not changed):
+                    return line
+            self._line = self._generate(snapshot, states, ollama_url, now)
+            self._states = states
+            return self._line
+
+    def _generate(self, snapshot: Snapshot, states: dict[str, str], ollama_url: str, now: float) -> StatusLine:
+        fallback = rules_sentence(snapshot, states)
+        if not ollama_url:
+            return StatusLine(fallback, "rules", now, why_rules="no OLLAMA_URL")
+        self.model_calls += 1
+        try:
+            text = clean(ask_model(ollama_url, build_prompt(snapshot, states)))
+        except StatusModelError as exc:
+            return StatusLine(fallback, "rules", now, hint=exc.hint, why_rules=exc.reason)
+        if text is None:
+            return StatusLine(fallback, "rules", now, why_rules=f"{STATUS_MODEL} gave no usable answer")
+        return StatusLine(text, STATUS_MODEL, now)
+
+
+STATUS = StatusCache()  # process-wide: shared by every browser tab of this Streamlit server
+
+
+def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m") -> Snapshot:
+    """The dashboard's current values, from the dashboard's own queries."""
+    now = time.time()
+    gpu_series = prom.range(queries.gpu_utilization(f), now - 300, now, 15)
+    recent = [value for series in gpu_series for _, value in series.points if value is not None]
+    up = prom.scalar(f"max(ollama_up{f.host_only()})")
+    used, limit = prom.scalar(queries.memory_used_bytes(f)), prom.scalar(queries.memory_limit_bytes(f))
+    return Snapshot(
+        ollama_up=None if up is None else up == 1,
+        request_rate=prom.scalar(queries.request_rate(f, window)),
+        active_requests=prom.scalar(queries.active_requests(f)),
+        p95_latency_s=prom.scalar(queries.latency_quantile(0.95, f, window)),
+        p95_latency_hour_s=prom.scalar(queries.latency_quantile(0.95, f, "1h")),
+        success_rate=prom.scalar(queries.success_rate(f, window)),
+        tokens_per_second=prom.scalar(queries.tokens_per_second(f, window)),
+        ttft_p95_s=prom.scalar(queries.time_to_first_token_quantile(0.95, f, window)),
+        gpu=prom.scalar(queries.gpu_utilization(f)),
+        gpu_recent=recent,
+        temperature_c=prom.scalar(queries.temperature_celsius(f)),
+        power_w=prom.scalar(queries.power_watts(f)),
+        memory_ratio=used / limit if used is not None and limit else None,
+        loaded_models=sorted(labels.get("model", "") for labels, _ in prom.vector(queries.loaded_models(f)["vram_bytes"])),
+    )
+
+
+def main() -> int:
+    prom = Prometheus(os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"))
+    try:
+        snapshot = read_snapshot(prom, Filters())
+    except PrometheusError as exc:
+        print(f"status unknown: {exc}")
+        return 1
+    line = STATUS.get(snapshot, os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434"))
+    print(line.text if line.source != "rules" else f"{line.text} (rules{': ' + line.hint if line.hint else ''})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,319 @@
+"""The dashboard: how the LLM server is doing, at a glance. Reads top to bottom as the page does.
+
+Configuration: PROMETHEUS_URL, PROXY_URL (request list), OLLAMA_URL (status line), JAEGER_URL (trace links).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import altair as alt
+import httpx
+import pandas as pd
+import streamlit as st
+
+from ui import format as fmt
+from ui import queries
+from ui.queries import Filters, Prometheus, PrometheusError
+from ui.status import STATUS, read_snapshot
+
+PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
+PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
+OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")
+JAEGER_URL = os.environ.get("JAEGER_URL", "")
+WINDOWS = {"15 min": ("15m", 900), "1 h": ("1h", 3600), "6 h": ("6h", 21600), "24 h": ("24h", 86400)}
+CARD_WINDOW = "1m"  # cards: rates over the last minute, compared with the minute before
+GPU_SOURCES = ("nvml", "amd_sysfs", "macmon", "ioreg")
+POWER_SOURCES = ("nvml", "amd_sysfs", "rapl", "macmon")
+
+
+@dataclass(frozen=True)
+class Card:
+    label: str
+    query: Callable[[Filters], str]
+    show: Callable[[float | None], str]
+    missing: str  # why there is no number, when there is none
+    higher_is_better: bool = True
+
+
+CARDS = (
+    Card("Requests/s", lambda f: queries.request_rate(f, CARD_WINDOW), lambda v: fmt.rate(v, "/s"), "no traffic yet"),
+    Card("Avg latency", lambda f: queries.average_latency(f, CARD_WINDOW), fmt.seconds, "no generation requests in the last minute", False),
+    Card("Success rate", lambda f: queries.success_rate(f, CARD_WINDOW), fmt.percent, "no traffic yet"),
+    Card("Tokens/s", lambda f: queries.tokens_per_second(f, CARD_WINDOW), lambda v: fmt.rate(v, "tok/s"), "no tokens generated in the last minute"),
+    Card("TTFT p95", lambda f: queries.time_to_first_token_quantile(0.95, f, CARD_WINDOW), fmt.seconds, "no streaming generations in the last minute", False),
+    Card("GPU", queries.gpu_utilization, fmt.percent, "no GPU source on this host"),
+    Card("Power", queries.power_watts, fmt.watts, "no power source on this host", False),
+    Card("Memory", lambda f: f"{queries.memory_used_bytes(f)} / {queries.memory_limit_bytes(f)}", fmt.percent, "hardware collector not scraped", False),
+    Card("Active requests", queries.active_requests, fmt.count, "proxy not scraped"),
+    Card("Temperature", queries.temperature_celsius, fmt.celsius, "no temperature sensor on this host", False),
+)
+
+
+# Queries: cached for every tab of this server, so open tabs do not multiply Prometheus' load ------
+
+
+@st.cache_resource
+def prometheus() -> Prometheus:
+    return Prometheus(PROMETHEUS_URL)
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def card_values(host: str, model: str) -> dict[str, tuple[float | None, float | None]]:
+    """Each card's value now and a minute ago (for the change shown under it)."""
+    prom, f, now = prometheus(), Filters(host, model), time.time()
+    return {card.label: (prom.scalar(card.query(f), now), prom.scalar(card.query(f), now - 60)) for card in CARDS}
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def sources_up(host: str) -> dict[str, float]:
+    return {labels.get("source", ""): value or 0.0 for labels, value in prometheus().vector(f"max by (source) (hw_collector_source_up{Filters(host).host_only()})")}
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def chart_frames(host: str, model: str, window: str, seconds: int) -> dict[str, pd.DataFrame]:
+    prom, f, now = prometheus(), Filters(host, model), time.time()
+    step = max(5, seconds // 240)
+    rate_window = "1m" if seconds <= 3600 else "5m"
+    frames = {}
+    for title, promql in queries.charts(f, rate_window).items():
+        frames[title] = _frame(prom.range(promql, now - seconds, now, step))
+    for q in queries.LATENCY_QUANTILES:
+        frames[f"p{int(q * 100)}"] = _frame(prom.range(queries.latency_by_endpoint(q, f, rate_window), now - seconds, now, step), "http_route")
+    return frames
+
+
+def _frame(series: list[queries.Series], label: str = "") -> pd.DataFrame:
+    rows = [
+        {"time": pd.Timestamp(t, unit="s"), "series": s.labels.get(label, "value") if label else "value", "value": v}
+        for s in series
+        for t, v in s.points
+        if v is not None
+    ]
+    return pd.DataFrame(rows, columns=["time", "series", "value"])
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def latency_table(host: str, model: str, window: str) -> pd.DataFrame:
+    prom, f = prometheus(), Filters(host, model)
+    table: dict[str, dict[str, str]] = {}
+    for q in queries.LATENCY_QUANTILES:
+        for labels, value in prom.vector(queries.latency_by_endpoint(q, f, window)):
+            table.setdefault(labels.get("http_route", "?"), {})[f"P{int(q * 100)}"] = fmt.seconds(value)
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis("endpoint")
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def model_table(host: str, model: str, window: str) -> pd.DataFrame:
+    prom, f = prometheus(), Filters(host, model)
+    rows: dict[str, dict[str, float | None]] = {}
+    for column, promql in queries.per_model(f, window).items():
+        for labels, value in prom.vector(promql):
+            rows.setdefault(labels.get("gen_ai_request_model", "?"), {})[column] = value
+    for column, promql in queries.loaded_models(f).items():
+        for labels, value in prom.vector(promql):
+            rows.setdefault(labels.get("model", "?"), {})[column] = value
+    out = []
+    for name, row in sorted(rows.items()):
+        size, vram = row.get("size_bytes"), row.get("vram_bytes")
+        out.append({
+            "model": name,
+            "requests": fmt.count(row.get("requests")),
+            "tokens/s (eval)": fmt.rate(row.get("tokens_per_second"), "tok/s"),
+            "p95 latency": fmt.seconds(row.get("p95_latency_s")),
+            "cold loads": fmt.count(row.get("cold_loads")),
+            "loaded now": "yes" if size is not None else "no",
+            "VRAM": fmt.bytes_(vram),
+            "in GPU": fmt.percent(vram / size if vram is not None and size else None),
+        })
+    return pd.DataFrame(out)
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def energy_per_token(host: str, model: str, window: str) -> float | None:
+    return prometheus().scalar(queries.joules_per_token(Filters(host, model), window))
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def connections() -> dict[str, str | None]:
+    """None when the service answers, else why not."""
+    checks = {"Prometheus": PROMETHEUS_URL + "/-/ready", "proxy": PROXY_URL + "/-/healthy", "Ollama": OLLAMA_URL + "/api/version"}
+    found: dict[str, str | None] = {}
+    for name, url in checks.items():
+        try:
+            answer = httpx.get(url, timeout=2, trust_env=False)
+            found[name] = None if answer.status_code == 200 else f"answered {answer.status_code}"
+        except httpx.HTTPError as exc:
+            found[name] = f"unreachable at {url.rsplit('/', 2)[0]} ({type(exc).__name__})"
+    return found
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def recent_requests() -> list[dict]:
+    return httpx.get(PROXY_URL + "/-/requests", params={"limit": 100}, timeout=3, trust_env=False).json()["requests"]
+
+
+@st.cache_data(ttl=15, show_spinner=False)
+def filter_options() -> tuple[list[str], list[str]]:
+    prom = prometheus()
+    hosts = sorted({instance.rsplit(":", 1)[0] for instance in prom.label_values("instance", "up")})
+    models = prom.label_values("gen_ai_request_model", "gen_ai_server_request_duration_seconds_count")
+    return hosts, [m for m in models if m not in ("other", "unknown")]
+
+
+def waterfall(request: dict) -> pd.DataFrame:
+    """The request's phases back to back: overhead (queue, proxy, network), model load, prompt, generation."""
+    phases = [("model load", request.get("load_s")), ("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
+    known = sum(seconds or 0.0 for _, seconds in phases)
+    overhead = max(0.0, (request.get("duration_s") or 0.0) - known)
+    rows, cursor = [], 0.0
+    for name, seconds in [("queue and overhead", overhead), *phases]:
+        if seconds is None:
+            continue
+        rows.append({"phase": name, "start": cursor, "end": cursor + seconds, "duration": fmt.seconds(seconds)})
+        cursor += seconds
+    return pd.DataFrame(rows)
+
+
+# The page -------------------------------------------------------------------------------------
+
+st.set_page_config(page_title="Ollama monitor", page_icon="🦙", layout="wide")
+st.title("Ollama monitor")
+
+with st.sidebar:
+    window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
+    try:
+        host_options, model_options = filter_options()
+    except PrometheusError:
+        host_options, model_options = [], []
+    host = st.selectbox("Instance", ["all", *host_options])
+    model = st.selectbox("Model", ["all", *model_options])
+    st.caption(f"Prometheus: {PROMETHEUS_URL}")
+host = "" if host == "all" else host
+model = "" if model == "all" else model
+window, window_seconds = WINDOWS[window_label]
+
+
+@st.fragment(run_every=5)
+def live() -> None:
+    now = time.time()
+    # The status line, then how the parts are connected.
+    try:
+        snapshot = read_snapshot(prometheus(), Filters(host, model))
+        line = STATUS.get(snapshot, OLLAMA_URL)
+        source = "rules" + (f" ({line.why_rules})" if line.why_rules else "") if line.source == "rules" else line.source
+        hint = f" · {line.hint}" if line.hint else ""
+        st.info(f"{line.text}", icon="🦙")
+        st.caption(f"status by {source}, {fmt.age(now - line.generated_at)}{hint}")
+    except PrometheusError:
+        st.info("Status unknown: Prometheus cannot be reached.", icon="🦙")
+
+    status = connections()
+    columns = st.columns(len(status) + 1)
+    for column, (name, problem) in zip(columns, status.items()):
+        column.markdown(f"{'🟢' if problem is None else '🔴'} **{name}**" + ("" if problem is None else f"  \n{problem}"))
+    columns[-1].markdown(f"updated {time.strftime('%H:%M:%S')}")
+    if status["Prometheus"] is not None:
+        st.error(f"Prometheus at {PROMETHEUS_URL} is unreachable: no numbers to show. The page retries every 5 s.")
+        return
+
+    # The cards.
+    try:
+        values = card_values(host, model)
+        up = sources_up(host)
+    except PrometheusError as exc:
+        st.error(str(exc))
+        return
+    grid = st.columns(5)
+    for index, card in enumerate(CARDS):
+        now_value, before = values[card.label]
+        with grid[index % 5]:
+            if now_value is None:
+                reason = card.missing
+                if card.label == "GPU" and any(up.get(s) for s in GPU_SOURCES):
+                    reason = "GPU source active, no reading yet"
+                if card.label == "Power" and any(up.get(s) for s in POWER_SOURCES):
+                    reason = "power source active, no reading yet"
+                st.metric(card.label, fmt.NO_DATA, help=reason)
+                st.caption(reason)
+            else:
+                delta = None if before is None else card.show(now_value - before) if card.label not in ("Success rate", "GPU", "Memory") else f"{(now_value - before) * 100:+.1f} pts"
+                st.metric(card.label, card.show(now_value), delta=delta, delta_color="normal" if card.higher_is_better else "inverse")
+
+    joules = energy_per_token(host, model, "5m")
+    st.markdown(f"**Energy per generated token:** {fmt.joules(joules)}" + ("" if joules is not None else " (needs a power source and generated tokens)"))
+
+    # The charts over the chosen window.
+    frames = chart_frames(host, model, window, window_seconds)
+    chart_columns = st.columns(3)
+    for index, title in enumerate(queries.charts(Filters(), "1m")):
+        with chart_columns[index % 3]:
+            st.markdown(f"**{title}**")
+            frame = frames[title]
+            if frame.empty:
+                st.caption(fmt.NO_DATA + " no data in this window")
+            else:
+                st.line_chart(frame, x="time", y="value", color="series", height=180)
+    st.markdown("**Latency percentiles per endpoint**")
+    latency_columns = st.columns(4)
+    for column, q in zip(latency_columns, queries.LATENCY_QUANTILES):
+        frame = frames[f"p{int(q * 100)}"]
+        with column:
+            st.caption(f"P{int(q * 100)}")
+            if frame.empty:
+                st.caption(fmt.NO_DATA)
+            else:
+                st.line_chart(frame, x="time", y="value", color="series", height=160)
+    table = latency_table(host, model, window)
+    if not table.empty:
+        st.dataframe(table, use_container_width=True)
+
+    st.subheader("Models")
+    models = model_table(host, model, window)
+    if models.empty:
+        st.caption("No model has been used or loaded in this window.")
+    else:
+        st.dataframe(models, hide_index=True, use_container_width=True)
+
+
+live()
+
+st.subheader("Recent requests")
+try:
+    entries = recent_requests()
+except (httpx.HTTPError, ValueError, KeyError) as exc:
+    st.warning(f"The proxy's request list at {PROXY_URL}/-/requests cannot be read ({type(exc).__name__}).")
+    entries = []
+if not entries:
+    st.caption("No finished requests yet.")
+else:
+    listing = pd.DataFrame([
+        {
+            "started": e["start_time"][11:19],
+            "route": e["route"],
+            "model": e["model"] or "",
+            "status": e["status"],
+            "duration": fmt.seconds(e["duration_s"]),
+            "TTFT": fmt.seconds(e["time_to_first_token_s"]),
+            "tokens in/out": f"{fmt.count(e['input_tokens'])} / {fmt.count(e['output_tokens'])}",
+            "tokens/s": fmt.rate(e["tokens_per_second"], ""),
+            "error": e["error_type"] or "",
+        }
+        for e in entries
+    ])
+    st.dataframe(listing, hide_index=True, use_container_width=True, height=260)
+    labels = [f"{e['start_time'][11:19]} {e['route']} {e['model'] or ''} ({fmt.seconds(e['duration_s'])})" for e in entries]
+    chosen = entries[st.selectbox("Request", range(len(entries)), format_func=lambda i: labels[i])]
+    phases = waterfall(chosen)
+    chart = alt.Chart(phases).mark_bar().encode(
+        x=alt.X("start:Q", title="seconds since the request arrived"),
+        x2="end:Q",
+        y=alt.Y("phase:N", sort=None, title=None),
+        tooltip=["phase", "duration"],
+    )
+    st.altair_chart(chart.properties(height=160), use_container_width=True)
+    if JAEGER_URL:
+        st.markdown(f"[Open the trace in Jaeger]({JAEGER_URL.rstrip('/')}/trace/{chosen['trace_id']})")
