@@ -138,14 +138,15 @@ def loaded_models(f: Filters) -> dict[str, str]:
 # Charts: one range query each -----------------------------------------------------------------
 
 
-def charts(f: Filters, window: str) -> dict[str, str]:
+def charts(f: Filters, window: str) -> dict[str, tuple[str, str]]:
+    """Chart title → (PromQL, unit of its values: tokens/s, bytes, ratio, W, Cel or s)."""
     return {
-        "Tokens generated per second": tokens_per_second(f, window),
-        "Memory used (bytes)": memory_used_bytes(f),
-        "GPU utilisation": gpu_utilization(f),
-        "Power (W)": power_watts(f),
-        "Temperature (°C)": temperature_celsius(f),
-        "Time to first token p95 (s)": time_to_first_token_quantile(0.95, f, window),
+        "Token generation": (tokens_per_second(f, window), "tokens/s"),
+        "Memory used": (memory_used_bytes(f), "bytes"),
+        "GPU utilisation": (gpu_utilization(f), "ratio"),
+        "Power": (power_watts(f), "W"),
+        "Temperature": (temperature_celsius(f), "Cel"),
+        "Time to first token (p95)": (time_to_first_token_quantile(0.95, f, window), "s"),
     }
 
 

@@ -27,7 +27,7 @@ SOONEST_S = 10.0  # ...or sooner when a state word changes, but never more often
 TIMEOUT_S = float(os.environ.get("STATUS_TIMEOUT", "20"))
 
 # Thresholds, stated once: each condition's words and where they change.
-ACTIVITY = ((0.0, "idle"), (0.2, "low"), (2.0, "moderate"))  # requests/s below each bound; above: high
+ACTIVITY = ((0.2, "low"), (2.0, "moderate"))  # requests/s below each bound; above: high; none at all: idle
 GPU = ((0.10, "idle"), (0.80, "busy"))  # above: saturated
 GPU_SPIKE = 0.40  # a rise of 40 points within the recent series is a spike
 TEMPERATURE = ((75.0, "ok"), (85.0, "warm"))  # °C; above: hot
@@ -60,7 +60,7 @@ class Snapshot:
 
 def _band(value: float, bands: tuple[tuple[float, str], ...], above: str) -> str:
     for bound, word in bands:
-        if value <= bound if bound == 0.0 else value < bound:
+        if value < bound:
             return word
     return above
 
@@ -160,7 +160,7 @@ def ask_model(ollama_url: str, prompt: str, model: str = STATUS_MODEL, timeout_s
     try:
         answer = httpx.post(ollama_url.rstrip("/") + "/api/generate", json=body, timeout=timeout_s, trust_env=False)
     except httpx.TimeoutException as exc:
-        raise StatusModelError(f"{model} did not answer within {timeout_s:.0f} s") from exc
+        raise StatusModelError(f"{model} did not answer within {timeout_s:g} s") from exc
     except httpx.HTTPError as exc:
         raise StatusModelError(f"Ollama is unreachable at {ollama_url}") from exc
     if answer.status_code == 404:
@@ -205,11 +205,17 @@ class StatusLine:
 class StatusCache:
     """One generation serves every tab: regenerated at most every 30 s, sooner (≥ 10 s) when a state word changes."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = STATUS_MODEL, timeout_s: float = TIMEOUT_S) -> None:
+        self._model = model
+        self._timeout_s = timeout_s
         self._lock = threading.Lock()
         self._line: StatusLine | None = None
         self._states: dict[str, str] = {}
         self.model_calls = 0
+
+    def clear(self) -> None:
+        with self._lock:
+            self._line, self._states, self.model_calls = None, {}, 0
 
     def get(self, snapshot: Snapshot, ollama_url: str, now: float | None = None) -> StatusLine:
         now = time.time() if now is None else now
@@ -231,12 +237,12 @@ class StatusCache:
             return StatusLine(fallback, "rules", now, why_rules="no OLLAMA_URL")
         self.model_calls += 1
         try:
-            text = clean(ask_model(ollama_url, build_prompt(snapshot, states)))
+            text = clean(ask_model(ollama_url, build_prompt(snapshot, states), self._model, self._timeout_s))
         except StatusModelError as exc:
             return StatusLine(fallback, "rules", now, hint=exc.hint, why_rules=exc.reason)
         if text is None:
-            return StatusLine(fallback, "rules", now, why_rules=f"{STATUS_MODEL} gave no usable answer")
-        return StatusLine(text, STATUS_MODEL, now)
+            return StatusLine(fallback, "rules", now, why_rules=f"{self._model} gave no usable answer")
+        return StatusLine(text, self._model, now)
 
 
 STATUS = StatusCache()  # process-wide: shared by every browser tab of this Streamlit server

@@ -25,7 +25,9 @@ PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
 OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")
 JAEGER_URL = os.environ.get("JAEGER_URL", "")
 WINDOWS = {"15 min": ("15m", 900), "1 h": ("1h", 3600), "6 h": ("6h", 21600), "24 h": ("24h", 86400)}
-CARD_WINDOW = "1m"  # cards: rates over the last minute, compared with the minute before
+# Cards: rates over the last minute, compared with the minute before (UI_CARD_WINDOW: a PromQL duration).
+CARD_WINDOW = os.environ.get("UI_CARD_WINDOW", "1m")
+CARD_WINDOW_SECONDS = pd.Timedelta(CARD_WINDOW).total_seconds()
 GPU_SOURCES = ("nvml", "amd_sysfs", "macmon", "ioreg")
 POWER_SOURCES = ("nvml", "amd_sysfs", "rapl", "macmon")
 
@@ -47,7 +49,7 @@ CARDS = (
     Card("TTFT p95", lambda f: queries.time_to_first_token_quantile(0.95, f, CARD_WINDOW), fmt.seconds, "no streaming generations in the last minute", False),
     Card("GPU", queries.gpu_utilization, fmt.percent, "no GPU source on this host"),
     Card("Power", queries.power_watts, fmt.watts, "no power source on this host", False),
-    Card("Memory", lambda f: f"{queries.memory_used_bytes(f)} / {queries.memory_limit_bytes(f)}", fmt.percent, "hardware collector not scraped", False),
+    Card("Memory used", lambda f: f"{queries.memory_used_bytes(f)} / {queries.memory_limit_bytes(f)}", fmt.percent, "hardware collector not scraped", False),
     Card("Active requests", queries.active_requests, fmt.count, "proxy not scraped"),
     Card("Temperature", queries.temperature_celsius, fmt.celsius, "no temperature sensor on this host", False),
 )
@@ -57,38 +59,55 @@ CARDS = (
 
 
 @st.cache_resource
-def prometheus() -> Prometheus:
-    return Prometheus(PROMETHEUS_URL)
+def prometheus(url: str) -> Prometheus:
+    return Prometheus(url)
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def card_values(host: str, model: str) -> dict[str, tuple[float | None, float | None]]:
+def card_values(url: str, host: str, model: str) -> dict[str, tuple[float | None, float | None]]:
     """Each card's value now and a minute ago (for the change shown under it)."""
-    prom, f, now = prometheus(), Filters(host, model), time.time()
-    return {card.label: (prom.scalar(card.query(f), now), prom.scalar(card.query(f), now - 60)) for card in CARDS}
+    prom, f, now = prometheus(url), Filters(host, model), time.time()
+    return {card.label: (prom.scalar(card.query(f), now), prom.scalar(card.query(f), now - CARD_WINDOW_SECONDS)) for card in CARDS}
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def sources_up(host: str) -> dict[str, float]:
-    return {labels.get("source", ""): value or 0.0 for labels, value in prometheus().vector(f"max by (source) (hw_collector_source_up{Filters(host).host_only()})")}
+def sources_up(url: str, host: str) -> dict[str, float]:
+    return {labels.get("source", ""): value or 0.0 for labels, value in prometheus(url).vector(f"max by (source) (hw_collector_source_up{Filters(host).host_only()})")}
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def chart_frames(host: str, model: str, window: str, seconds: int) -> dict[str, pd.DataFrame]:
-    prom, f, now = prometheus(), Filters(host, model), time.time()
+def chart_frames(url: str, host: str, model: str, window: str, seconds: int) -> dict[str, pd.DataFrame]:
+    prom, f, now = prometheus(url), Filters(host, model), time.time()
     step = max(5, seconds // 240)
     rate_window = "1m" if seconds <= 3600 else "5m"
     frames = {}
-    for title, promql in queries.charts(f, rate_window).items():
+    for title, (promql, _) in queries.charts(f, rate_window).items():
         frames[title] = _frame(prom.range(promql, now - seconds, now, step))
     for q in queries.LATENCY_QUANTILES:
         frames[f"p{int(q * 100)}"] = _frame(prom.range(queries.latency_by_endpoint(q, f, rate_window), now - seconds, now, step), "http_route")
     return frames
 
 
+# How each unit is drawn: a scale and the axis title a person reads.
+CHART_UNITS = {"tokens/s": (1, "tokens/s"), "bytes": (1 / 2**30, "GiB"), "ratio": (100, "%"), "W": (1, "W"), "Cel": (1, "°C"), "s": (1, "seconds")}
+
+
+def line_chart(frame: pd.DataFrame, unit: str, height: int = 200) -> alt.Chart:
+    scale, title = CHART_UNITS[unit]
+    frame = frame.assign(value=frame["value"] * scale)
+    several = frame["series"].nunique() > 1
+    color = alt.Color("series:N", title=None, legend=alt.Legend(orient="bottom")) if several else alt.value("#1f77b4")
+    return (
+        alt.Chart(frame)
+        .mark_line()
+        .encode(x=alt.X("time:T", title=None, axis=alt.Axis(format="%H:%M")), y=alt.Y("value:Q", title=title), color=color, tooltip=["time:T", "series:N", alt.Tooltip("value:Q", format=".3~f")])
+        .properties(height=height)
+    )
+
+
 def _frame(series: list[queries.Series], label: str = "") -> pd.DataFrame:
     rows = [
-        {"time": pd.Timestamp(t, unit="s"), "series": s.labels.get(label, "value") if label else "value", "value": v}
+        {"time": pd.Timestamp(t, unit="s", tz="UTC"), "series": s.labels.get(label, "value") if label else "value", "value": v}
         for s in series
         for t, v in s.points
         if v is not None
@@ -97,8 +116,8 @@ def _frame(series: list[queries.Series], label: str = "") -> pd.DataFrame:
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def latency_table(host: str, model: str, window: str) -> pd.DataFrame:
-    prom, f = prometheus(), Filters(host, model)
+def latency_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
+    prom, f = prometheus(url), Filters(host, model)
     table: dict[str, dict[str, str]] = {}
     for q in queries.LATENCY_QUANTILES:
         for labels, value in prom.vector(queries.latency_by_endpoint(q, f, window)):
@@ -107,8 +126,8 @@ def latency_table(host: str, model: str, window: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def model_table(host: str, model: str, window: str) -> pd.DataFrame:
-    prom, f = prometheus(), Filters(host, model)
+def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
+    prom, f = prometheus(url), Filters(host, model)
     rows: dict[str, dict[str, float | None]] = {}
     for column, promql in queries.per_model(f, window).items():
         for labels, value in prom.vector(promql):
@@ -133,14 +152,14 @@ def model_table(host: str, model: str, window: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def energy_per_token(host: str, model: str, window: str) -> float | None:
-    return prometheus().scalar(queries.joules_per_token(Filters(host, model), window))
+def energy_per_token(url: str, host: str, model: str, window: str) -> float | None:
+    return prometheus(url).scalar(queries.joules_per_token(Filters(host, model), window))
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def connections() -> dict[str, str | None]:
+def connections(prometheus_url: str, proxy_url: str, ollama_url: str) -> dict[str, str | None]:
     """None when the service answers, else why not."""
-    checks = {"Prometheus": PROMETHEUS_URL + "/-/ready", "proxy": PROXY_URL + "/-/healthy", "Ollama": OLLAMA_URL + "/api/version"}
+    checks = {"Prometheus": prometheus_url + "/-/ready", "proxy": proxy_url + "/-/healthy", "Ollama": ollama_url + "/api/version"}
     found: dict[str, str | None] = {}
     for name, url in checks.items():
         try:
@@ -152,13 +171,13 @@ def connections() -> dict[str, str | None]:
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def recent_requests() -> list[dict]:
-    return httpx.get(PROXY_URL + "/-/requests", params={"limit": 100}, timeout=3, trust_env=False).json()["requests"]
+def recent_requests(proxy_url: str) -> list[dict]:
+    return httpx.get(proxy_url + "/-/requests", params={"limit": 100}, timeout=3, trust_env=False).json()["requests"]
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def filter_options() -> tuple[list[str], list[str]]:
-    prom = prometheus()
+def filter_options(url: str) -> tuple[list[str], list[str]]:
+    prom = prometheus(url)
     hosts = sorted({instance.rsplit(":", 1)[0] for instance in prom.label_values("instance", "up")})
     models = prom.label_values("gen_ai_request_model", "gen_ai_server_request_duration_seconds_count")
     return hosts, [m for m in models if m not in ("other", "unknown")]
@@ -180,13 +199,13 @@ def waterfall(request: dict) -> pd.DataFrame:
 
 # The page -------------------------------------------------------------------------------------
 
-st.set_page_config(page_title="Ollama monitor", page_icon="🦙", layout="wide")
+st.set_page_config(page_title="Ollama monitor", layout="wide")
 st.title("Ollama monitor")
 
 with st.sidebar:
     window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
     try:
-        host_options, model_options = filter_options()
+        host_options, model_options = filter_options(PROMETHEUS_URL)
     except PrometheusError:
         host_options, model_options = [], []
     host = st.selectbox("Instance", ["all", *host_options])
@@ -202,19 +221,19 @@ def live() -> None:
     now = time.time()
     # The status line, then how the parts are connected.
     try:
-        snapshot = read_snapshot(prometheus(), Filters(host, model))
+        snapshot = read_snapshot(prometheus(PROMETHEUS_URL), Filters(host, model))
         line = STATUS.get(snapshot, OLLAMA_URL)
         source = "rules" + (f" ({line.why_rules})" if line.why_rules else "") if line.source == "rules" else line.source
         hint = f" · {line.hint}" if line.hint else ""
-        st.info(f"{line.text}", icon="🦙")
+        st.info(line.text)
         st.caption(f"status by {source}, {fmt.age(now - line.generated_at)}{hint}")
     except PrometheusError:
-        st.info("Status unknown: Prometheus cannot be reached.", icon="🦙")
+        st.info("Status unknown: Prometheus cannot be reached.")
 
-    status = connections()
+    status = connections(PROMETHEUS_URL, PROXY_URL, OLLAMA_URL)
     columns = st.columns(len(status) + 1)
     for column, (name, problem) in zip(columns, status.items()):
-        column.markdown(f"{'🟢' if problem is None else '🔴'} **{name}**" + ("" if problem is None else f"  \n{problem}"))
+        column.markdown(f"{':green[●]' if problem is None else ':red[●]'} **{name}**" + ("" if problem is None else f"  \n{problem}"))
     columns[-1].markdown(f"updated {time.strftime('%H:%M:%S')}")
     if status["Prometheus"] is not None:
         st.error(f"Prometheus at {PROMETHEUS_URL} is unreachable: no numbers to show. The page retries every 5 s.")
@@ -222,8 +241,8 @@ def live() -> None:
 
     # The cards.
     try:
-        values = card_values(host, model)
-        up = sources_up(host)
+        values = card_values(PROMETHEUS_URL, host, model)
+        up = sources_up(PROMETHEUS_URL, host)
     except PrometheusError as exc:
         st.error(str(exc))
         return
@@ -240,39 +259,37 @@ def live() -> None:
                 st.metric(card.label, fmt.NO_DATA, help=reason)
                 st.caption(reason)
             else:
-                delta = None if before is None else card.show(now_value - before) if card.label not in ("Success rate", "GPU", "Memory") else f"{(now_value - before) * 100:+.1f} pts"
+                delta = None if before is None else card.show(now_value - before) if card.label not in ("Success rate", "GPU", "Memory used") else f"{(now_value - before) * 100:+.1f} pts"
                 st.metric(card.label, card.show(now_value), delta=delta, delta_color="normal" if card.higher_is_better else "inverse")
 
-    joules = energy_per_token(host, model, "5m")
+    joules = energy_per_token(PROMETHEUS_URL, host, model, "5m")
     st.markdown(f"**Energy per generated token:** {fmt.joules(joules)}" + ("" if joules is not None else " (needs a power source and generated tokens)"))
 
     # The charts over the chosen window.
-    frames = chart_frames(host, model, window, window_seconds)
+    frames = chart_frames(PROMETHEUS_URL, host, model, window, window_seconds)
     chart_columns = st.columns(3)
-    for index, title in enumerate(queries.charts(Filters(), "1m")):
+    for index, (title, (_, unit)) in enumerate(queries.charts(Filters(), "1m").items()):
         with chart_columns[index % 3]:
             st.markdown(f"**{title}**")
             frame = frames[title]
             if frame.empty:
-                st.caption(fmt.NO_DATA + " no data in this window")
+                st.caption(f"{fmt.NO_DATA} no data in this window")
             else:
-                st.line_chart(frame, x="time", y="value", color="series", height=180)
+                st.altair_chart(line_chart(frame, unit), use_container_width=True)
     st.markdown("**Latency percentiles per endpoint**")
-    latency_columns = st.columns(4)
-    for column, q in zip(latency_columns, queries.LATENCY_QUANTILES):
+    for tab, q in zip(st.tabs([f"P{int(q * 100)}" for q in queries.LATENCY_QUANTILES]), queries.LATENCY_QUANTILES):
         frame = frames[f"p{int(q * 100)}"]
-        with column:
-            st.caption(f"P{int(q * 100)}")
+        with tab:
             if frame.empty:
-                st.caption(fmt.NO_DATA)
+                st.caption(f"{fmt.NO_DATA} no requests in this window")
             else:
-                st.line_chart(frame, x="time", y="value", color="series", height=160)
-    table = latency_table(host, model, window)
+                st.altair_chart(line_chart(frame, "s", height=220), use_container_width=True)
+    table = latency_table(PROMETHEUS_URL, host, model, window)
     if not table.empty:
         st.dataframe(table, use_container_width=True)
 
     st.subheader("Models")
-    models = model_table(host, model, window)
+    models = model_table(PROMETHEUS_URL, host, model, window)
     if models.empty:
         st.caption("No model has been used or loaded in this window.")
     else:
@@ -283,7 +300,7 @@ live()
 
 st.subheader("Recent requests")
 try:
-    entries = recent_requests()
+    entries = recent_requests(PROXY_URL)
 except (httpx.HTTPError, ValueError, KeyError) as exc:
     st.warning(f"The proxy's request list at {PROXY_URL}/-/requests cannot be read ({type(exc).__name__}).")
     entries = []

@@ -1,0 +1,156 @@
+"""The dashboard: AppTest runs of the page against a real Prometheus fed by fake Ollama → proxy,
+and headless Chromium (Debian's) driven by Playwright against the page served by Streamlit."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from loadgen.traffic import Plan, run
+from tests.harness import PYTHON, ROOT, Server, configure_fake, fake_ollama, free_port, hw_collector, otel_proxy, prometheus, require_tool, run_server
+from tests.test_e2e import interpolate, sample_fake_tokens
+from ui import format as fmt
+from ui.status import STATUS
+
+PAGE = str(ROOT / "ui" / "streamlit_app.py")
+ARTIFACTS = ROOT / "artifacts"
+STATUS_TEXT = "Llama is running smoothly; memory good, no GPU on this host."
+
+
+class Site:
+    def __init__(self, fake: Server, proxy: Server, prom: Server) -> None:
+        self.fake, self.proxy, self.prom = fake, proxy, prom
+
+    def env(self) -> dict[str, str]:
+        return {"PROMETHEUS_URL": self.prom.url, "PROXY_URL": self.proxy.url, "OLLAMA_URL": self.fake.url, "UI_CARD_WINDOW": "10s"}
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[Site]:
+    with (
+        fake_ollama(token_delay=0.004, load_delay=0.1) as fake,
+        otel_proxy(fake.url) as proxy,
+        hw_collector(fake.url, "--interval", "1", "--sysfs-root", str(tmp_path_factory.mktemp("sysfs"))) as collector,
+        prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}) as prom,
+    ):
+        configure_fake(fake, answers={"phi3:mini": STATUS_TEXT})
+        yield Site(fake, proxy, prom)
+
+
+def page(env: dict[str, str], monkeypatch) -> AppTest:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    STATUS.clear()
+    app = AppTest.from_file(PAGE, default_timeout=60)
+    app.run()
+    assert not app.exception, [e.message for e in app.exception]
+    return app
+
+
+def card(app: AppTest, label: str) -> str:
+    return next(metric.value for metric in app.metric if metric.label == label)
+
+
+def number(text: str) -> float:
+    value = float(re.match(r"[\d.,]+", text).group(0).replace(",", ""))
+    return value / 1000 if text.endswith(" ms") else value
+
+
+def test_without_traffic_the_cards_say_no_data_and_why(site: Site, monkeypatch):
+    app = page(site.env(), monkeypatch)
+    assert card(app, "Tokens/s") == fmt.NO_DATA
+    assert card(app, "Avg latency") == fmt.NO_DATA
+    assert card(app, "GPU") == fmt.NO_DATA
+    captions = [c.value for c in app.caption]
+    assert "no tokens generated in the last minute" in captions and "no GPU source on this host" in captions
+    assert card(app, "Memory used") != fmt.NO_DATA  # the collector measures memory
+
+
+def test_after_traffic_tokens_per_second_and_latency_match_the_ground_truth(site: Site, monkeypatch):
+    httpx.post(site.proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "warm", "stream": False}, timeout=30)
+    time.sleep(2.5)
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+    sampler = threading.Thread(target=sample_fake_tokens, args=(site.fake, stop, samples))
+    plan = Plan(url=site.proxy.url, model="llama3.2:1b", concurrency=4, duration_s=24, max_tokens=24)
+    outcome: dict = {}
+    traffic = threading.Thread(target=lambda: outcome.update(asyncio.run(run(plan)).summary()))
+    sampler.start()
+    traffic.start()
+    try:
+        time.sleep(16)  # steady traffic for longer than the card window (10 s here)
+        asked = time.time()
+        app = page(site.env(), monkeypatch)
+        time.sleep(1)
+    finally:
+        traffic.join()
+        stop.set()
+        sampler.join()
+    truth = (interpolate(samples, asked) - interpolate(samples, asked - 10)) / 10
+    shown = card(app, "Tokens/s")
+    assert number(shown) == pytest.approx(truth, rel=0.15), (shown, truth)
+    latency = card(app, "Avg latency")
+    assert number(latency) == pytest.approx(outcome["latency_mean_s"], rel=0.2), (latency, outcome["latency_mean_s"])
+    assert card(app, "Success rate") == "100 %"
+    # The status banner: the model's line, and where it came from.
+    assert app.info[0].value == STATUS_TEXT
+    assert any(c.value.startswith("status by phi3:mini") for c in app.caption)
+
+
+def test_two_tabs_within_30_seconds_make_one_call_to_the_status_model(site: Site, monkeypatch):
+    calls = lambda: httpx.get(site.fake.url + "/fake/stats").json()["by_model"].get("phi3:mini", {}).get("requests", 0)  # noqa: E731
+    before = calls()
+    first = page(site.env(), monkeypatch)  # clears the process-wide cache, then renders
+    second = AppTest.from_file(PAGE, default_timeout=60)
+    second.run()
+    assert first.info[0].value == second.info[0].value == STATUS_TEXT
+    assert calls() - before == 1
+
+
+def test_prometheus_down_shows_one_clear_message_and_no_exception(site: Site, monkeypatch):
+    closed = f"http://127.0.0.1:{free_port()}"
+    app = page({**site.env(), "PROMETHEUS_URL": closed}, monkeypatch)
+    assert any(closed in error.value and "unreachable" in error.value for error in app.error)
+    assert all(metric.value == fmt.NO_DATA for metric in app.metric) or not app.metric
+
+
+def test_the_page_in_headless_chromium(site: Site):
+    from playwright.sync_api import sync_playwright
+
+    chromium = require_tool("chromium")
+    port = free_port()
+    command = [PYTHON, "-m", "streamlit", "run", PAGE, "--server.port", str(port), "--server.headless", "true",
+               "--browser.gatherUsageStats", "false", "--server.address", "127.0.0.1"]
+    httpx.post(site.proxy.url + "/api/chat", json={"model": "llama3.2:1b", "messages": [], "stream": False}, timeout=30)
+    with run_server(command, port, "/_stcore/health", env=site.env()) as ui:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium,
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )
+            try:
+                tab = browser.new_page(viewport={"width": 1400, "height": 2600})
+                tab.goto(ui.url, wait_until="domcontentloaded")
+                tab.wait_for_selector('[data-testid="stMetric"]', timeout=60_000)
+                tab.wait_for_function("document.querySelectorAll('[data-testid=\"stMetric\"]').length >= 10", timeout=30_000)
+                tab.wait_for_timeout(3000)
+                labels = tab.locator('[data-testid="stMetricLabel"]').all_inner_texts()
+                values = tab.locator('[data-testid="stMetricValue"]').all_inner_texts()
+                cards = dict(zip((label.strip() for label in labels), (value.strip() for value in values)))
+                ARTIFACTS.mkdir(exist_ok=True)
+                tab.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+                body = tab.inner_text("body")
+            finally:
+                browser.close()
+    assert {"Requests/s", "Avg latency", "Tokens/s", "GPU", "Memory used", "Temperature"} <= set(cards)
+    assert cards["GPU"] == fmt.NO_DATA and "no GPU source on this host" in body
+    assert cards["Memory used"].endswith("%")
+    assert STATUS_TEXT in body and "Recent requests" in body
+    assert (ARTIFACTS / "dashboard.png").stat().st_size > 50_000
