@@ -17,6 +17,7 @@ class ProxySettings:
     max_models: int = 100  # distinct gen_ai.request.model values; the rest become "other"
     recent_requests: int = 200  # finished requests kept for /-/requests
     body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
+    max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
 

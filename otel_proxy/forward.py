@@ -176,6 +176,12 @@ class Forwarder:
             observer.finish()
 
     async def _forward(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver) -> None:
+        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+        if header_bytes > self._settings.max_header_bytes:
+            message = f"otel-proxy: request headers of {header_bytes} bytes exceed the limit of {self._settings.max_header_bytes}"
+            observer.response_started(431, "application/json")
+            await send_error(send, 431, message)
+            return
         prefix, complete = await _read_body_prefix(receive, self._settings.body_prefix_bytes)
         observer.learn_request(prefix, complete)
         body_done = asyncio.Event()

@@ -50,6 +50,7 @@ class FakeModel:
     family: str = "llama"
     parameter_size: str = "1.2B"
     answer: str | None = None  # fixed text instead of "tok0 tok1 ..."
+    chunk_text: str | None = None  # every streamed token is this text (large responses for back-pressure tests)
 
 
 DEFAULT_MODELS = {
@@ -110,6 +111,8 @@ class FakeOllama:
         fixed = self.models.get(model)
         if fixed is not None and fixed.answer is not None:
             return [fixed.answer]
+        if fixed is not None and fixed.chunk_text is not None:
+            return [fixed.chunk_text] * count
         return [f"tok{i} " for i in range(count)]
 
     def _record(self, endpoint: str, model: str, prompt_tokens: int, eval_count: int, eval_seconds: float) -> None:
@@ -320,6 +323,7 @@ class FakeOllama:
         return Response(go_json({"models": running}), media_type="application/json; charset=utf-8")
 
     async def tags(self, request: Request) -> Response:
+        self.stats.requests[request.url.path] += 1
         models = [
             {"name": m.name, "model": m.name, "modified_at": now_rfc3339(), "size": m.size, "digest": hashlib.sha256(m.name.encode()).hexdigest()}
             for m in self.models.values()
@@ -456,10 +460,13 @@ class FakeOllama:
         return JSONResponse(self.stats.as_json())
 
     async def fake_configure(self, request: Request) -> Response:
-        """Set ``answers`` ({model: text}), ``remove_models``, ``answer_delay``, ``token_delay``, ``unload``."""
+        """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``remove_models``,
+        ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``."""
         body = await request.json()
         for model, text in (body.get("answers") or {}).items():
             self.models.setdefault(model, FakeModel(model, 2_000_000_000, 2_000_000_000)).answer = text
+        for model, text in (body.get("chunk_texts") or {}).items():
+            self.models.setdefault(model, FakeModel(model, 2_000_000_000, 2_000_000_000)).chunk_text = text
         for model in body.get("remove_models") or []:
             self.models.pop(model, None)
             self.loaded.pop(model, None)
