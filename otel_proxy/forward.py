@@ -102,37 +102,36 @@ def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]
     return _end_to_end(raw, HOP_BY_HOP)
 
 
-async def _read_body_prefix(receive: Receive, limit: int) -> tuple[bytes, bool]:
-    """Up to ``limit`` bytes of the request body, and whether that was all of it."""
-    parts: list[bytes] = []
-    size = 0
+async def _body_parts(receive: Receive) -> AsyncIterator[bytes]:
+    """The request body as the client sends it, one ASGI message at a time."""
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise ClientDisconnected
-        body = message.get("body", b"")
-        if body:
-            parts.append(body)
-            size += len(body)
+        yield message.get("body", b"")
         if not message.get("more_body", False):
-            return b"".join(parts), True
+            return
+
+
+async def _read_prefix(parts: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
+    """Up to about ``limit`` bytes of the body, and whether that was all of it."""
+    read: list[bytes] = []
+    size = 0
+    async for part in parts:
+        read.append(part)
+        size += len(part)
         if size >= limit:
-            return b"".join(parts), False
+            return b"".join(read), False
+    return b"".join(read), True
 
 
-async def _rest_of_body(prefix: bytes, receive: Receive, body_done: asyncio.Event) -> AsyncIterator[bytes]:
+async def _rest_of_body(prefix: bytes, parts: AsyncIterator[bytes], body_done: asyncio.Event) -> AsyncIterator[bytes]:
     """The prefix already read, then the rest of the body as the client sends it."""
     yield prefix
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        body = message.get("body", b"")
-        if body:
-            yield body
-        if not message.get("more_body", False):
-            body_done.set()
-            return
+    async for part in parts:
+        if part:
+            yield part
+    body_done.set()
 
 
 async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_disconnect: Callable[[], None]) -> None:
@@ -182,14 +181,15 @@ class Forwarder:
             observer.response_started(431, "application/json")
             await send_error(send, 431, message)
             return
-        prefix, complete = await _read_body_prefix(receive, self._settings.body_prefix_bytes)
+        parts = _body_parts(receive)
+        prefix, complete = await _read_prefix(parts, self._settings.body_prefix_bytes)
         observer.learn_request(prefix, complete)
         body_done = asyncio.Event()
         if complete:
             body_done.set()
             content: bytes | AsyncIterator[bytes] = prefix
         else:
-            content = _rest_of_body(prefix, receive, body_done)
+            content = _rest_of_body(prefix, parts, body_done)
         url = self._upstream + scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")

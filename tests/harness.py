@@ -163,3 +163,15 @@ def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s") -> It
                 assert time.monotonic() < deadline, f"Prometheus did not scrape its targets: {active}"
                 time.sleep(0.2)
             yield server
+
+
+@contextmanager
+def monitored_ollama(sysfs: Path, token_delay: float = 0.004, load_delay: float = 0.2) -> Iterator[tuple[Server, Server, Server, Server]]:
+    """Fake Ollama, the proxy and the hardware collector in front of it, and Prometheus scraping both every second."""
+    with (
+        fake_ollama(token_delay=token_delay, load_delay=load_delay) as fake,
+        otel_proxy(fake.url) as proxy,
+        hw_collector(fake.url, "--interval", "1", "--sysfs-root", str(sysfs)) as collector,
+        prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}) as prom,
+    ):
+        yield fake, proxy, collector, prom

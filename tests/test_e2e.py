@@ -14,7 +14,7 @@ import pytest
 
 from loadgen.traffic import Plan, run
 from otel_proxy.instruments import HTTP_DURATION_BUCKETS
-from tests.harness import Server, fake_ollama, fake_stats, hw_collector, otel_proxy, prometheus
+from tests.harness import Server, fake_ollama, fake_stats, hw_collector, monitored_ollama, otel_proxy, prometheus
 from tests.otlp_sink import otlp_sink
 from ui import queries
 from ui.queries import Filters, Prometheus
@@ -33,12 +33,7 @@ class Stack:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[Stack]:
-    with (
-        fake_ollama(token_delay=0.004, load_delay=0.2) as fake,
-        otel_proxy(fake.url) as proxy,
-        hw_collector(fake.url, "--interval", "1", "--sysfs-root", str(tmp_path_factory.mktemp("sysfs"))) as collector,
-        prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}) as prom,
-    ):
+    with monitored_ollama(tmp_path_factory.mktemp("sysfs")) as (fake, proxy, collector, prom):
         yield Stack(fake, proxy, collector, prom)
 
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import subprocess
 
-import httpx
 import pytest
 
-from tests.harness import PYTHON, ROOT, configure_fake, fake_stats, free_port
+from tests.harness import PYTHON, ROOT, configure_fake, free_port
 from ui import status
 from ui.status import Snapshot, StatusCache, assess, build_prompt, clean, rules_sentence
 

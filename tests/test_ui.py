@@ -14,7 +14,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from loadgen.traffic import Plan, run
-from tests.harness import PYTHON, ROOT, Server, configure_fake, fake_ollama, free_port, hw_collector, otel_proxy, prometheus, require_tool, run_server
+from tests.harness import PYTHON, ROOT, Server, configure_fake, free_port, monitored_ollama, require_tool, run_server
 from tests.test_e2e import interpolate, sample_fake_tokens
 from ui import format as fmt
 from ui.status import STATUS
@@ -34,12 +34,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    with (
-        fake_ollama(token_delay=0.004, load_delay=0.1) as fake,
-        otel_proxy(fake.url) as proxy,
-        hw_collector(fake.url, "--interval", "1", "--sysfs-root", str(tmp_path_factory.mktemp("sysfs"))) as collector,
-        prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}) as prom,
-    ):
+    with monitored_ollama(tmp_path_factory.mktemp("sysfs"), load_delay=0.1) as (fake, proxy, _, prom):
         configure_fake(fake, answers={"phi3:mini": STATUS_TEXT})
         yield Site(fake, proxy, prom)
 
