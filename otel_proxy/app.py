@@ -37,21 +37,12 @@ class _DropAbortedStreamTracebacks(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], UpstreamAborted))
 
 
-def upstream_client(settings: ProxySettings) -> httpx.AsyncClient:
-    plain_http = urlsplit(settings.upstream).scheme == "http"
-    return httpx.AsyncClient(
-        transport=UpstreamTransport() if plain_http else None,
-        timeout=httpx.Timeout(
-            connect=settings.connect_timeout_s,
-            read=settings.idle_timeout_s,
-            write=settings.idle_timeout_s,
-            pool=settings.connect_timeout_s,
-        ),
-        # (https upstreams use httpx's own transport.) Streams can be long and many: never queue behind a pool limit.
-        limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30),
-        follow_redirects=False,
-        trust_env=False,
-    )
+def upstream_transport(settings: ProxySettings) -> httpx.AsyncBaseTransport:
+    """The lean HTTP/1.1 transport for plain-http Ollama; httpx's own for an https upstream."""
+    if urlsplit(settings.upstream).scheme == "http":
+        return UpstreamTransport()
+    # Streams can be long and many: never queue a request behind a pool limit.
+    return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30))
 
 
 class ProxyApp:
@@ -61,7 +52,9 @@ class ProxyApp:
         self.settings = settings
         self.telemetry = telemetry
         self.recent = RecentRequests(settings.recent_requests)
-        self.client = upstream_client(settings)
+        transport = upstream_transport(settings)
+        self.client = httpx.AsyncClient(transport=transport, timeout=settings.timeout, follow_redirects=False, trust_env=False)
+        # The instrumentation wraps this transport instance: the forwarder's calls to it make the client spans.
         HTTPXClientInstrumentor.instrument_client(
             self.client, tracer_provider=telemetry.tracer_provider, meter_provider=NoOpMeterProvider()
         )
@@ -75,7 +68,7 @@ class ProxyApp:
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
         )
-        self.forwarder = Forwarder(settings, self.client, observers)
+        self.forwarder = Forwarder(settings, transport, observers)
         self.own_routes = Starlette(
             routes=[
                 Route("/metrics", self.metrics),

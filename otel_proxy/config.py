@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import httpx
+
 
 @dataclass(frozen=True)
 class ProxySettings:
@@ -20,6 +22,15 @@ class ProxySettings:
     max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+
+    @property
+    def timeout(self) -> httpx.Timeout:
+        return httpx.Timeout(
+            connect=self.connect_timeout_s,
+            read=self.idle_timeout_s,
+            write=self.idle_timeout_s,
+            pool=self.connect_timeout_s,
+        )
 
     @property
     def instance_id(self) -> str:

@@ -157,13 +157,18 @@ async def send_error(send: Send, status: int, message: str) -> None:
 
 
 class Forwarder:
-    """The ASGI app for every path that is Ollama's."""
+    """The ASGI app for every path that is Ollama's.
 
-    def __init__(self, settings: ProxySettings, client: httpx.AsyncClient, observers: ObserverContext) -> None:
+    It calls the (instrumented) transport directly: httpx's client layers (auth, redirects,
+    cookies, event hooks) do nothing a transparent proxy wants and cost a fifth of its time.
+    """
+
+    def __init__(self, settings: ProxySettings, transport: httpx.AsyncBaseTransport, observers: ObserverContext) -> None:
         self._settings = settings
-        self._client = client
+        self._transport = transport
         self._observers = observers
         self._upstream = settings.upstream.rstrip("/")
+        self._timeout = settings.timeout.as_dict()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         observer = RequestObserver(self._observers, scope)
@@ -193,11 +198,11 @@ class Forwarder:
         url = self._upstream + scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             url += "?" + scope["query_string"].decode("latin-1")
-        request = httpx.Request(scope["method"], url, headers=request_headers(scope["headers"]), content=content)
+        request = httpx.Request(scope["method"], url, headers=request_headers(scope["headers"]), content=content, extensions={"timeout": self._timeout})
 
         token = otel_context.attach(observer.upstream_context())
         try:
-            upstream = await self._client.send(request, stream=True)
+            upstream = await self._transport.handle_async_request(request)
         except ClientDisconnected:
             raise
         except httpx.HTTPError as exc:
