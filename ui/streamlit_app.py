@@ -18,7 +18,7 @@ import streamlit as st
 from ui import format as fmt
 from ui import queries
 from ui.queries import Filters, Prometheus, PrometheusError
-from ui.status import STATUS, read_snapshot
+from ui.status import STATUS, Snapshot, read_snapshot
 
 PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
 PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
@@ -68,6 +68,11 @@ def card_values(url: str, host: str, model: str) -> dict[str, tuple[float | None
     """Each card's value now and a minute ago (for the change shown under it)."""
     prom, f, now = prometheus(url), Filters(host, model), time.time()
     return {card.label: (prom.scalar(card.query(f), now), prom.scalar(card.query(f), now - CARD_WINDOW_SECONDS)) for card in CARDS}
+
+
+@st.cache_data(ttl=4, show_spinner=False)
+def status_snapshot(url: str, host: str, model: str) -> Snapshot:
+    return read_snapshot(prometheus(url), Filters(host, model))
 
 
 @st.cache_data(ttl=4, show_spinner=False)
@@ -221,7 +226,7 @@ def live() -> None:
     now = time.time()
     # The status line, then how the parts are connected.
     try:
-        snapshot = read_snapshot(prometheus(PROMETHEUS_URL), Filters(host, model))
+        snapshot = status_snapshot(PROMETHEUS_URL, host, model)
         line = STATUS.get(snapshot, OLLAMA_URL)
         source = "rules" + (f" ({line.why_rules})" if line.why_rules else "") if line.source == "rules" else line.source
         hint = f" · {line.hint}" if line.hint else ""
@@ -275,7 +280,7 @@ def live() -> None:
             if frame.empty:
                 st.caption(f"{fmt.NO_DATA} no data in this window")
             else:
-                st.altair_chart(line_chart(frame, unit), use_container_width=True)
+                st.altair_chart(line_chart(frame, unit), width="stretch")
     st.markdown("**Latency percentiles per endpoint**")
     for tab, q in zip(st.tabs([f"P{int(q * 100)}" for q in queries.LATENCY_QUANTILES]), queries.LATENCY_QUANTILES):
         frame = frames[f"p{int(q * 100)}"]
@@ -283,17 +288,17 @@ def live() -> None:
             if frame.empty:
                 st.caption(f"{fmt.NO_DATA} no requests in this window")
             else:
-                st.altair_chart(line_chart(frame, "s", height=220), use_container_width=True)
+                st.altair_chart(line_chart(frame, "s", height=220), width="stretch")
     table = latency_table(PROMETHEUS_URL, host, model, window)
     if not table.empty:
-        st.dataframe(table, use_container_width=True)
+        st.dataframe(table, width="stretch")
 
     st.subheader("Models")
     models = model_table(PROMETHEUS_URL, host, model, window)
     if models.empty:
         st.caption("No model has been used or loaded in this window.")
     else:
-        st.dataframe(models, hide_index=True, use_container_width=True)
+        st.dataframe(models, hide_index=True, width="stretch")
 
 
 live()
@@ -321,7 +326,7 @@ else:
         }
         for e in entries
     ])
-    st.dataframe(listing, hide_index=True, use_container_width=True, height=260)
+    st.dataframe(listing, hide_index=True, width="stretch", height=260)
     labels = [f"{e['start_time'][11:19]} {e['route']} {e['model'] or ''} ({fmt.seconds(e['duration_s'])})" for e in entries]
     chosen = entries[st.selectbox("Request", range(len(entries)), format_func=lambda i: labels[i])]
     phases = waterfall(chosen)
@@ -331,6 +336,6 @@ else:
         y=alt.Y("phase:N", sort=None, title=None),
         tooltip=["phase", "duration"],
     )
-    st.altair_chart(chart.properties(height=160), use_container_width=True)
+    st.altair_chart(chart.properties(height=160), width="stretch")
     if JAEGER_URL:
         st.markdown(f"[Open the trace in Jaeger]({JAEGER_URL.rstrip('/')}/trace/{chosen['trace_id']})")
