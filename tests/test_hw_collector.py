@@ -69,3 +69,23 @@ def test_ollama_down_says_so_and_drops_the_model_series(tmp_path):
     assert metrics.value("hw_collector_source_up", source="ollama") == 0
     assert metrics.value("system_memory_limit_bytes") > 0  # the rest carries on
     assert log.count("source ollama failed") == 1
+
+
+def test_the_ollama_process_tree_is_measured(fake, tmp_path):
+    # A process called `ollama` with a child, as `ollama serve` runs its `ollama runner`s.
+    script = tmp_path / "ollama"
+    script.write_text("#!/bin/sh\nsleep 30 &\nwhile :; do :; done\n")
+    script.chmod(0o755)
+    serve = psutil.Popen([str(script)])
+    try:
+        with hw_collector(fake.url, "--interval", "0.5", "--sysfs-root", str(tmp_path)) as collector:
+            metrics = scrape_after_samples(collector.url, 1.6)
+        tree = psutil.Process(serve.pid)
+        expected_rss = sum(p.memory_info().rss for p in [tree, *tree.children(recursive=True)])
+    finally:
+        for process in [*psutil.Process(serve.pid).children(recursive=True), serve]:
+            process.kill()
+    rss = metrics.value("process_memory_usage_bytes", process_executable_name="ollama")
+    assert 0.5 * expected_rss < rss < 2 * expected_rss
+    cpu = metrics.value("process_cpu_utilization", process_executable_name="ollama")
+    assert 0.2 / psutil.cpu_count() < cpu <= 1.0  # the busy loop keeps one CPU busy

@@ -140,3 +140,24 @@ def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl
     for port in ports.values():
         with __import__("socket").socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after Ctrl-C"
+
+
+def test_make_down_stops_a_background_run(tmp_path):
+    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "UI_PORT")}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": f"http://127.0.0.1:{free_port()}",
+           "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path)}
+    up = subprocess.Popen([PYTHON, "-m", "stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 90
+        while "The stack is up" not in up.stdout.readline():
+            assert up.poll() is None and time.monotonic() < deadline
+        children = [int(pid) for pid in (tmp_path / "pids").read_text().split()[1:]]
+        assert len(children) == 4
+        down = subprocess.run([PYTHON, "-m", "stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        assert down.returncode == 0 and "stopped" in down.stdout
+        up.wait(timeout=30)
+    finally:
+        if up.poll() is None:
+            up.kill()
+    for pid in children:
+        assert not __import__("psutil").pid_exists(pid) or __import__("psutil").Process(pid).status() == "zombie"

@@ -73,3 +73,12 @@ def age(seconds_ago: float) -> str:
     if seconds_ago < 90:
         return f"{seconds_ago:.0f} s ago"
     return f"{seconds_ago / 60:.0f} min ago"
+
+
+_MARKDOWN_SPECIALS = set("\\`*_{}[]()<>#+-.!|$:~=")
+
+
+def plain(text: str) -> str:
+    """Text shown through Streamlit's markdown exactly as written: every markdown, LaTeX ($),
+    colour (:red[...]) and emoji (:smile:) trigger escaped."""
+    return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)

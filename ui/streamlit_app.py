@@ -230,7 +230,7 @@ def live() -> None:
         line = STATUS.get(snapshot, OLLAMA_URL)
         source = "rules" + (f" ({line.why_rules})" if line.why_rules else "") if line.source == "rules" else line.source
         hint = f" · {line.hint}" if line.hint else ""
-        st.info(line.text)
+        st.info(fmt.plain(line.text))
         st.caption(f"status by {source}, {fmt.age(now - line.generated_at)}{hint}")
     except PrometheusError:
         st.info("Status unknown: Prometheus cannot be reached.")

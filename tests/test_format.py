@@ -1,0 +1,51 @@
+"""Numbers as a person reads them; missing values as "—", never 0."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from ui import format as fmt
+
+
+@pytest.mark.parametrize(
+    ("function", "value", "expected"),
+    [
+        (fmt.seconds, 0.85, "850 ms"),
+        (fmt.seconds, 0.0042, "4.2 ms"),
+        (fmt.seconds, 1.234, "1.2 s"),
+        (fmt.seconds, 42.0, "42 s"),
+        (fmt.seconds, 150.0, "2.5 min"),
+        (fmt.bytes_, 3.2 * 2**30, "3.2 GiB"),
+        (fmt.bytes_, 512.0, "512 B"),
+        (fmt.bytes_, 1536.0, "1.5 KiB"),
+        (fmt.percent, 0.42, "42 %"),
+        (fmt.percent, 0.056, "5.6 %"),
+        (fmt.percent, 1.0, "100 %"),
+        (fmt.rate, 57.34, "57.3 /s"),
+        (fmt.rate, 1234.0, "1,234 /s"),
+        (fmt.watts, 14.872, "14.9 W"),
+        (fmt.watts, 412.3, "412 W"),
+        (fmt.celsius, 66.4, "66 °C"),
+        (fmt.joules, 0.5, "0.50 J"),
+        (fmt.joules, 0.042, "42.0 mJ"),
+        (fmt.count, 3.0, "3"),
+    ],
+)
+def test_values_read_as_a_person_reads_them(function, value, expected):
+    assert function(value) == expected
+
+
+@pytest.mark.parametrize("function", [fmt.seconds, fmt.bytes_, fmt.percent, fmt.rate, fmt.watts, fmt.celsius, fmt.joules, fmt.count])
+@pytest.mark.parametrize("missing", [None, math.nan, math.inf])
+def test_no_data_is_a_dash_never_zero(function, missing):
+    assert function(missing) == "—"
+
+
+def test_plain_escapes_every_markdown_trigger():
+    assert fmt.plain("GPU $5$ :red[hot] <b>x</b> **bold** 1. item") == r"GPU \$5\$ \:red\[hot\] \<b\>x\</b\> \*\*bold\*\* 1\. item"
+
+
+def test_age():
+    assert (fmt.age(0.2), fmt.age(12), fmt.age(600)) == ("just now", "12 s ago", "10 min ago")
