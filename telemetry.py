@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from urllib.parse import unquote
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -25,7 +26,7 @@ from opentelemetry.sdk.metrics.export import (
     MetricReader,
     PeriodicExportingMetricReader,
 )
-from opentelemetry.sdk.resources import OTELResourceDetector, Resource
+from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Tracer
@@ -55,31 +56,22 @@ def exporters_for(signal: str, environ: Mapping[str, str]) -> set[str]:
 
 
 def build_resource(default_service_name: str, instance_id: str, environ: Mapping[str, str]) -> Resource:
-    """The resource: env (OTEL_RESOURCE_ATTRIBUTES, OTEL_SERVICE_NAME) wins over our defaults."""
-    defaults = Resource(
-        {
-            "service.name": default_service_name,
-            "service.namespace": "ollama-monitoring",
-            "service.instance.id": instance_id,
-            "host.name": socket.gethostname(),
-        }
-    )
-    # The detector reads os.environ; honour a caller-supplied mapping for tests.
-    saved = {name: os.environ.get(name) for name in ("OTEL_RESOURCE_ATTRIBUTES", "OTEL_SERVICE_NAME")}
-    try:
-        for name in saved:
-            if name in environ:
-                os.environ[name] = environ[name]
-            else:
-                os.environ.pop(name, None)
-        from_env = OTELResourceDetector().detect()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-    return Resource.create({}).merge(defaults).merge(from_env)
+    """The resource: OTEL_RESOURCE_ATTRIBUTES, then OTEL_SERVICE_NAME, win over our defaults."""
+    attributes: dict[str, str] = {
+        "service.name": default_service_name,
+        "service.namespace": "ollama-monitoring",
+        "service.instance.id": instance_id,
+        "host.name": socket.gethostname(),
+    }
+    for pair in environ.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, separator, value = pair.partition("=")
+        if separator and key.strip():
+            attributes[key.strip()] = unquote(value.strip())
+        elif pair.strip():
+            log.warning("OTEL_RESOURCE_ATTRIBUTES: %r is not key=value; ignored", pair)
+    if environ.get("OTEL_SERVICE_NAME"):
+        attributes["service.name"] = environ["OTEL_SERVICE_NAME"]
+    return Resource.create({}).merge(Resource(attributes))
 
 
 @dataclass

@@ -33,7 +33,7 @@ PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
 
 
-def _header_getter(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
+def _trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     wanted = {b"traceparent", b"tracestate", b"baggage"}
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in wanted}
 
@@ -69,7 +69,7 @@ class RequestObserver:
         self._request_body: bytes | None = None
         self._genai_span: Span | None = None
 
-        parent = extract(_header_getter(scope["headers"]))
+        parent = extract(_trace_headers(scope["headers"]))
         self._server_span = shared.tracer.start_span(
             f"{self.method} {self.route}",
             context=parent,
