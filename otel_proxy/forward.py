@@ -12,7 +12,7 @@ import asyncio
 import json
 import logging
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from opentelemetry import context as otel_context
@@ -250,7 +250,8 @@ class Forwarder:
         listener = asyncio.create_task(_watch_for_disconnect(receive, body_done, client_gone))
         watcher = observer.watcher
         try:
-            chunks = upstream.aiter_raw()
+            # The transport's own stream: Response.aiter_raw would add two layers to every chunk.
+            chunks = aiter(cast(httpx.AsyncByteStream, upstream.stream))
             first = await anext(chunks, None)
             if first is not None:
                 observer.first_chunk()

@@ -236,7 +236,7 @@ class RequestObserver:
     def _add_phase_spans(self, report: Report, end_ns: int) -> None:
         """Ollama's phases on the timeline, back to back and ending with the last chunk (when eval ends)."""
         phases = [
-            (name, int(seconds * 1e9))
+            (name, round(seconds * 1e9))
             for name, seconds in (
                 ("ollama.load", report.load_s),
                 ("ollama.prompt_eval", report.prompt_eval_s),
