@@ -69,8 +69,6 @@ class Outcome:
             "ttft_p50_s": quantile(self.ttfts, 0.5),
             "ttft_p95_s": quantile(self.ttfts, 0.95),
             "ttft_p99_s": quantile(self.ttfts, 0.99),
-            "latencies_s": self.latencies,
-            "ttfts_s": self.ttfts,
         }
 
 
