@@ -35,7 +35,7 @@ class RunResult:
         return self.lines / self.seconds
 
 
-async def _stream_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> tuple[float, int]:
+async def _stream_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes, marker: bytes) -> tuple[float, int]:
     started = time.perf_counter()
     writer.write(request)
     status = await reader.readline()
@@ -61,19 +61,22 @@ async def _stream_once(reader: asyncio.StreamReader, writer: asyncio.StreamWrite
             if size == 0:
                 await reader.readline()
                 break
-            data = await reader.readexactly(size + 2)
+            data = (await reader.readexactly(size + 2))[:-2]
             if first is None:
                 first = time.perf_counter()
-            lines += data.count(b"\n") - 1
+            lines += data.count(marker)
     else:
         data = await reader.readexactly(length or 0)
         first = time.perf_counter()
-        lines = data.count(b"\n")
+        lines = data.count(marker)
     return (first or time.perf_counter()) - started, lines
 
 
-async def run(url: str, path: str, body: dict, concurrency: int, requests_per_worker: int) -> RunResult:
-    """``concurrency`` keep-alive connections, each sending ``requests_per_worker`` requests in turn."""
+async def run(url: str, path: str, body: dict, concurrency: int, requests_per_worker: int, marker: bytes = b"\n") -> RunResult:
+    """``concurrency`` keep-alive connections, each sending ``requests_per_worker`` requests in turn.
+
+    ``marker`` is what one streamed token looks like: a newline in NDJSON, ``data: `` in SSE.
+    """
     parts = urlsplit(url)
     payload = json.dumps(body).encode()
     request = (
@@ -87,7 +90,7 @@ async def run(url: str, path: str, body: dict, concurrency: int, requests_per_wo
         try:
             for _ in range(requests_per_worker):
                 try:
-                    ttft, lines = await _stream_once(reader, writer, request)
+                    ttft, lines = await _stream_once(reader, writer, request, marker)
                 except (RuntimeError, ConnectionError, asyncio.IncompleteReadError, ValueError):
                     result.errors += 1
                     writer.close()

@@ -8,6 +8,11 @@ reverse proxy with buffering off (the reference for the least a proxy adds).
 
     python bench/proxy_overhead.py                       # issue 2's figures: c=1 and c=32
     python bench/proxy_overhead.py --nginx --no-telemetry --concurrency 1 32 128
+    python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
+
+With --openai every target streams /v1/chat/completions (SSE) and "chunks" are SSE events;
+LiteLLM's proxy (its `litellm` command, one worker, `ollama_chat` backend) can only be
+measured that way, since it speaks the OpenAI API to clients and /api/chat to Ollama.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
@@ -93,14 +99,39 @@ class PeakMemory:
         self._thread.join()
 
 
-def measure(url: str, pid: int | None, concurrency: int, total_requests: int, tokens: int) -> tuple[RunResult, float | None, float | None]:
-    body = {"model": "llama3.2:1b", "prompt": "benchmark", "options": {"num_predict": tokens}}
+@contextmanager
+def litellm(binary: str, upstream: str) -> Iterator[tuple[str, int]]:
+    port = free_port()
+    args = [binary, "--model", "ollama_chat/llama3.2:1b", "--api_base", upstream, "--port", str(port), "--num_workers", "1"]
+    env = {"LITELLM_DANGEROUSLY_PERMIT_WEAK_OR_UNSET_MASTER_KEY": "true", "LITELLM_LOG": "ERROR"}
+    with run_server(args, port, "/health/liveliness", env=env, timeout=120) as server:
+        yield server.url, server.process.pid
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    url: str
+    pid: int | None
+    model: str = "llama3.2:1b"
+
+
+def request_for(openai: bool, model: str, tokens: int) -> tuple[str, dict, bytes]:
+    if openai:
+        body = {"model": model, "messages": [{"role": "user", "content": "benchmark"}], "stream": True, "max_tokens": tokens}
+        return "/v1/chat/completions", body, b"data: "
+    return "/api/generate", {"model": model, "prompt": "benchmark", "options": {"num_predict": tokens}}, b"\n"
+
+
+def measure(target: Target, openai: bool, concurrency: int, total_requests: int, tokens: int) -> tuple[RunResult, float | None, float | None]:
+    url, pid = target.url, target.pid
+    path, body, marker = request_for(openai, target.model, tokens)
     per_worker = max(1, total_requests // concurrency)
     process = psutil.Process(pid) if pid else None
     cpu_before = sum(process.cpu_times()[:2]) if process else 0.0
     with ExitStack() as stack:
         memory = stack.enter_context(PeakMemory(pid)) if pid else None
-        result = asyncio.run(run(url, "/api/generate", body, concurrency, per_worker))
+        result = asyncio.run(run(url, path, body, concurrency, per_worker, marker))
     cpu_ms_per_thousand = None
     if process:
         cpu_ms_per_thousand = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / (result.lines / 1000)
@@ -115,36 +146,43 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.001)
     parser.add_argument("--nginx", action="store_true", help="also measure nginx (proxy_buffering off)")
     parser.add_argument("--no-telemetry", action="store_true", help="also measure the proxy with OTEL_SDK_DISABLED=true")
+    parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
+    parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
     args = parser.parse_args()
+    openai = args.openai or bool(args.litellm)
 
     with ExitStack() as stack:
         fake = stack.enter_context(fake_ollama(token_delay=args.token_delay, load_delay=0))
-        targets: list[tuple[str, str, int | None]] = [("direct", fake.url, None)]
+        targets = [Target("direct", fake.url, None)]
         proxy = stack.enter_context(otel_proxy(fake.url))
-        targets.append(("proxy", proxy.url, proxy.process.pid))
+        targets.append(Target("proxy", proxy.url, proxy.process.pid))
         if args.no_telemetry:
             bare = stack.enter_context(otel_proxy(fake.url, env={"OTEL_SDK_DISABLED": "true"}))
-            targets.append(("proxy, telemetry off", bare.url, bare.process.pid))
+            targets.append(Target("proxy, telemetry off", bare.url, bare.process.pid))
         if args.nginx:
             url, pid = stack.enter_context(nginx(fake.port))
-            targets.append(("nginx", url, pid))
+            targets.append(Target("nginx", url, pid))
+        if args.litellm:
+            url, pid = stack.enter_context(litellm(args.litellm, fake.url))
+            targets.append(Target("LiteLLM 1.108.7", url, pid, model="ollama_chat/llama3.2:1b"))
 
-        for _, url, _ in targets:  # warm up: model loaded, connections and caches hot
-            measure(url, None, 4, 40, args.tokens)
+        for target in targets:  # warm up: model loaded, connections and caches hot
+            measure(Target(target.name, target.url, None, target.model), openai, 4, 40, args.tokens)
 
-        print(f"{args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row\n")
+        endpoint = "/v1/chat/completions (SSE)" if openai else "/api/generate (NDJSON)"
+        print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row\n")
         print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
             baseline: RunResult | None = None
-            for name, url, pid in targets:
-                result, cpu, rss = measure(url, pid, concurrency, args.requests, args.tokens)
+            for target in targets:
+                result, cpu, rss = measure(target, openai, concurrency, args.requests, args.tokens)
                 if baseline is None:
                     baseline = result
                 added_p50 = (result.p50 - baseline.p50) * 1000
                 added_p99 = (result.percentile(99) - baseline.percentile(99)) * 1000
                 print(
-                    f"| {name} | {concurrency} | {result.requests} | {result.errors} | {result.p50 * 1000:.2f} | "
+                    f"| {target.name} | {concurrency} | {result.requests} | {result.errors} | {result.p50 * 1000:.2f} | "
                     f"{result.percentile(99) * 1000:.2f} | {added_p50:+.2f} | {added_p99:+.2f} | {result.lines_per_second:,.0f} | "
                     f"{'' if cpu is None else f'{cpu:.1f}'} | {'' if rss is None else f'{rss:.0f}'} |",
                     flush=True,
