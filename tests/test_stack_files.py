@@ -16,7 +16,9 @@ import yaml
 
 from tests.harness import PYTHON, ROOT, free_port, require_tool
 
-SCHEMA = ROOT.parent / "shared" / "schemas" / "compose-spec.json"
+# The Compose Specification schema from shared/ beside the checkout (as CI lays it out); a
+# clone on its own uses the copy taken from there into tests/data.
+SCHEMA = next(path for path in (ROOT.parent / "shared" / "schemas" / "compose-spec.json", ROOT / "tests" / "data" / "compose-spec.json") if path.exists())
 COMPOSE_FILES = ("compose.yaml", "compose.nvidia.yaml", "compose.mac.yaml")
 REQUIRED_SERVICES = {"ollama", "otel-proxy", "hw-collector", "otel-collector", "prometheus", "jaeger", "ui"}
 # Collector components that no longer exist (logging: v0.111, jaeger: v0.85) or are deprecated aliases (v0.144).
@@ -29,7 +31,6 @@ def load(name: str) -> dict:
 
 
 def test_compose_files_follow_the_compose_specification():
-    assert SCHEMA.exists(), f"the Compose Specification schema is missing at {SCHEMA}"
     schema = json.loads(SCHEMA.read_text())
     for name in COMPOSE_FILES:
         jsonschema.validate(load(name), schema)
