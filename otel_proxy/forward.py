@@ -143,8 +143,9 @@ async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_d
             return
 
 
-async def send_error(send: Send, status: int, message: str) -> None:
-    """An answer in Ollama's own error shape, so clients show it as they would Ollama's."""
+async def send_error(send: Send, observer: RequestObserver, status: int, message: str) -> None:
+    """The proxy's own answer, in Ollama's error shape so clients show it as they would Ollama's."""
+    observer.response_started(status, "application/json")
     body = json.dumps({"error": message}).encode()
     await send(
         {
@@ -183,8 +184,7 @@ class Forwarder:
         header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
         if header_bytes > self._settings.max_header_bytes:
             message = f"otel-proxy: request headers of {header_bytes} bytes exceed the limit of {self._settings.max_header_bytes}"
-            observer.response_started(431, "application/json")
-            await send_error(send, 431, message)
+            await send_error(send, observer, 431, message)
             return
         parts = _body_parts(receive)
         prefix, complete = await _read_prefix(parts, self._settings.body_prefix_bytes)
@@ -203,16 +203,12 @@ class Forwarder:
         token = otel_context.attach(observer.upstream_context())
         try:
             upstream = await self._transport.handle_async_request(request)
-        except ClientDisconnected:
-            raise
         except httpx.HTTPError as exc:
             error_type = error_type_of(exc)
             message = f"otel-proxy: Ollama at {self._upstream} did not answer ({error_type}: {exc or type(exc).__name__})"
             log.warning("%s %s: %s", scope["method"], scope["path"], message)
             observer.failed(error_type, message)
-            status = 504 if isinstance(exc, httpx.TimeoutException) else 502
-            observer.response_started(status, "application/json")
-            await send_error(send, status, message)
+            await send_error(send, observer, 504 if isinstance(exc, httpx.TimeoutException) else 502, message)
             return
         finally:
             otel_context.detach(token)
