@@ -39,4 +39,5 @@ def serve(app: Any, host: str, port: int) -> None:
     uvicorn.run(
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
         server_header=False, date_header=False,  # the upstream's own headers pass through
+        proxy_headers=False,  # nothing here reads the client's address: skip X-Forwarded-* on every request
     )

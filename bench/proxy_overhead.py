@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import shutil
 import sys
 import tempfile
@@ -138,6 +139,23 @@ def measure(target: Target, openai: bool, concurrency: int, total_requests: int,
     return result, cpu_ms_per_thousand, (memory.peak / 2**20 if memory else None)
 
 
+def _set_affinity(pid: int, cpus: set[int]) -> None:
+    for thread in Path(f"/proc/{pid}/task").iterdir():
+        os.sched_setaffinity(int(thread.name), cpus)
+
+
+def pin(fake_pid: int, target_pids: list[int]) -> None:
+    """Proxies on the last CPU, the load client (this process) and the fake on the rest."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2:
+        raise SystemExit("--pin needs at least two CPUs")
+    rest, own = set(cpus[:-1]), {cpus[-1]}
+    _set_affinity(os.getpid(), rest)
+    _set_affinity(fake_pid, rest)
+    for pid in target_pids:
+        _set_affinity(pid, own)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
@@ -148,6 +166,7 @@ def main() -> None:
     parser.add_argument("--no-telemetry", action="store_true", help="also measure the proxy with OTEL_SDK_DISABLED=true")
     parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
+    parser.add_argument("--pin", action="store_true", help="run each proxy on its own CPU, the load client and the fake on the others")
     args = parser.parse_args()
     openai = args.openai or bool(args.litellm)
 
@@ -166,6 +185,8 @@ def main() -> None:
             url, pid = stack.enter_context(litellm(args.litellm, fake.url))
             targets.append(Target("LiteLLM 1.108.7", url, pid, model="ollama_chat/llama3.2:1b"))
 
+        if args.pin:
+            pin(fake.process.pid, [t.pid for t in targets if t.pid])
         for target in targets:  # warm up: model loaded, connections and caches hot
             measure(Target(target.name, target.url, None, target.model), openai, 4, 40, args.tokens)
 

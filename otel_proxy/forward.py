@@ -26,6 +26,8 @@ Scope = dict[str, Any]
 Receive = Callable[[], Any]
 Send = Callable[[dict[str, Any]], Any]
 
+URL_CACHE_SIZE = 1024
+
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -88,13 +90,24 @@ def _end_to_end(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> l
 _REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length"}
 
 
-def request_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
-    """The client's end-to-end headers, with Content-Length kept only when it is the framing."""
+def request_headers(raw: list[tuple[bytes, bytes]], host: bytes, body: bytes | None) -> list[tuple[bytes, bytes]]:
+    """The client's end-to-end headers for Ollama, with Host and the body's framing.
+
+    ``body`` is the whole body when the proxy has read all of it (sent with a
+    Content-Length), or None when the rest is still coming: then the client's
+    Content-Length stands, or the body goes chunked.
+    """
     kept = _end_to_end(raw, _REQUEST_DROP)
+    kept.append((b"host", host))
     length = [value for name, value in raw if name.lower() == b"content-length"]
     chunked = any(name.lower() == b"transfer-encoding" for name, _ in raw)
-    if length and not chunked:
+    if body is not None:
+        if body or (length and not chunked):
+            kept.append((b"content-length", b"%d" % len(body)))
+    elif length and not chunked:
         kept.append((b"content-length", length[0]))
+    else:
+        kept.append((b"transfer-encoding", b"chunked"))
     return kept
 
 
@@ -113,25 +126,42 @@ async def _body_parts(receive: Receive) -> AsyncIterator[bytes]:
             return
 
 
-async def _read_prefix(parts: AsyncIterator[bytes], limit: int) -> tuple[bytes, bool]:
-    """Up to about ``limit`` bytes of the body, and whether that was all of it."""
-    read: list[bytes] = []
-    size = 0
+async def _read_prefix(receive: Receive, limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
+    """Up to about ``limit`` bytes of the body, and the rest still to come (None when that was all).
+
+    A generation's body is one small message: that case costs one ``receive``.
+    """
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected
+    first: bytes = message.get("body", b"")
+    if not message.get("more_body", False):
+        return first, None
+    read = [first]
+    size = len(first)
+    parts = _body_parts(receive)
     async for part in parts:
         read.append(part)
         size += len(part)
         if size >= limit:
-            return b"".join(read), False
-    return b"".join(read), True
+            return b"".join(read), parts
+    return b"".join(read), None
 
 
-async def _rest_of_body(prefix: bytes, parts: AsyncIterator[bytes], body_done: asyncio.Event) -> AsyncIterator[bytes]:
+class _RestOfBody(httpx.AsyncByteStream):
     """The prefix already read, then the rest of the body as the client sends it."""
-    yield prefix
-    async for part in parts:
-        if part:
-            yield part
-    body_done.set()
+
+    def __init__(self, prefix: bytes, parts: AsyncIterator[bytes], body_done: asyncio.Event) -> None:
+        self._prefix = prefix
+        self._parts = parts
+        self._body_done = body_done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self._prefix
+        async for part in self._parts:
+            if part:
+                yield part
+        self._body_done.set()
 
 
 async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_disconnect: Callable[[], None]) -> None:
@@ -169,7 +199,19 @@ class Forwarder:
         self._transport = transport
         self._observers = observers
         self._upstream = settings.upstream.rstrip("/")
+        self._host = httpx.URL(self._upstream).netloc
         self._timeout = settings.timeout.as_dict()
+        self._urls: dict[bytes, httpx.URL] = {}
+
+    def _url(self, target: bytes) -> httpx.URL:
+        """Ollama's URL for a request target, parsed once: httpx's parser costs more than the rest of a request."""
+        url = self._urls.get(target)
+        if url is None:
+            url = httpx.URL(self._upstream + target.decode("latin-1"))
+            if len(self._urls) >= URL_CACHE_SIZE:
+                self._urls.clear()
+            self._urls[target] = url
+        return url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         observer = RequestObserver(self._observers, scope)
@@ -186,19 +228,26 @@ class Forwarder:
             message = f"otel-proxy: request headers of {header_bytes} bytes exceed the limit of {self._settings.max_header_bytes}"
             await send_error(send, observer, 431, message)
             return
-        parts = _body_parts(receive)
-        prefix, complete = await _read_prefix(parts, self._settings.body_prefix_bytes)
-        observer.learn_request(prefix, complete)
+        prefix, rest = await _read_prefix(receive, self._settings.body_prefix_bytes)
+        observer.learn_request(prefix, rest is None)
         body_done = asyncio.Event()
-        if complete:
+        stream: httpx.AsyncByteStream
+        if rest is None:
             body_done.set()
-            content: bytes | AsyncIterator[bytes] = prefix
+            stream = httpx.ByteStream(prefix)
         else:
-            content = _rest_of_body(prefix, parts, body_done)
-        url = self._upstream + scope["raw_path"].decode("latin-1")
+            stream = _RestOfBody(prefix, rest, body_done)
+        target = scope["raw_path"]
         if scope["query_string"]:
-            url += "?" + scope["query_string"].decode("latin-1")
-        request = httpx.Request(scope["method"], url, headers=request_headers(scope["headers"]), content=content, extensions={"timeout": self._timeout})
+            target += b"?" + scope["query_string"]
+        try:
+            url = self._url(target)
+        except httpx.InvalidURL as exc:
+            await send_error(send, observer, 400, f"otel-proxy: the request target is not a valid URL path ({exc})")
+            return
+        headers = request_headers(scope["headers"], self._host, prefix if rest is None else None)
+        # stream= rather than content=: httpx would re-parse the URL and re-derive the framing set above.
+        request = httpx.Request(scope["method"], url, headers=headers, stream=stream, extensions={"timeout": self._timeout})
 
         token = otel_context.attach(observer.upstream_context())
         try:
@@ -243,8 +292,8 @@ class Forwarder:
             gone = True
             relay_task.cancel()
 
-        listener = asyncio.create_task(_watch_for_disconnect(receive, body_done, client_gone))
         watcher = observer.watcher
+        listener: asyncio.Task[None] | None = None
         try:
             # The transport's own stream: Response.aiter_raw would add two layers to every chunk.
             chunks = aiter(cast(httpx.AsyncByteStream, upstream.stream))
@@ -253,6 +302,8 @@ class Forwarder:
                 observer.first_chunk()
                 watcher.feed(first)
                 await send({"type": "http.response.body", "body": first, "more_body": True})
+            # Listening for the client going away starts once the first chunk is on its way (off its path).
+            listener = asyncio.create_task(_watch_for_disconnect(receive, body_done, client_gone))
             async for chunk in chunks:
                 watcher.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
@@ -269,4 +320,5 @@ class Forwarder:
             observer.failed(error_type, message)
             raise UpstreamAborted(message) from exc
         finally:
-            listener.cancel()
+            if listener is not None:
+                listener.cancel()

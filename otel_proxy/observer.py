@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
+_NO_PARENT = otel_context.Context()  # a request without trace headers starts a trace
 
 
 def _trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
@@ -69,7 +70,8 @@ class RequestObserver:
         self._request_body: bytes | None = None
         self._genai_span: Span | None = None
 
-        parent = extract(_trace_headers(scope["headers"]))
+        carrier = _trace_headers(scope["headers"])
+        parent = extract(carrier) if carrier else _NO_PARENT
         self._server_span = shared.tracer.start_span(
             f"{self.method} {self.route}",
             context=parent,
@@ -263,6 +265,7 @@ class RequestObserver:
         return {
             "start_time": datetime.fromtimestamp(self._started_ns / 1e9, tz=timezone.utc).isoformat(),
             "trace_id": format(context.trace_id, "032x"),
+            "trace_sampled": context.trace_flags.sampled,
             "method": self.method,
             "route": self.route,
             "operation": self.operation,

@@ -285,6 +285,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             if isinstance(request.stream, httpx.ByteStream):
                 body = b"".join([part async for part in request.stream])
                 writer.write(b"".join(head) + body)
+                if not writer.transport.get_write_buffer_size() and not writer.transport.is_closing():
+                    return  # the kernel took it all: nothing to wait for
             else:
                 writer.write(b"".join(head))
                 async for part in request.stream:

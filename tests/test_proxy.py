@@ -300,3 +300,25 @@ def test_python_dash_m_and_console_script_both_start(fake):
     assert "--upstream" in help_text and "OLLAMA_UPSTREAM" in help_text
     script = os.path.join(os.path.dirname(PYTHON), "otel-proxy")
     assert subprocess.run([script, "--help"], capture_output=True, check=False).returncode == 0
+
+
+def test_a_chunked_request_body_read_whole_goes_on_with_its_length(fake, proxy):
+    def pieces():
+        yield b'{"x": '
+        yield b'"chunked"}'
+
+    echoed = httpx.post(proxy.url + "/fake/echo", content=pieces()).json()  # httpx sends a generator chunked
+    forwarded = {name.lower(): value for name, value in echoed["headers"]}
+    assert echoed["body_bytes"] == 16
+    assert forwarded["content-length"] == "16" and "transfer-encoding" not in forwarded
+    plain = httpx.get(proxy.url + "/fake/echo").json()
+    assert "content-length" not in {name.lower() for name, _ in plain["headers"]}  # no body, no framing invented
+
+
+def test_recent_requests_say_whether_their_trace_was_recorded(fake, proxy):
+    httpx.post(proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "x", "stream": False}, timeout=30)
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    httpx.post(proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "x", "stream": False}, headers={"traceparent": caller}, timeout=30)
+    sampled, unsampled = httpx.get(proxy.url + "/-/requests").json()["requests"][:2]
+    assert (unsampled["trace_sampled"], sampled["trace_sampled"]) == (False, True)  # no exporter here: only the caller's sampled trace
+    assert sampled["trace_id"] == "0af7651916cd43dd8448eb211c80319c"

@@ -28,3 +28,27 @@ def test_each_service_gets_its_own_prometheus_registry():
     assert b"only_in_first_total" in first.prometheus_text()
     assert b"only_in_first" not in second.prometheus_text()
     assert b'service_name="a"' in first.prometheus_text()
+
+
+def test_spans_are_recorded_only_when_something_exports_them():
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    quiet = setup_telemetry("otel-proxy", "1", environ={}).tracer("t")
+    unexported = quiet.start_span("request")
+    assert not unexported.is_recording()
+    assert unexported.get_span_context().is_valid  # real ids still: traceparent and /-/requests carry them
+    assert not unexported.get_span_context().trace_flags.sampled
+
+    caller = trace.SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, is_remote=True, trace_flags=trace.TraceFlags(1))
+    followed = quiet.start_span("request", context=trace.set_span_in_context(trace.NonRecordingSpan(caller)))
+    assert followed.is_recording() and followed.get_span_context().trace_id == caller.trace_id  # the caller sampled it
+
+    exporter = InMemorySpanExporter()
+    exported = setup_telemetry("otel-proxy", "1", environ={}, extra_span_processors=[SimpleSpanProcessor(exporter)]).tracer("t")
+    exported.start_span("request").end()
+    assert [span.name for span in exporter.get_finished_spans()] == ["request"]
+
+    chosen = setup_telemetry("otel-proxy", "1", environ={"OTEL_TRACES_SAMPLER": "parentbased_always_on"}).tracer("t")
+    assert chosen.start_span("request").is_recording()  # the user's sampler choice wins

@@ -337,5 +337,7 @@ else:
         tooltip=["phase", "duration"],
     )
     st.altair_chart(chart.properties(height=160), width="stretch")
-    if JAEGER_URL:
+    if JAEGER_URL and chosen.get("trace_sampled", True):
         st.markdown(f"[Open the trace in Jaeger]({JAEGER_URL.rstrip('/')}/trace/{chosen['trace_id']})")
+    elif JAEGER_URL:
+        st.caption(f"Trace {chosen['trace_id']} was not recorded: the proxy exports traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.")
