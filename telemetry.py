@@ -27,7 +27,7 @@ from opentelemetry.sdk.metrics.export import (
     PeriodicExportingMetricReader,
 )
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Tracer
@@ -77,12 +77,17 @@ def build_resource(default_service_name: str, instance_id: str, environ: Mapping
 
 @dataclass
 class Telemetry:
-    """What a service needs from OpenTelemetry: its meter, tracer and Prometheus registry."""
+    """What a service needs from OpenTelemetry: its meter, tracer and Prometheus registry.
+
+    ``span_processor`` is every span processor of the tracer provider (exporters included),
+    for spans reported whole once they have ended (see otel_proxy/spans.py).
+    """
 
     resource: Resource
     meter_provider: MeterProvider
     tracer_provider: TracerProvider
     registry: CollectorRegistry
+    span_processor: SpanProcessor
 
     def meter(self, name: str) -> Meter:
         return self.meter_provider.get_meter(name)
@@ -145,8 +150,10 @@ def setup_telemetry(
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     processors.extend(extra_span_processors)
     tracer_provider = TracerProvider(resource=resource, sampler=sampler_for(bool(processors), environ), shutdown_on_exit=False)
+    span_processor = SynchronousMultiSpanProcessor()
     for processor in processors:
-        tracer_provider.add_span_processor(processor)
+        span_processor.add_span_processor(processor)
+    tracer_provider.add_span_processor(span_processor)
 
     log.info(
         "telemetry for %s: prometheus pull on /metrics; push metrics=%s traces=%s",
@@ -154,4 +161,4 @@ def setup_telemetry(
         ",".join(sorted(metric_exporters)) or "none",
         ",".join(sorted(trace_exporters)) or "none",
     )
-    return Telemetry(resource, meter_provider, tracer_provider, registry)
+    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor)

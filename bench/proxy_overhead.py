@@ -2,12 +2,15 @@
 
 Every target is driven against the same fake Ollama in one run, so the figures are
 ratios measured side by side (these machines are shared and noisy; absolute numbers
-move, ratios much less). Targets: the fake directly, the proxy, and optionally the proxy
-with the OpenTelemetry SDK disabled (OTEL_SDK_DISABLED=true) and nginx as a plain
-reverse proxy with buffering off (the reference for the least a proxy adds).
+move, ratios much less). Targets: the fake directly; the proxy with all its telemetry on
+(Prometheus, and every span and metric exported over OTLP/HTTP to a receiver that
+discards them, bench/otlp_discard.py); optionally the proxy with no trace exporter (the
+default of `make up`: metrics only, spans not recorded), the proxy with the OpenTelemetry
+SDK disabled (OTEL_SDK_DISABLED=true), and nginx as a plain reverse proxy with buffering
+off (the reference for the least a proxy adds).
 
     python bench/proxy_overhead.py                       # issue 2's figures: c=1 and c=32
-    python bench/proxy_overhead.py --nginx --no-telemetry --concurrency 1 32 128
+    python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --concurrency 1 32 128
     python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
 
 With --openai every target streams /v1/chat/completions (SSE) and "chunks" are SSE events;
@@ -19,8 +22,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -35,7 +38,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadclient import RunResult, run  # noqa: E402
-from tests.harness import fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
+from tests.harness import Server, fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
 
 NGINX_CONF = """
 worker_processes 1;
@@ -109,6 +112,13 @@ def litellm(binary: str, upstream: str) -> Iterator[tuple[str, int]]:
         yield server.url, server.process.pid
 
 
+@contextmanager
+def otlp_discard() -> Iterator[Server]:
+    port = free_port()
+    with run_server([sys.executable, "-m", "bench.otlp_discard", "--port", str(port)], port, "/") as server:
+        yield server
+
+
 @dataclass(frozen=True)
 class Target:
     name: str
@@ -139,42 +149,32 @@ def measure(target: Target, openai: bool, concurrency: int, total_requests: int,
     return result, cpu_ms_per_thousand, (memory.peak / 2**20 if memory else None)
 
 
-def _set_affinity(pid: int, cpus: set[int]) -> None:
-    for thread in Path(f"/proc/{pid}/task").iterdir():
-        os.sched_setaffinity(int(thread.name), cpus)
-
-
-def pin(fake_pid: int, target_pids: list[int]) -> None:
-    """Proxies on the last CPU, the load client (this process) and the fake on the rest."""
-    cpus = sorted(os.sched_getaffinity(0))
-    if len(cpus) < 2:
-        raise SystemExit("--pin needs at least two CPUs")
-    rest, own = set(cpus[:-1]), {cpus[-1]}
-    _set_affinity(os.getpid(), rest)
-    _set_affinity(fake_pid, rest)
-    for pid in target_pids:
-        _set_affinity(pid, own)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 32])
     parser.add_argument("--requests", type=int, default=320, help="requests per target and concurrency")
+    parser.add_argument("--rounds", type=int, default=1, help="measure every target this many times, interleaved; report medians")
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--token-delay", type=float, default=0.001)
     parser.add_argument("--nginx", action="store_true", help="also measure nginx (proxy_buffering off)")
     parser.add_argument("--no-telemetry", action="store_true", help="also measure the proxy with OTEL_SDK_DISABLED=true")
+    parser.add_argument("--metrics-only", action="store_true", help="also measure the proxy with no trace exporter (make up's default)")
     parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
-    parser.add_argument("--pin", action="store_true", help="run each proxy on its own CPU, the load client and the fake on the others")
     args = parser.parse_args()
     openai = args.openai or bool(args.litellm)
 
     with ExitStack() as stack:
         fake = stack.enter_context(fake_ollama(token_delay=args.token_delay, load_delay=0))
         targets = [Target("direct", fake.url, None)]
-        proxy = stack.enter_context(otel_proxy(fake.url))
+        receiver = stack.enter_context(otlp_discard())
+        # All telemetry on: Prometheus, and every span and metric sent over OTLP/HTTP.
+        exporting = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
+        proxy = stack.enter_context(otel_proxy(fake.url, env=exporting))
         targets.append(Target("proxy", proxy.url, proxy.process.pid))
+        if args.metrics_only:
+            plain = stack.enter_context(otel_proxy(fake.url))
+            targets.append(Target("proxy, metrics only", plain.url, plain.process.pid))
         if args.no_telemetry:
             bare = stack.enter_context(otel_proxy(fake.url, env={"OTEL_SDK_DISABLED": "true"}))
             targets.append(Target("proxy, telemetry off", bare.url, bare.process.pid))
@@ -185,29 +185,53 @@ def main() -> None:
             url, pid = stack.enter_context(litellm(args.litellm, fake.url))
             targets.append(Target("LiteLLM 1.108.7", url, pid, model="ollama_chat/llama3.2:1b"))
 
-        if args.pin:
-            pin(fake.process.pid, [t.pid for t in targets if t.pid])
         for target in targets:  # warm up: model loaded, connections and caches hot
             measure(Target(target.name, target.url, None, target.model), openai, 4, 40, args.tokens)
 
         endpoint = "/v1/chat/completions (SSE)" if openai else "/api/generate (NDJSON)"
-        print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row\n")
-        print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row, {args.rounds} round(s)\n")
+        print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) | added p50 by round (ms) |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
-            baseline: RunResult | None = None
+            rows: dict[str, list[Row]] = {target.name: [] for target in targets}
+            for _ in range(args.rounds):  # targets interleaved, so a noisy minute hits every one of them
+                baseline: RunResult | None = None
+                for target in targets:
+                    result, cpu, rss = measure(target, openai, concurrency, args.requests, args.tokens)
+                    baseline = baseline or result
+                    rows[target.name].append(Row(result, baseline, cpu, rss))
             for target in targets:
-                result, cpu, rss = measure(target, openai, concurrency, args.requests, args.tokens)
-                if baseline is None:
-                    baseline = result
-                added_p50 = (result.p50 - baseline.p50) * 1000
-                added_p99 = (result.percentile(99) - baseline.percentile(99)) * 1000
-                print(
-                    f"| {target.name} | {concurrency} | {result.requests} | {result.errors} | {result.p50 * 1000:.2f} | "
-                    f"{result.percentile(99) * 1000:.2f} | {added_p50:+.2f} | {added_p99:+.2f} | {result.lines_per_second:,.0f} | "
-                    f"{'' if cpu is None else f'{cpu:.1f}'} | {'' if rss is None else f'{rss:.0f}'} |",
-                    flush=True,
-                )
+                print(summary(target.name, concurrency, rows[target.name]), flush=True)
+
+
+@dataclass
+class Row:
+    result: RunResult
+    baseline: RunResult
+    cpu_ms: float | None
+    rss_mib: float | None
+
+    @property
+    def added_p50(self) -> float:
+        return (self.result.p50 - self.baseline.p50) * 1000
+
+    @property
+    def added_p99(self) -> float:
+        return (self.result.percentile(99) - self.baseline.percentile(99)) * 1000
+
+
+def summary(name: str, concurrency: int, rows: list[Row]) -> str:
+    """One table line: the median of the rounds (per-round differences against direct), peak RSS the highest."""
+    median = statistics.median
+    cpu = [row.cpu_ms for row in rows if row.cpu_ms is not None]
+    rss = [row.rss_mib for row in rows if row.rss_mib is not None]
+    return (
+        f"| {name} | {concurrency} | {sum(r.result.requests for r in rows)} | {sum(r.result.errors for r in rows)} | "
+        f"{median(r.result.p50 for r in rows) * 1000:.2f} | {median(r.result.percentile(99) for r in rows) * 1000:.2f} | "
+        f"{median(r.added_p50 for r in rows):+.2f} | {median(r.added_p99 for r in rows):+.2f} | "
+        f"{median(r.result.lines_per_second for r in rows):,.0f} | {f'{median(cpu):.1f}' if cpu else ''} | "
+        f"{f'{max(rss):.0f}' if rss else ''} | {' '.join(f'{r.added_p50:+.2f}' for r in rows)} |"
+    )
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
 from otel_proxy.observer import ObserverContext
 from otel_proxy.recent import RecentRequests
+from otel_proxy.spans import FinishedSpans
 from otel_proxy.upstream import UpstreamTransport
 from telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
 
@@ -62,7 +63,7 @@ class ProxyApp:
         observers = ObserverContext(
             settings=settings,
             instruments=ProxyInstruments(telemetry.meter("otel_proxy")),
-            tracer=telemetry.tracer("otel_proxy"),
+            spans=FinishedSpans(telemetry, "otel_proxy"),
             models=ModelNames(settings.max_models),
             recent=self.recent,
             upstream_host=upstream.hostname or "",

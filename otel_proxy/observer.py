@@ -18,25 +18,30 @@ from typing import Any
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.propagate import extract
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from otel_proxy import ollama
 from otel_proxy.config import ProxySettings
 from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
+from otel_proxy.spans import FinishedSpans
 from otel_proxy.watch import NOTHING_TO_WATCH, Watcher, watcher_for
 
 log = logging.getLogger(__name__)
 
 PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
-_NO_PARENT = otel_context.Context()  # a request without trace headers starts a trace
 
 
-def _trace_headers(headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
-    wanted = {b"traceparent", b"tracestate", b"baggage"}
-    return {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in wanted}
+def _caller_span(headers: Iterable[tuple[bytes, bytes]]) -> SpanContext | None:
+    """The span a client's ``traceparent`` names, if it sent a valid one."""
+    wanted = {b"traceparent", b"tracestate"}
+    carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in wanted}
+    if not carrier:
+        return None
+    caller = trace.get_current_span(extract(carrier)).get_span_context()
+    return caller if caller.is_valid else None
 
 
 @dataclass
@@ -45,7 +50,7 @@ class ObserverContext:
 
     settings: ProxySettings
     instruments: ProxyInstruments
-    tracer: trace.Tracer
+    spans: FinishedSpans
     models: ModelNames
     recent: RecentRequests
     upstream_host: str
@@ -68,25 +73,23 @@ class RequestObserver:
         self.first_chunk_at: float | None = None
         self.watcher: Watcher = NOTHING_TO_WATCH
         self._request_body: bytes | None = None
-        self._genai_span: Span | None = None
-
-        carrier = _trace_headers(scope["headers"])
-        parent = extract(carrier) if carrier else _NO_PARENT
-        self._server_span = shared.tracer.start_span(
-            f"{self.method} {self.route}",
-            context=parent,
-            kind=SpanKind.SERVER,
-            start_time=self._started_ns,
-            attributes={
-                "http.request.method": self.method,
-                "http.route": self.route,
-                "url.path": scope["path"],
-                "url.scheme": scope.get("scheme", "http"),
-                "network.protocol.version": scope.get("http_version", "1.1"),
-            },
-        )
+        self._caller = _caller_span(scope["headers"])
+        self._server_attributes: dict[str, Any] = {
+            "http.request.method": self.method,
+            "http.route": self.route,
+            "url.path": scope["path"],
+            "url.scheme": scope.get("scheme", "http"),
+            "network.protocol.version": scope.get("http_version", "1.1"),
+        }
+        self._server_span = shared.spans.root(self._caller, self._server_name, SpanKind.SERVER, self._server_attributes)
+        self._genai_span: SpanContext | None = None
+        self._genai_attributes: dict[str, Any] = {}
         self._active_attributes = {"http.request.method": self.method}
         shared.instruments.active_requests.add(1, self._active_attributes)
+
+    @property
+    def _server_name(self) -> str:
+        return f"{self.method} {self.route}"
 
     # What the forwarder tells the observer -------------------------------------------
 
@@ -96,23 +99,18 @@ class RequestObserver:
         self.facts = ollama.read_request(self.route, body_prefix, complete)
         if self._shared.settings.capture_content and complete:
             self._request_body = body_prefix
-        model = self.facts.model or UNKNOWN_MODEL
-        self._genai_span = self._shared.tracer.start_span(
-            f"{self.operation} {self.facts.model or ''}".strip(),
-            context=trace.set_span_in_context(self._server_span),
-            kind=SpanKind.CLIENT,
-            attributes={
-                "gen_ai.operation.name": self.operation,
-                "gen_ai.provider.name": PROVIDER,
-                "gen_ai.request.model": model,
-                "server.address": self._shared.upstream_host,
-                "server.port": self._shared.upstream_port,
-            },
-        )
+        self._genai_span = self._shared.spans.child(self._server_span)
+        self._genai_attributes = {
+            "gen_ai.operation.name": self.operation,
+            "gen_ai.provider.name": PROVIDER,
+            "gen_ai.request.model": self.facts.model or UNKNOWN_MODEL,
+            "server.address": self._shared.upstream_host,
+            "server.port": self._shared.upstream_port,
+        }
 
     def upstream_context(self) -> otel_context.Context:
         """The context the upstream call runs in, so the httpx span nests under ours."""
-        return trace.set_span_in_context(self._genai_span or self._server_span)
+        return FinishedSpans.context_of(self._genai_span or self._server_span)
 
     def response_started(self, status: int, content_type: str) -> None:
         self.status = status
@@ -156,15 +154,16 @@ class RequestObserver:
 
         end_ns = self._started_ns + int(duration * 1e9)
         if self._genai_span is not None:
-            self._finish_genai_span(report, time_to_first_chunk, end_ns)
-        server = self._server_span
+            self._finish_genai_span(self._genai_span, report, time_to_first_chunk, end_ns)
+        attributes = self._server_attributes
         if self.status is not None:
-            server.set_attribute("http.response.status_code", self.status)
+            attributes["http.response.status_code"] = self.status
+        status = Status(StatusCode.UNSET)
         if self.error_type is not None:
-            server.set_attribute("error.type", self.error_type)
-        if self.error_type is not None and (self.status is None or self.status >= 500 or not self.error_type.isdigit()):
-            server.set_status(Status(StatusCode.ERROR, self.error_message))
-        server.end(end_time=end_ns)
+            attributes["error.type"] = self.error_type
+            if self.status is None or self.status >= 500 or not self.error_type.isdigit():
+                status = Status(StatusCode.ERROR, self.error_message)
+        shared.spans.emit(self._server_name, self._server_span, self._caller, SpanKind.SERVER, attributes, self._started_ns, end_ns, status)
 
         shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
 
@@ -214,28 +213,31 @@ class RequestObserver:
             return (ended - self.first_chunk_at) / (report.output_tokens - 1)
         return None
 
-    def _finish_genai_span(self, report: Report, ttfc: float | None, end_ns: int) -> None:
-        span = self._genai_span
-        assert span is not None
+    def _finish_genai_span(self, span: SpanContext, report: Report, ttfc: float | None, end_ns: int) -> None:
+        if not span.trace_flags.sampled:
+            return
+        attributes = self._genai_attributes
         if report.response_model:
-            span.set_attribute("gen_ai.response.model", report.response_model)
+            attributes["gen_ai.response.model"] = report.response_model
         if report.input_tokens is not None:
-            span.set_attribute("gen_ai.usage.input_tokens", report.input_tokens)
+            attributes["gen_ai.usage.input_tokens"] = report.input_tokens
         if report.output_tokens is not None:
-            span.set_attribute("gen_ai.usage.output_tokens", report.output_tokens)
+            attributes["gen_ai.usage.output_tokens"] = report.output_tokens
         if report.finish_reason:
-            span.set_attribute("gen_ai.response.finish_reasons", [report.finish_reason])
+            attributes["gen_ai.response.finish_reasons"] = (report.finish_reason,)
         if ttfc is not None:
-            span.set_attribute("gen_ai.response.time_to_first_chunk", ttfc)
+            attributes["gen_ai.response.time_to_first_chunk"] = ttfc
+        status = Status(StatusCode.UNSET)
         if self.error_type is not None:
-            span.set_attribute("error.type", self.error_type)
-            span.set_status(Status(StatusCode.ERROR, self.error_message or report.error))
+            attributes["error.type"] = self.error_type
+            status = Status(StatusCode.ERROR, self.error_message or report.error)
         if self._shared.settings.capture_content and self._request_body is not None:
-            span.set_attribute("gen_ai.input.messages", _input_messages(self._request_body))
-        self._add_phase_spans(report, end_ns)
-        span.end(end_time=end_ns)
+            attributes["gen_ai.input.messages"] = _input_messages(self._request_body)
+        self._emit_phase_spans(span, report, end_ns)
+        name = f"{self.operation} {self.facts.model or ''}".strip()
+        self._shared.spans.emit(name, span, self._server_span, SpanKind.CLIENT, attributes, self._started_ns, end_ns, status)
 
-    def _add_phase_spans(self, report: Report, end_ns: int) -> None:
+    def _emit_phase_spans(self, parent: SpanContext, report: Report, end_ns: int) -> None:
         """Ollama's phases on the timeline, back to back and ending with the last chunk (when eval ends)."""
         phases = [
             (name, round(seconds * 1e9))
@@ -246,17 +248,14 @@ class RequestObserver:
             )
             if seconds is not None
         ]
-        if not phases:
-            return
         cursor = max(self._started_ns, end_ns - sum(length for _, length in phases))
-        parent = trace.set_span_in_context(self._genai_span)  # type: ignore[arg-type]
+        spans = self._shared.spans
         for name, length in phases:
-            phase = self._shared.tracer.start_span(name, context=parent, start_time=cursor)
-            phase.end(end_time=cursor + length)
+            spans.emit(name, spans.child(parent), parent, SpanKind.INTERNAL, {}, cursor, cursor + length)
             cursor += length
 
     def _recent_entry(self, report: Report, duration: float, ttfc: float | None, ended: float) -> dict[str, Any]:
-        context = self._server_span.get_span_context()
+        context = self._server_span
         tokens_per_second = None
         if report.output_tokens and report.eval_s:
             tokens_per_second = report.output_tokens / report.eval_s
