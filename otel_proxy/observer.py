@@ -1,8 +1,9 @@
 """The measuring that happens beside the stream: one ``RequestObserver`` per request.
 
 The forwarder tells it what happened (request facts, response status, first chunk,
-how the request ended); the observer owns the spans, and on ``finish`` turns what it
-saw into metrics, span attributes and an entry of the recent-requests log.
+how the request ended); the observer takes the request's span ids when it arrives, and
+on ``finish`` turns what it saw into metrics, the finished spans (otel_proxy/spans.py)
+and an entry of the recent-requests log.
 """
 
 from __future__ import annotations
@@ -154,16 +155,9 @@ class RequestObserver:
 
         end_ns = self._started_ns + int(duration * 1e9)
         if self._genai_span is not None:
-            self._finish_genai_span(self._genai_span, report, time_to_first_chunk, end_ns)
-        attributes = self._server_attributes
-        if self.status is not None:
-            attributes["http.response.status_code"] = self.status
-        status = Status(StatusCode.UNSET)
-        if self.error_type is not None:
-            attributes["error.type"] = self.error_type
-            if self.status is None or self.status >= 500 or not self.error_type.isdigit():
-                status = Status(StatusCode.ERROR, self.error_message)
-        shared.spans.emit(self._server_name, self._server_span, self._caller, SpanKind.SERVER, attributes, self._started_ns, end_ns, status)
+            self._emit_genai_span(self._genai_span, report, time_to_first_chunk, end_ns)
+        if self._server_span.trace_flags.sampled:
+            self._emit_server_span(end_ns)
 
         shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
 
@@ -213,7 +207,18 @@ class RequestObserver:
             return (ended - self.first_chunk_at) / (report.output_tokens - 1)
         return None
 
-    def _finish_genai_span(self, span: SpanContext, report: Report, ttfc: float | None, end_ns: int) -> None:
+    def _emit_server_span(self, end_ns: int) -> None:
+        attributes = self._server_attributes
+        if self.status is not None:
+            attributes["http.response.status_code"] = self.status
+        status = Status(StatusCode.UNSET)
+        if self.error_type is not None:
+            attributes["error.type"] = self.error_type
+            if self.status is None or self.status >= 500 or not self.error_type.isdigit():
+                status = Status(StatusCode.ERROR, self.error_message)
+        self._shared.spans.emit(self._server_name, self._server_span, self._caller, SpanKind.SERVER, attributes, self._started_ns, end_ns, status)
+
+    def _emit_genai_span(self, span: SpanContext, report: Report, ttfc: float | None, end_ns: int) -> None:
         if not span.trace_flags.sampled:
             return
         attributes = self._genai_attributes
