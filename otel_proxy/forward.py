@@ -115,15 +115,20 @@ def response_headers(raw: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]
     return _end_to_end(raw, HOP_BY_HOP)
 
 
+async def _next_part(receive: Receive) -> tuple[bytes, bool]:
+    """One ASGI message of the request body: its bytes, and whether more follow."""
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected
+    return message.get("body", b""), message.get("more_body", False)
+
+
 async def _body_parts(receive: Receive) -> AsyncIterator[bytes]:
-    """The request body as the client sends it, one ASGI message at a time."""
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise ClientDisconnected
-        yield message.get("body", b"")
-        if not message.get("more_body", False):
-            return
+    """The rest of the request body as the client sends it, one ASGI message at a time."""
+    more = True
+    while more:
+        part, more = await _next_part(receive)
+        yield part
 
 
 async def _read_prefix(receive: Receive, limit: int) -> tuple[bytes, AsyncIterator[bytes] | None]:
@@ -131,11 +136,8 @@ async def _read_prefix(receive: Receive, limit: int) -> tuple[bytes, AsyncIterat
 
     A generation's body is one small message: that case costs one ``receive``.
     """
-    message = await receive()
-    if message["type"] == "http.disconnect":
-        raise ClientDisconnected
-    first: bytes = message.get("body", b"")
-    if not message.get("more_body", False):
+    first, more = await _next_part(receive)
+    if not more:
         return first, None
     read = [first]
     size = len(first)

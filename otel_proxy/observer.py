@@ -26,7 +26,7 @@ from otel_proxy.config import ProxySettings
 from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
-from otel_proxy.spans import FinishedSpans
+from otel_proxy.spans import UNSET, FinishedSpans
 from otel_proxy.watch import NOTHING_TO_WATCH, Watcher, watcher_for
 
 log = logging.getLogger(__name__)
@@ -211,7 +211,7 @@ class RequestObserver:
         attributes = self._server_attributes
         if self.status is not None:
             attributes["http.response.status_code"] = self.status
-        status = Status(StatusCode.UNSET)
+        status = UNSET
         if self.error_type is not None:
             attributes["error.type"] = self.error_type
             if self.status is None or self.status >= 500 or not self.error_type.isdigit():
@@ -232,7 +232,7 @@ class RequestObserver:
             attributes["gen_ai.response.finish_reasons"] = (report.finish_reason,)
         if ttfc is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = ttfc
-        status = Status(StatusCode.UNSET)
+        status = UNSET
         if self.error_type is not None:
             attributes["error.type"] = self.error_type
             status = Status(StatusCode.ERROR, self.error_message or report.error)
