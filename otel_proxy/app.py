@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.config import ProxySettings
 from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
@@ -38,10 +39,13 @@ class _DropAbortedStreamTracebacks(logging.Filter):
         return not (record.exc_info and isinstance(record.exc_info[1], UpstreamAborted))
 
 
-def upstream_transport(settings: ProxySettings) -> httpx.AsyncBaseTransport:
-    """The lean HTTP/1.1 transport for plain-http Ollama; httpx's own for an https upstream."""
+def upstream_transport(settings: ProxySettings, after_send: Callable[[], None]) -> httpx.AsyncBaseTransport:
+    """The lean HTTP/1.1 transport for plain-http Ollama; httpx's own for an https upstream.
+
+    ``after_send`` runs each time a request is written to Ollama (the lean transport only).
+    """
     if urlsplit(settings.upstream).scheme == "http":
-        return UpstreamTransport()
+        return UpstreamTransport(after_send=after_send)
     # Streams can be long and many: never queue a request behind a pool limit.
     return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30))
 
@@ -53,7 +57,8 @@ class ProxyApp:
         self.settings = settings
         self.telemetry = telemetry
         self.recent = RecentRequests(settings.recent_requests)
-        transport = upstream_transport(settings)
+        self.bookkeeper = Bookkeeper()
+        transport = upstream_transport(settings, self.bookkeeper.run)
         self.client = httpx.AsyncClient(transport=transport, timeout=settings.timeout, follow_redirects=False, trust_env=False)
         # The instrumentation wraps this transport instance: the forwarder's calls to it make the client spans.
         HTTPXClientInstrumentor.instrument_client(
@@ -66,6 +71,7 @@ class ProxyApp:
             spans=FinishedSpans(telemetry, "otel_proxy"),
             models=ModelNames(settings.max_models),
             recent=self.recent,
+            bookkeeper=self.bookkeeper,
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
         )
@@ -94,9 +100,11 @@ class ProxyApp:
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
         yield
+        self.bookkeeper.run()
         await self.client.aclose()
 
     async def metrics(self, request: Request) -> Response:
+        self.bookkeeper.run()
         return Response(self.telemetry.prometheus_text(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     async def healthy(self, request: Request) -> Response:
@@ -118,6 +126,7 @@ class ProxyApp:
             limit = int(request.query_params.get("limit", self.settings.recent_requests))
         except ValueError:
             return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
+        self.bookkeeper.run()
         entries = self.recent.newest_first(max(0, limit))
         return JSONResponse({"capacity": self.settings.recent_requests, "requests": entries})
 

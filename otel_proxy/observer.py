@@ -2,8 +2,9 @@
 
 The forwarder tells it what happened (request facts, response status, first chunk,
 how the request ended); the observer takes the request's span ids when it arrives, and
-on ``finish`` turns what it saw into metrics, the finished spans (otel_proxy/spans.py)
-and an entry of the recent-requests log.
+after ``finish`` (through the bookkeeper, otel_proxy/bookkeeping.py) turns what it saw
+into metrics, the finished spans (otel_proxy/spans.py) and an entry of the
+recent-requests log.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from opentelemetry.propagate import extract
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from otel_proxy import ollama
+from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.config import ProxySettings
 from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments
 from otel_proxy.ollama import Report, RequestFacts
@@ -54,6 +56,7 @@ class ObserverContext:
     spans: FinishedSpans
     models: ModelNames
     recent: RecentRequests
+    bookkeeper: Bookkeeper
     upstream_host: str
     upstream_port: int
 
@@ -86,7 +89,13 @@ class RequestObserver:
         self._genai_span: SpanContext | None = None
         self._genai_attributes: dict[str, Any] = {}
         self._active_attributes = {"http.request.method": self.method}
-        shared.instruments.active_requests.add(1, self._active_attributes)
+        self.ended: float | None = None
+        # Counted in by the bookkeeper, in order with the requests before it (after this
+        # one is on its way to Ollama): a reader that runs the queue sees it active.
+        shared.bookkeeper.defer(self._count_in)
+
+    def _count_in(self) -> None:
+        self._shared.instruments.active_requests.add(1, self._active_attributes)
 
     @property
     def _server_name(self) -> str:
@@ -130,7 +139,13 @@ class RequestObserver:
     # The end of the request ------------------------------------------------------------
 
     def finish(self) -> None:
-        ended = time.perf_counter()
+        """The response is over (its last byte sent, or the request failed): the rest is bookkeeping."""
+        self.ended = time.perf_counter()
+        self._shared.bookkeeper.defer(self._record)
+
+    def _record(self) -> None:
+        ended = self.ended
+        assert ended is not None
         duration = ended - self.started
         shared = self._shared
         instruments = shared.instruments

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httptools
@@ -178,11 +178,15 @@ class _BodyStream(httpx.AsyncByteStream):
 
 
 class UpstreamTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 to one plain-HTTP upstream, with a stack of idle keep-alive connections."""
+    """HTTP/1.1 to one plain-HTTP upstream, with a stack of idle keep-alive connections.
 
-    def __init__(self, max_idle: int = 256) -> None:
+    ``after_send`` is called each time a request has been written, while Ollama works on it.
+    """
+
+    def __init__(self, max_idle: int = 256, after_send: Callable[[], None] | None = None) -> None:
         self._idle: deque[_Connection] = deque()
         self._max_idle = max_idle
+        self._after_send = after_send
 
     async def _connect(self, request: httpx.Request, timeout: float | None) -> _Connection:
         url = request.url
@@ -237,6 +241,8 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
 
     async def _exchange(self, connection: _Connection, request: httpx.Request, read_timeout: float | None, write_timeout: float | None) -> httpx.Response:
         await self._send_request(connection, request, write_timeout)
+        if self._after_send is not None:
+            self._after_send()
         state = _Response()
         parser = state.parser = httptools.HttpResponseParser(state)
         reader = connection.reader

@@ -322,3 +322,21 @@ def test_recent_requests_say_whether_their_trace_was_recorded(fake, proxy):
     sampled, unsampled = httpx.get(proxy.url + "/-/requests").json()["requests"][:2]
     assert (unsampled["trace_sampled"], sampled["trace_sampled"]) == (False, True)  # no exporter here: only the caller's sampled trace
     assert sampled["trace_id"] == "0af7651916cd43dd8448eb211c80319c"
+
+
+def test_a_request_counts_as_active_while_it_streams_and_its_duration_ends_at_the_last_byte(fake, proxy):
+    """Recording is deferred to the bookkeeper: a scrape must still see every request as it is."""
+    configure_fake(fake, token_delay=0.1)
+    with httpx.stream("POST", proxy.url + "/api/generate", json={**GENERATE, "options": {"num_predict": 5}}, timeout=30) as answer:
+        started = time.perf_counter()
+        chunks = answer.iter_raw()
+        assert json.loads(next(chunks).splitlines()[0])["done"] is False
+        assert scrape(proxy.url).value("http_server_active_requests", http_request_method="POST") == 1
+        rest = b"".join(chunks)
+        assert json.loads(rest.splitlines()[-1])["done"] is True
+        streamed = time.perf_counter() - started
+    metrics = scrape(proxy.url)  # read at once: the request ended just now
+    assert metrics.value("http_server_active_requests", http_request_method="POST") == 0
+    duration = metrics.value("http_server_request_duration_seconds_sum", http_route="/api/generate")
+    # Four more tokens at 0.1 s after the first chunk: the duration runs to the last byte, not to a later recording.
+    assert 0.4 <= duration <= streamed + 0.2
