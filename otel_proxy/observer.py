@@ -86,8 +86,9 @@ class RequestObserver:
             "network.protocol.version": scope.get("http_version", "1.1"),
         }
         self._server_span = shared.spans.root(self._caller, self._server_name, SpanKind.SERVER, self._server_attributes)
-        self._genai_span: SpanContext | None = None
-        self._genai_attributes: dict[str, Any] = {}
+        # A generation's GenAI span sits between the SERVER span and the httpx client span.
+        self._genai_span = shared.spans.child(self._server_span) if self.operation is not None else None
+        self._genai_attributes: dict[str, Any] | None = None  # once the body was read: the span is reported
         self._active_attributes = {"http.request.method": self.method}
         self.ended: float | None = None
         # Counted in by the bookkeeper, in order with the requests before it (after this
@@ -104,12 +105,14 @@ class RequestObserver:
     # What the forwarder tells the observer -------------------------------------------
 
     def learn_request(self, body_prefix: bytes, complete: bool) -> None:
-        if self.operation is None:
-            return
+        """The body's first bytes: read for the model and ``stream`` flag once the request is on its way."""
+        if self.operation is not None:
+            self._shared.bookkeeper.defer(lambda: self._learn(body_prefix, complete))
+
+    def _learn(self, body_prefix: bytes, complete: bool) -> None:
         self.facts = ollama.read_request(self.route, body_prefix, complete)
         if self._shared.settings.capture_content and complete:
             self._request_body = body_prefix
-        self._genai_span = self._shared.spans.child(self._server_span)
         self._genai_attributes = {
             "gen_ai.operation.name": self.operation,
             "gen_ai.provider.name": PROVIDER,
@@ -169,8 +172,8 @@ class RequestObserver:
             self._record_generation(report, duration, time_to_first_chunk, ended)
 
         end_ns = self._started_ns + int(duration * 1e9)
-        if self._genai_span is not None:
-            self._emit_genai_span(self._genai_span, report, time_to_first_chunk, end_ns)
+        if self._genai_span is not None and self._genai_attributes is not None:
+            self._emit_genai_span(self._genai_span, self._genai_attributes, report, time_to_first_chunk, end_ns)
         if self._server_span.trace_flags.sampled:
             self._emit_server_span(end_ns)
 
@@ -233,10 +236,9 @@ class RequestObserver:
                 status = Status(StatusCode.ERROR, self.error_message)
         self._shared.spans.emit(self._server_name, self._server_span, self._caller, SpanKind.SERVER, attributes, self._started_ns, end_ns, status)
 
-    def _emit_genai_span(self, span: SpanContext, report: Report, ttfc: float | None, end_ns: int) -> None:
+    def _emit_genai_span(self, span: SpanContext, attributes: dict[str, Any], report: Report, ttfc: float | None, end_ns: int) -> None:
         if not span.trace_flags.sampled:
             return
-        attributes = self._genai_attributes
         if report.response_model:
             attributes["gen_ai.response.model"] = report.response_model
         if report.input_tokens is not None:
