@@ -10,8 +10,8 @@ scope, and attributes such as ``http.route="/api/generate"``).
 
 It is a drop-in for the SDK's ``encode_spans(...).SerializePartialToString()``: the tests
 decode both with the official protobuf classes and compare. A span it does not handle
-(links, an attribute value of a type OTLP has no field for) makes the batch go through
-the SDK's encoder instead, so nothing is ever exported differently.
+(links, an attribute value of a type OTLP has no field for, anything unforeseen) makes
+the batch go through the SDK's encoder instead, so nothing is ever exported differently.
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ class SpanEncoder:
         """The serialized ``ExportTraceServiceRequest``, as the SDK's encoder would write it."""
         try:
             return self._encode(spans)
-        except Unsupported:
+        except Exception:  # Unsupported, or a span shaped in a way this encoder did not foresee
             return sdk_encode_spans(spans).SerializePartialToString()
 
     def _encode(self, spans: Sequence[ReadableSpan]) -> bytes:
@@ -192,12 +192,13 @@ class SpanEncoder:
         if span.dropped_events:
             parts += (b"\x60", _varint(span.dropped_events))
         status = span.status
-        status_parts = []
-        if status.description:
-            status_parts.append(_delimited(b"\x12", status.description.encode()))
-        if status.status_code.value:
-            status_parts += (b"\x18", _varint(status.status_code.value))
-        parts.append(_delimited(b"\x7a", b"".join(status_parts)))
+        if status is not None:
+            status_parts = []
+            if status.description:
+                status_parts.append(_delimited(b"\x12", status.description.encode()))
+            if status.status_code.value:
+                status_parts += (b"\x18", _varint(status.status_code.value))
+            parts.append(_delimited(b"\x7a", b"".join(status_parts)))
         flags = _FLAGS_HAS_IS_REMOTE | (_FLAGS_IS_REMOTE if parent is not None and parent.is_remote else 0)
         parts += (b"\x85\x01", _pack_fixed32(flags))
         return b"".join(parts)

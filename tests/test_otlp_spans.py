@@ -88,7 +88,8 @@ def test_what_it_does_not_handle_goes_through_the_sdks_encoder():
     linked = ReadableSpan(name="linked", context=span.context, resource=span.resource, links=[Link(SpanContext(1, 2, False), {"k": "v"})],
                           kind=SpanKind.INTERNAL, start_time=1, end_time=2, instrumentation_scope=span.instrumentation_scope)
     odd = ReadableSpan(name="odd", context=span.context, resource=span.resource, attributes={"set": frozenset({1})}, kind=SpanKind.INTERNAL, start_time=1, end_time=2)
-    for batch in ([span, linked], [odd]):
+    no_status = ReadableSpan(name="no status", context=span.context, resource=span.resource, status=None, kind=SpanKind.INTERNAL, start_time=1, end_time=2)
+    for batch in ([span, linked], [odd], [no_status, span]):
         assert SpanEncoder().encode(batch) == encode_spans(batch).SerializePartialToString()
 
 
