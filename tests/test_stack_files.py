@@ -54,6 +54,20 @@ def test_compose_services_are_pinned_healthy_and_local():
     assert re.search(r"^FROM python:3\.11[\w.-]*$", (ROOT / "Dockerfile").read_text(), re.M)
 
 
+def test_the_image_copies_every_module_and_package_the_project_installs():
+    """`pip install .` in the image needs every package and module pyproject.toml names."""
+    import tomllib
+
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    copied = set()
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("COPY "):
+            copied.update(part.rstrip("/") for part in line.split()[1:-1])
+    wanted = {f"{module}.py" for module in setuptools["py-modules"]}
+    wanted |= {package.split(".")[0] for package in setuptools["packages"]}
+    assert wanted <= copied, f"the Dockerfile does not copy {sorted(wanted - copied)}"
+
+
 def test_mac_variant_keeps_ollama_and_the_collector_on_the_host():
     mac = load("compose.mac.yaml")["services"]
     assert mac["ollama"]["profiles"] and mac["hw-collector"]["profiles"]
