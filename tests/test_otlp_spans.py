@@ -46,7 +46,7 @@ def sdk_spans() -> list[ReadableSpan]:
             client.add_event("retry", {"attempt": 2, "reasons": ("a", "b")})
             client.set_status(Status(StatusCode.ERROR, "upstream_reset"))
         server.set_status(Status(StatusCode.OK))
-    with tracer.start_as_current_span("no attributes") :
+    with tracer.start_as_current_span("no attributes"):
         pass
     return list(exporter.get_finished_spans())
 
