@@ -24,7 +24,8 @@ def documented(section: str) -> dict[str, str]:
 
 def exported(instruments: object | None, telemetry) -> dict[str, str]:
     """Record once on every (synchronous) instrument and read back the Prometheus families."""
-    for instrument in vars(instruments).values() if instruments is not None else ():
+    for recorder in vars(instruments).values() if instruments is not None else ():
+        instrument = getattr(recorder, "instrument", recorder)  # the proxy's are wrapped in Recorders
         if isinstance(instrument, (Counter, UpDownCounter)):
             instrument.add(1)
         elif isinstance(instrument, Histogram):
