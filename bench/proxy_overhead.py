@@ -21,7 +21,6 @@ measured that way, since it speaks the OpenAI API to clients and /api/chat to Ol
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import statistics
 import sys
@@ -37,7 +36,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.loadclient import RunResult, run  # noqa: E402
+from bench.loadclient import RunResult, run_measured  # noqa: E402
 from tests.harness import Server, fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
 
 NGINX_CONF = """
@@ -142,7 +141,7 @@ def measure(target: Target, openai: bool, concurrency: int, total_requests: int,
     cpu_before = sum(process.cpu_times()[:2]) if process else 0.0
     with ExitStack() as stack:
         memory = stack.enter_context(PeakMemory(pid)) if pid else None
-        result = asyncio.run(run(url, path, body, concurrency, per_worker, marker))
+        result = run_measured(url, path, body, concurrency, per_worker, marker)
     cpu_ms_per_thousand = None
     if process:
         cpu_ms_per_thousand = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / (result.lines / 1000)
