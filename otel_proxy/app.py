@@ -100,11 +100,11 @@ class ProxyApp:
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
         yield
-        self.bookkeeper.run()
+        self.bookkeeper.drain()
         await self.client.aclose()
 
     async def metrics(self, request: Request) -> Response:
-        self.bookkeeper.run()
+        self.bookkeeper.drain()
         return Response(self.telemetry.prometheus_text(), media_type=PROMETHEUS_CONTENT_TYPE)
 
     async def healthy(self, request: Request) -> Response:
@@ -126,7 +126,7 @@ class ProxyApp:
             limit = int(request.query_params.get("limit", self.settings.recent_requests))
         except ValueError:
             return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
-        self.bookkeeper.run()
+        self.bookkeeper.drain()
         entries = self.recent.newest_first(max(0, limit))
         return JSONResponse({"capacity": self.settings.recent_requests, "requests": entries})
 

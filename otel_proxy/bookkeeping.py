@@ -6,9 +6,9 @@ front of the next request: a client that streams back to back on one connection 
 its next request at once, and the proxy would read it only after the recording
 (docs/benchmarks.md). The bookkeeper queues that work and runs it right after the proxy
 has written a request to Ollama (the moment it would otherwise wait for Ollama), and a
-couple of milliseconds later in any case. Whatever reads the records (``/metrics``,
-``/-/requests``, shutdown) runs the queue first, so no reader sees a request that ended
-but is not yet counted.
+couple of milliseconds later in any case, half a millisecond of it at a time. Whatever
+reads the records (``/metrics``, ``/-/requests``, shutdown) drains the queue first, so no
+reader sees a request that ended but is not yet counted.
 """
 
 from __future__ import annotations
@@ -16,21 +16,29 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
+import time
 from collections import deque
 from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
 DELAY_S = 0.002
+SLICE_S = 0.0005
 
 
 class Bookkeeper:
-    """A first-in, first-out queue of recording work, run from the event loop's thread."""
+    """A first-in, first-out queue of recording work, run from the event loop's thread.
 
-    def __init__(self, delay_s: float = DELAY_S) -> None:
+    ``run`` works through the queue for at most ``slice_s`` and leaves the rest to the
+    loop's next turn, so a backlog (32 streams ending together) never holds every other
+    stream's chunks for milliseconds; ``drain`` runs everything, for the readers.
+    """
+
+    def __init__(self, delay_s: float = DELAY_S, slice_s: float = SLICE_S) -> None:
         self._pending: deque[Callable[[], None]] = deque()
         self._delay_s = delay_s
-        self._timer: asyncio.TimerHandle | None = None
+        self._slice_s = slice_s
+        self._timer: asyncio.Handle | None = None
 
     def defer(self, work: Callable[[], None]) -> None:
         self._pending.append(work)
@@ -38,12 +46,22 @@ class Bookkeeper:
             try:
                 loop = asyncio.get_running_loop()
             except RuntimeError:  # no event loop to come back later: now
-                self.run()
+                self.drain()
                 return
             self._timer = loop.call_later(self._delay_s, self.run)
 
     def run(self) -> None:
-        """Everything queued, in order. A failure in one record is logged and loses no other.
+        """A slice of the queue, in order; what is left runs on the loop's next turn."""
+        self._work(time.perf_counter() + self._slice_s)
+        if self._pending and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_soon(self.run)
+
+    def drain(self) -> None:
+        """Everything queued, before a reader looks at the records."""
+        self._work(None)
+
+    def _work(self, deadline: float | None) -> None:
+        """Queued work until ``deadline``. A failure in one record is logged and loses no other.
 
         It runs in a context of its own: called while another request's span is current,
         its records must not take that span for theirs (as exemplars).
@@ -52,9 +70,9 @@ class Bookkeeper:
             self._timer.cancel()
             self._timer = None
         if self._pending:
-            contextvars.Context().run(self._run_pending)
+            contextvars.Context().run(self._run_pending, deadline)
 
-    def _run_pending(self) -> None:
+    def _run_pending(self, deadline: float | None) -> None:
         pending = self._pending
         while pending:
             work = pending.popleft()
@@ -62,6 +80,8 @@ class Bookkeeper:
                 work()
             except Exception:
                 log.exception("recording a finished request failed")
+            if deadline is not None and time.perf_counter() >= deadline:
+                return
 
     def __len__(self) -> int:
         return len(self._pending)

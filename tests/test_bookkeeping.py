@@ -38,6 +38,31 @@ def test_work_waits_for_run_or_the_timer_and_keeps_its_order():
     assert before == [] and after_run == [1, 2] and done == [1, 2, 3]
 
 
+def test_run_takes_a_slice_and_the_loops_next_turns_take_the_rest_in_order():
+    async def scenario() -> tuple[list[int], list[int], list[int], list[int]]:
+        done: list[int] = []
+        keeper = Bookkeeper(delay_s=10, slice_s=0)  # a slice of one record; the timer would be far too late
+        for number in range(4):
+            keeper.defer(lambda number=number: done.append(number))
+        keeper.run()
+        after_run = list(done)
+        await asyncio.sleep(0)
+        after_a_turn = list(done)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        after_turns = list(done)
+        for number in range(4, 8):
+            keeper.defer(lambda number=number: done.append(number))
+        keeper.drain()
+        return after_run, after_a_turn, after_turns, done
+
+    after_run, after_a_turn, after_turns, done = asyncio.run(scenario())
+    assert after_run == [0]
+    assert after_a_turn == [0, 1]
+    assert after_turns == [0, 1, 2, 3]
+    assert done == list(range(8))  # drain: everything at once
+
+
 def test_a_failing_record_is_logged_and_loses_nothing_after_it(caplog):
     done: list[str] = []
     keeper = Bookkeeper()
