@@ -146,10 +146,15 @@ class _StreamingClient(asyncio.Protocol):
         return True
 
 
-async def run(url: str, path: str, body: dict, concurrency: int, requests_per_worker: int, marker: bytes = b"\n") -> RunResult:
+async def run(
+    url: str, path: str, body: dict, concurrency: int, requests_per_worker: int, marker: bytes = b"\n", ramp_s: float = 0.0
+) -> RunResult:
     """``concurrency`` keep-alive connections, each sending ``requests_per_worker`` requests in turn.
 
     ``marker`` is what one streamed token looks like: a newline in NDJSON, ``data: `` in SSE.
+    ``ramp_s`` spreads the connections' starts over that many seconds (the i-th starts
+    ``i * ramp_s / concurrency`` in), so the run is a steady ``concurrency`` streams from
+    the start rather than ``concurrency`` requests landing in the same millisecond.
     """
     parts = urlsplit(url)
     payload = json.dumps(body).encode()
@@ -164,7 +169,8 @@ async def run(url: str, path: str, body: dict, concurrency: int, requests_per_wo
         _, protocol = await loop.create_connection(lambda: _StreamingClient(marker), parts.hostname, parts.port)
         return protocol
 
-    async def worker() -> None:
+    async def worker(index: int) -> None:
+        await asyncio.sleep(index * ramp_s / concurrency)
         client = await connect()
         try:
             for _ in range(requests_per_worker):
@@ -184,7 +190,7 @@ async def run(url: str, path: str, body: dict, concurrency: int, requests_per_wo
                 client.transport.close()
 
     started = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(index) for index in range(concurrency)))
     result.seconds = time.perf_counter() - started
     return result
 

@@ -13,6 +13,11 @@ off (the reference for the least a proxy adds).
     python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --concurrency 1 32 128
     python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
 
+Each row's connections start spread over one stream's length (the i-th of 32 starts
+i/32 of 64 ms in), so a row measures a steady concurrency from its first request;
+--burst starts them all at once instead (32 requests in the same millisecond, each on a
+new connection), which is what a closed-loop client does when started naively.
+
 With --openai every target streams /v1/chat/completions (SSE) and "chunks" are SSE events;
 LiteLLM's proxy (its `litellm` command, one worker, `ollama_chat` backend) can only be
 measured that way, since it speaks the OpenAI API to clients and /api/chat to Ollama.
@@ -133,7 +138,9 @@ def request_for(openai: bool, model: str, tokens: int) -> tuple[str, dict, bytes
     return "/api/generate", {"model": model, "prompt": "benchmark", "options": {"num_predict": tokens}}, b"\n"
 
 
-def measure(target: Target, openai: bool, concurrency: int, total_requests: int, tokens: int) -> tuple[RunResult, float | None, float | None]:
+def measure(
+    target: Target, openai: bool, concurrency: int, total_requests: int, tokens: int, ramp_s: float = 0.0
+) -> tuple[RunResult, float | None, float | None]:
     url, pid = target.url, target.pid
     path, body, marker = request_for(openai, target.model, tokens)
     per_worker = max(1, total_requests // concurrency)
@@ -141,7 +148,7 @@ def measure(target: Target, openai: bool, concurrency: int, total_requests: int,
     cpu_before = sum(process.cpu_times()[:2]) if process else 0.0
     with ExitStack() as stack:
         memory = stack.enter_context(PeakMemory(pid)) if pid else None
-        result = run_measured(url, path, body, concurrency, per_worker, marker)
+        result = run_measured(url, path, body, concurrency, per_worker, marker, ramp_s)
     cpu_ms_per_thousand = None
     if process:
         cpu_ms_per_thousand = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / (result.lines / 1000)
@@ -160,6 +167,10 @@ def main() -> None:
     parser.add_argument("--metrics-only", action="store_true", help="also measure the proxy with no trace exporter (make up's default)")
     parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
+    parser.add_argument(
+        "--burst", action="store_true",
+        help="start every connection at once (concurrency requests in the same millisecond) instead of spreading the starts over one stream's length",
+    )
     args = parser.parse_args()
     openai = args.openai or bool(args.litellm)
 
@@ -184,11 +195,15 @@ def main() -> None:
             url, pid = stack.enter_context(litellm(args.litellm, fake.url))
             targets.append(Target("LiteLLM 1.108.7", url, pid, model="ollama_chat/llama3.2:1b"))
 
-        for target in targets:  # warm up: model loaded, connections and caches hot
-            measure(Target(target.name, target.url, None, target.model), openai, 4, 40, args.tokens)
+        widest = max(args.concurrency)
+        for target in targets:  # warm up: model loaded, caches hot, as many upstream connections open as the widest row uses
+            measure(Target(target.name, target.url, None, target.model), openai, widest, 2 * widest, args.tokens)
+        # One stream's length: the connections' starts spread over it make a steady load from the first request.
+        ramp_s = 0.0 if args.burst else args.tokens * args.token_delay
 
         endpoint = "/v1/chat/completions (SSE)" if openai else "/api/generate (NDJSON)"
-        print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row, {args.rounds} round(s)\n")
+        starts = "all connections starting at once" if args.burst else f"connections' starts spread over {ramp_s * 1000:g} ms"
+        print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row, {args.rounds} round(s), {starts}\n")
         print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) | added p50 by round (ms) |")
         print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for concurrency in args.concurrency:
@@ -196,7 +211,7 @@ def main() -> None:
             for _ in range(args.rounds):  # targets interleaved, so a noisy minute hits every one of them
                 baseline: RunResult | None = None
                 for target in targets:
-                    result, cpu, rss = measure(target, openai, concurrency, args.requests, args.tokens)
+                    result, cpu, rss = measure(target, openai, concurrency, args.requests, args.tokens, ramp_s)
                     baseline = baseline or result
                     rows[target.name].append(Row(result, baseline, cpu, rss))
             for target in targets:
