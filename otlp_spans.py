@@ -24,13 +24,14 @@ from typing import Any
 from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExportResult
 from opentelemetry.trace import SpanKind
 
 _logger = logging.getLogger(__name__)
 
 ATTRIBUTE_CACHE_SIZE = 4096
+PRE_ENCODED_LIMIT = 4096  # twice the batch processor's queue: spans it dropped are forgotten here too
 
 # Wire types: 0 varint, 1 fixed64, 2 length-delimited, 5 fixed32.
 _SPAN_KIND = {SpanKind.INTERNAL: 1, SpanKind.SERVER: 2, SpanKind.CLIENT: 3, SpanKind.PRODUCER: 4, SpanKind.CONSUMER: 5}
@@ -96,6 +97,20 @@ class SpanEncoder:
         self._cache_size = attribute_cache_size
         self._resources: dict[int, tuple[Any, bytes]] = {}
         self._scopes: dict[Any, bytes] = {}
+        self._pre_encoded: dict[ReadableSpan, bytes] = {}  # by identity: spans that ended, not yet exported
+
+    def pre_encode(self, span: ReadableSpan) -> None:
+        """Encode ``span`` now, as it ends, so that exporting it only joins bytes.
+
+        One that this encoder does not handle is left for the export (and the SDK's encoder).
+        """
+        try:
+            encoded = self._span(span)
+        except Exception:
+            return
+        if len(self._pre_encoded) >= PRE_ENCODED_LIMIT:
+            self._pre_encoded.clear()
+        self._pre_encoded[span] = encoded
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
         """The serialized ``ExportTraceServiceRequest``, as the SDK's encoder would write it."""
@@ -113,12 +128,15 @@ class SpanEncoder:
             group = by_identity.get(id(resource))
             if group is None:
                 group = by_identity[id(resource)] = (resource, {})
-            group[1].setdefault(span.instrumentation_scope or None, []).append(self._span(span))
+            encoded = self._pre_encoded.pop(span, None)
+            if encoded is None:
+                encoded = self._span(span)
+            group[1].setdefault(span.instrumentation_scope or None, []).append(encoded)
         grouped: dict[Any, dict[Any, list[bytes]]] = {}
         for resource, scopes in by_identity.values():
             merged = grouped.setdefault(resource, {})  # equal resources are one, as for the SDK
-            for scope, encoded in scopes.items():
-                merged.setdefault(scope, []).extend(encoded)
+            for scope, encoded_spans in scopes.items():
+                merged.setdefault(scope, []).extend(encoded_spans)
         resource_spans = []
         for resource, scopes in grouped.items():
             parts = [_delimited(b"\x0a", self._resource(resource))]
@@ -225,15 +243,15 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._encoder = SpanEncoder()
-        self._lean = all(hasattr(self, name) for name in ("_client", "_metrics", "_shutdown", "_max_request_size"))
+        self.encoder = SpanEncoder()
+        self.lean = all(hasattr(self, name) for name in ("_client", "_metrics", "_shutdown", "_max_request_size"))
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        if not self._lean or self._shutdown:
+        if not self.lean or self._shutdown:
             return super().export(spans)
         with self._metrics.export_operation(len(spans)) as result:
             try:
-                data = self._encoder.encode(spans)
+                data = self.encoder.encode(spans)
             except Exception as error:  # the SDK's encoder failed too (it would have logged the same)
                 _logger.error("Failed to encode span batch: %s", error)
                 result.error = error
@@ -246,3 +264,33 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
                 result.error = sent.error
                 return SpanExportResult.FAILURE
         return SpanExportResult.SUCCESS
+
+
+class PreEncodingSpanProcessor(SpanProcessor):
+    """Encodes each sampled span as it ends, then hands it to ``processor`` (the batch processor).
+
+    The batch processor's thread would encode 512 spans at once, holding the GIL for
+    milliseconds while the event loop waits for it: that was most of the tail latency that
+    exporting spans adds at 32 concurrent streams (docs/benchmarks.md, item 18). Encoded
+    as they end, a request's spans cost the loop about 20 µs each, spread out, and the
+    export only joins bytes.
+    """
+
+    def __init__(self, processor: SpanProcessor, encoder: SpanEncoder) -> None:
+        self._processor = processor
+        self._encoder = encoder
+
+    def on_start(self, span: Any, parent_context: Any = None) -> None:
+        self._processor.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        context = span.context
+        if context is not None and context.trace_flags.sampled:
+            self._encoder.pre_encode(span)
+        self._processor.on_end(span)
+
+    def shutdown(self) -> None:
+        self._processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._processor.force_flush(timeout_millis)

@@ -143,9 +143,11 @@ def setup_telemetry(
     trace_exporters = exporters_for("traces", environ)
     processors: list[SpanProcessor] = []
     if "otlp" in trace_exporters:
-        from otlp_spans import LeanOTLPSpanExporter  # the SDK's exporter with a faster encoder
+        from otlp_spans import LeanOTLPSpanExporter, PreEncodingSpanProcessor  # the SDK's exporter, a faster encoder
 
-        processors.append(BatchSpanProcessor(LeanOTLPSpanExporter()))
+        exporter = LeanOTLPSpanExporter()
+        batch = BatchSpanProcessor(exporter)
+        processors.append(PreEncodingSpanProcessor(batch, exporter.encoder) if exporter.lean else batch)
     if "console" in trace_exporters:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     processors.extend(extra_span_processors)
