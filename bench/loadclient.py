@@ -51,6 +51,10 @@ class _StreamingClient(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self._done: asyncio.Future[tuple[float, int]] | None = None
         self._parse = self._head
+        self._started = 0.0
+        self._first: float | None = None
+        self._lines = 0
+        self._length = 0  # of the body or of the chunk being read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -64,7 +68,7 @@ class _StreamingClient(asyncio.Protocol):
         assert self.transport is not None
         self._done = asyncio.get_running_loop().create_future()
         self._parse = self._head
-        self._first: float | None = None
+        self._first = None
         self._lines = 0
         self._started = time.perf_counter()
         self.transport.write(request)
@@ -101,17 +105,18 @@ class _StreamingClient(asyncio.Protocol):
         del self._buffer[: end + 4]
         if b" 200 " not in head[0] + b" ":
             raise RuntimeError(f"unexpected status {head[0]!r}")
-        self._parse = None  # type: ignore[assignment]
+        framing = None
         for line in head[1:]:
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
                 self._length = int(value)
-                self._parse = self._fixed_body
+                framing = self._fixed_body
             elif name == b"transfer-encoding" and b"chunked" in value.lower():
-                self._parse = self._size_line
-        if self._parse is None:
+                framing = self._size_line
+        if framing is None:
             raise RuntimeError("a response with neither Content-Length nor chunked framing")
+        self._parse = framing
         return True
 
     def _fixed_body(self, now: float) -> bool:
