@@ -7,13 +7,15 @@ its /metrics and `nvidia-smi --query-gpu=utilization.gpu,memory.used,power.draw,
 --format=csv` at the same moment, first idle and then while a PyTorch process (when torch is
 installed) holds --load-gib of GPU memory and multiplies matrices. The collector samples once
 a second and nvidia-smi reads at once, so a reading may lag nvidia-smi's by up to a second.
-Last, the energy counter's increase over the loaded window is set against nvidia-smi's power
-draw integrated over the same window.
+Last, the energy counter's increase between two of the collector's samples (each caught as it
+lands, by polling /metrics every 20 ms) is set against nvidia-smi's power draw, read once a
+second in between, times the time between those samples.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -98,6 +100,19 @@ def compare(label: str, url: str) -> dict[str, dict[str, float]]:
     return ours
 
 
+def fresh_sample(url: str) -> tuple[dict[str, dict[str, float]], float] | None:
+    """The collector's readings just after a sample lands (its energy readings change), and
+    when; None if they do not change within 5 s (no energy counter on these boards)."""
+    energies = {uuid: reading.get("energy") for uuid, reading in collector_readings(url).items()}
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        readings = collector_readings(url)
+        if {uuid: reading.get("energy") for uuid, reading in readings.items()} != energies:
+            return readings, time.monotonic()
+    return None
+
+
 @contextmanager
 def gpu_load(seconds: float, gib: float) -> Iterator[None]:
     process = subprocess.Popen([PYTHON, "-c", LOAD, str(seconds), str(gib)], stdout=subprocess.PIPE, text=True)
@@ -125,24 +140,30 @@ def main() -> None:
         for _ in range(2):
             compare("idle", collector.url)
             time.sleep(1)
-        try:
-            import torch  # noqa: F401
-        except ImportError:
+        if importlib.util.find_spec("torch") is None:
             print("torch is not installed: no load phase")
             return
         with gpu_load(args.load_seconds, args.load_gib):
             time.sleep(3)
-            first = compare("load", collector.url)
-            started, powers = time.monotonic(), []
+            for _ in range(args.samples):
+                compare("load", collector.url)
+                time.sleep(1)
+            start = fresh_sample(collector.url)
+            powers = []
             for _ in range(args.samples):
                 time.sleep(1)
-                powers.append(sum(r["power"] for r in smi().values()))
-                last = compare("load", collector.url)
-            elapsed = time.monotonic() - started
-        for uuid in last:
+                powers.append({uuid: reading["power"] for uuid, reading in smi().items()})
+            end = fresh_sample(collector.url)
+        if start is None or end is None:
+            print("energy: the counter did not move (not supported on these boards)")
+            return
+        (first, started), (last, ended) = start, end
+        elapsed = ended - started
+        for uuid in sorted(last.keys() & powers[0].keys()):  # the GPUs both see
             gained = last[uuid].get("energy", float("nan")) - first[uuid].get("energy", float("nan"))
-            integrated = sum(powers) / len(powers) * elapsed
-            print(f"energy {uuid[:12]}: counter +{gained:.0f} J over {elapsed:.1f} s; nvidia-smi power x time ~ {integrated:.0f} J")
+            integrated = sum(power[uuid] for power in powers) / len(powers) * elapsed
+            print(f"energy {uuid[:12]}: counter +{gained:.0f} J in {elapsed:.2f} s between two samples;"
+                  f" nvidia-smi's power x time {integrated:.0f} J ({gained / integrated - 1:+.1%})")
         print("source up:", [line for line in httpx.get(collector.url + "/metrics").text.splitlines() if line.startswith("hw_collector_source_up")])
 
 

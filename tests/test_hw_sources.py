@@ -139,7 +139,7 @@ def test_nvml_reads_milliwatts_millijoules_and_bytes(monkeypatch):
     readings = source.read()
     h100 = {"hw.name": "NVIDIA H100 80GB HBM3", "hw.vendor": "NVIDIA", "hw.id": "GPU-5a1f7c2e-0000-4d3c-9b8e-123456789abc"}
     assert values(readings, m.GPU_UTILIZATION, **h100) == [0.87]
-    assert values(readings, m.GPU_MEMORY_USAGE, **h100) == [61_203_283_968]
+    assert values(readings, m.GPU_MEMORY_USAGE, **h100) == [61_203_283_968]  # v2: driver-reserved memory apart, as nvidia-smi
     assert values(readings, m.GPU_MEMORY_LIMIT, **h100) == [85_520_809_984]
     assert values(readings, m.POWER, **h100) == [412.345]
     assert values(readings, m.ENERGY, **h100) == [987_654.321]
@@ -147,6 +147,29 @@ def test_nvml_reads_milliwatts_millijoules_and_bytes(monkeypatch):
     t4 = {"hw.name": "Tesla T4"}
     assert values(readings, m.POWER, **t4) == [27.5]
     assert values(readings, m.ENERGY, **t4) == []  # not supported on that board: no series, not zero
+    sys.modules.pop("pynvml", None)
+
+
+@pytest.mark.parametrize("missing", ["driver", "library"])
+def test_nvml_memory_falls_back_to_the_v1_query(monkeypatch, missing):
+    """Without the v2 query (a driver before 510, or an nvidia-ml-py before 11.510) memory
+    comes from v1, whose "used" counts driver-reserved memory; the other readings are unchanged."""
+    monkeypatch.syspath_prepend(str(STAND_INS))
+    sys.modules.pop("pynvml", None)
+    import pynvml
+
+    if missing == "driver":
+        monkeypatch.setattr(pynvml, "DRIVER_HAS_V2", False)
+    else:
+        monkeypatch.delattr(pynvml, "nvmlMemory_v2")
+    source = NvmlSource()
+    assert source.available() is None
+    h100 = {"hw.name": "NVIDIA H100 80GB HBM3"}
+    for _ in range(2):  # the fallback holds on later reads
+        readings = source.read()
+        assert values(readings, m.GPU_MEMORY_USAGE, **h100) == [61_203_283_968 + 503_316_480]
+        assert values(readings, m.GPU_MEMORY_LIMIT, **h100) == [85_520_809_984]
+        assert values(readings, m.POWER, **h100) == [412.345]
     sys.modules.pop("pynvml", None)
 
 

@@ -19,6 +19,7 @@ class NvmlSource:
     def __init__(self) -> None:
         self._nvml: ModuleType | None = None
         self._devices: list[tuple[Any, dict[str, str | int]]] = []
+        self._memory_v2: int | None = None  # the v2 memory query's version tag, while the driver answers it
 
     def available(self) -> str | None:
         try:
@@ -33,6 +34,7 @@ class NvmlSource:
         if count == 0:
             return "NVML found no GPU"
         self._nvml = nvml
+        self._memory_v2 = getattr(nvml, "nvmlMemory_v2", None)  # nvidia-ml-py >= 11.510
         for index in range(count):
             handle = nvml.nvmlDeviceGetHandleByIndex(index)
             name = _text(nvml.nvmlDeviceGetName(handle))
@@ -49,7 +51,7 @@ class NvmlSource:
             utilization = _optional(nvml, lambda: nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
             if utilization is not None:
                 readings.append(Reading(m.GPU_UTILIZATION, utilization / 100, device))
-            memory = _optional(nvml, lambda: nvml.nvmlDeviceGetMemoryInfo(handle))
+            memory = _optional(nvml, lambda: self._memory(handle))
             if memory is not None:
                 readings.append(Reading(m.GPU_MEMORY_USAGE, memory.used, device))
                 readings.append(Reading(m.GPU_MEMORY_LIMIT, memory.total, device))
@@ -63,6 +65,20 @@ class NvmlSource:
             if celsius is not None:
                 readings.append(Reading(m.TEMPERATURE, celsius, device))
         return readings
+
+    def _memory(self, handle: Any) -> Any:
+        """Memory as nvidia-smi reports it. The v1 query counts what the driver reserves for
+        itself as used (480 MiB on an idle H100 with driver 580, where nvidia-smi shows 0);
+        the v2 query (drivers >= 510) reports it apart, so ``used`` is what processes hold."""
+        nvml = self._nvml
+        assert nvml is not None
+        if self._memory_v2 is not None:
+            try:
+                return nvml.nvmlDeviceGetMemoryInfo(handle, version=self._memory_v2)
+            except (TypeError, nvml.NVMLError) as exc:  # an older pynvml or driver: v1 from now on
+                log.info("NVML has no v2 memory query here (%s): memory used includes driver-reserved memory", exc)
+                self._memory_v2 = None
+        return nvml.nvmlDeviceGetMemoryInfo(handle)
 
     def close(self) -> None:
         if self._nvml is not None:
