@@ -11,6 +11,7 @@ from service import add_flag, configure_logging, serve
 from telemetry import setup_telemetry
 
 DEFAULTS = ProxySettings()
+CLIENT_SPANS = ("httpx", "proxy")
 
 
 def settings_from(argv: list[str] | None = None) -> ProxySettings:
@@ -23,7 +24,13 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     add_flag(parser, "--max-models", "OTEL_PROXY_MAX_MODELS", DEFAULTS.max_models, int, "distinct model names in metrics before the rest become 'other'")
     add_flag(parser, "--recent-requests", "OTEL_PROXY_RECENT_REQUESTS", DEFAULTS.recent_requests, int, "finished requests kept for /-/requests")
     add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "load_duration in seconds that counts as a model load")
+    add_flag(
+        parser, "--client-spans", "OTEL_PROXY_CLIENT_SPANS", DEFAULTS.client_spans, str,
+        "who makes the client span of each call to Ollama: httpx (opentelemetry-instrumentation-httpx) or proxy (the same span, cheaper)",
+    )
     args = parser.parse_args(argv)
+    if args.client_spans not in CLIENT_SPANS:
+        parser.error(f"--client-spans must be one of {', '.join(CLIENT_SPANS)}, not {args.client_spans!r}")
     capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in {"true", "1", "yes"}
     return ProxySettings(
         host=args.host,
@@ -35,6 +42,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         recent_requests=args.recent_requests,
         cold_load_threshold_s=args.cold_load_threshold,
         capture_content=capture,
+        client_spans=args.client_spans,
     )
 
 

@@ -18,6 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otel_proxy.bookkeeping import Bookkeeper
+from otel_proxy.client_spans import ClientSpanTransport, by_the_proxy
 from otel_proxy.config import ProxySettings
 from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
@@ -58,17 +59,24 @@ class ProxyApp:
         self.telemetry = telemetry
         self.recent = RecentRequests(settings.recent_requests)
         self.bookkeeper = Bookkeeper()
+        spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
+        instrumented = by_the_proxy(settings.client_spans)
+        if instrumented is None:
+            transport = ClientSpanTransport(transport, spans)
+        elif settings.client_spans == "proxy":
+            log.warning("client spans are made by opentelemetry-instrumentation-httpx: %s", instrumented)
         self.client = httpx.AsyncClient(transport=transport, timeout=settings.timeout, follow_redirects=False, trust_env=False)
-        # The instrumentation wraps this transport instance: the forwarder's calls to it make the client spans.
-        HTTPXClientInstrumentor.instrument_client(
-            self.client, tracer_provider=telemetry.tracer_provider, meter_provider=NoOpMeterProvider()
-        )
+        if instrumented is not None:
+            # The instrumentation wraps this transport instance: the forwarder's calls to it make the client spans.
+            HTTPXClientInstrumentor.instrument_client(
+                self.client, tracer_provider=telemetry.tracer_provider, meter_provider=NoOpMeterProvider()
+            )
         upstream = urlsplit(settings.upstream)
         observers = ObserverContext(
             settings=settings,
             instruments=ProxyInstruments(telemetry.meter("otel_proxy")),
-            spans=FinishedSpans(telemetry, "otel_proxy"),
+            spans=spans,
             models=ModelNames(settings.max_models),
             recent=self.recent,
             bookkeeper=self.bookkeeper,

@@ -22,6 +22,9 @@ class ProxySettings:
     max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+    # Who makes the CLIENT span of each call to Ollama: opentelemetry-instrumentation-httpx,
+    # or the proxy itself (the same span for a tenth of the cost, otel_proxy/client_spans.py).
+    client_spans: str = "httpx"
 
     @property
     def timeout(self) -> httpx.Timeout:

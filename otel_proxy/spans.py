@@ -14,11 +14,11 @@ their parent's decision, as the SDK's parent-based samplers would decide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
@@ -64,6 +64,7 @@ class FinishedSpans:
         start_ns: int,
         end_ns: int,
         status: Status = UNSET,
+        events: Sequence[Event] = (),
     ) -> None:
         """Report a finished span to every span processor, if its trace is sampled."""
         if not context.trace_flags.sampled:
@@ -76,6 +77,7 @@ class FinishedSpans:
             attributes=attributes,
             kind=kind,
             status=status,
+            events=events,
             start_time=start_ns,
             end_time=end_ns,
             instrumentation_scope=self._scope,

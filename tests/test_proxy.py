@@ -340,3 +340,33 @@ def test_a_request_counts_as_active_while_it_streams_and_its_duration_ends_at_th
     duration = metrics.value("http_server_request_duration_seconds_sum", http_route="/api/generate")
     # Four more tokens at 0.1 s after the first chunk: the duration runs to the last byte, not to a later recording.
     assert 0.4 <= duration <= streamed + 0.2
+
+
+def test_client_spans_made_by_the_proxy_still_carry_the_trace_to_ollama(fake):
+    """--client-spans proxy with no exporter (spans not recorded): Ollama still gets a
+    traceparent naming the caller's trace and a new span of the proxy's, in place of the caller's."""
+    caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
+    with otel_proxy(fake.url, "--client-spans", "proxy") as proxy:
+        echoed = httpx.get(proxy.url + "/fake/echo", headers={"traceparent": caller, "baggage": "k=v"}).json()
+        log = proxy.log()
+    sent = [value for name, value in echoed["headers"] if name.lower() == "traceparent"]
+    assert len(sent) == 1
+    version, trace_id, span_id, flags = sent[0].split("-")
+    assert (version, trace_id, flags) == ("00", "0af7651916cd43dd8448eb211c80319c", "00")
+    assert span_id not in ("b7ad6b7169203331", "0" * 16)
+    assert ("baggage", "k=v") in [(name.lower(), value) for name, value in echoed["headers"]]  # passed through
+    assert "opentelemetry-instrumentation-httpx" not in log
+
+
+def test_client_spans_choice_is_checked_and_falls_back_where_only_the_instrumentation_can(fake, monkeypatch):
+    from otel_proxy.__main__ import settings_from
+
+    assert settings_from([]).client_spans == "httpx"
+    monkeypatch.setenv("OTEL_PROXY_CLIENT_SPANS", "proxy")
+    assert settings_from([]).client_spans == "proxy"
+    with pytest.raises(SystemExit):
+        settings_from(["--client-spans", "both"])
+    with otel_proxy(fake.url, "--client-spans", "proxy", env={"OTEL_PYTHON_HTTPX_EXCLUDED_URLS": "127.0.0.1"}) as proxy:
+        assert httpx.get(proxy.url + "/api/version").status_code == 200
+        log = proxy.log()
+    assert "client spans are made by opentelemetry-instrumentation-httpx: OTEL_PYTHON_HTTPX_EXCLUDED_URLS is set" in log

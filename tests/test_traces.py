@@ -19,10 +19,10 @@ from tests.harness import Server, free_port
 
 
 class InProcessProxy:
-    def __init__(self, upstream: str, capture_content: bool = False) -> None:
+    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "httpx") -> None:
         self.exporter = InMemorySpanExporter()
         port = free_port()
-        settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content)
+        settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content, client_spans=client_spans)
         telemetry = setup_telemetry("otel-proxy", "test", environ={}, extra_span_processors=[SimpleSpanProcessor(self.exporter)])
         config = uvicorn.Config(create_app(settings, telemetry), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
@@ -117,3 +117,63 @@ def test_message_content_is_recorded_only_when_opted_in(fake):
         time.sleep(0.2)
         genai = next(s for s in proxy.exporter.get_finished_spans() if s.name.startswith("chat "))
         assert "opt-in text" in genai.attributes["gen_ai.input.messages"]
+
+
+def _client_span_calls(proxy: InProcessProxy) -> list[tuple[dict, object]]:
+    """Three calls through ``proxy`` (a stream, Ollama's 404, Ollama unreachable): what Ollama
+    was sent, and each call's CLIENT span with its parent."""
+    trace_ids = [0x4BF92F3577B34DA6A3CE929D0E0E4700 + n for n in range(3)]
+    headers = [{"traceparent": f"00-{trace_id:032x}-00f067aa0ba902b7-01"} for trace_id in trace_ids]
+    with httpx.stream("POST", proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "x", "options": {"num_predict": 3}}, headers=headers[0]) as answer:
+        assert answer.status_code == 200 and b"".join(answer.iter_raw())
+    assert httpx.post(proxy.url + "/api/chat", json={"model": "no-such-model", "messages": []}, headers=headers[1]).status_code == 404
+    calls = []
+    for trace_id in trace_ids[:2]:
+        spans = proxy.spans_of_trace(trace_id, at_least=3)
+        client = next(span for span in spans if span.kind == SpanKind.CLIENT)
+        parent = next(span for span in spans if span.context.span_id == client.parent.span_id)
+        calls.append((client, parent.name))
+    echoed = httpx.get(proxy.url + "/fake/echo", headers=headers[2]).json()
+    forwarded = dict((name.lower(), value) for name, value in echoed["headers"])
+    client = next(span for span in proxy.spans_of_trace(trace_ids[2], at_least=2) if span.kind == SpanKind.CLIENT)
+    assert forwarded["traceparent"] == f"00-{trace_ids[2]:032x}-{client.context.span_id:016x}-01"
+    return calls
+
+
+@pytest.mark.parametrize("semconv", ["", "http/dup"])
+def test_the_proxy_makes_the_client_span_the_instrumentation_makes(fake, monkeypatch, semconv):
+    """--client-spans proxy: span for span what opentelemetry-instrumentation-httpx records,
+    for a stream, Ollama's 404 and a refused connection, in the old and the new HTTP conventions."""
+    from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
+
+    monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", semconv)
+    monkeypatch.setattr(_OpenTelemetrySemanticConventionStability, "_initialized", False)
+    closed = f"http://127.0.0.1:{free_port()}"
+    made: dict[str, list] = {}
+    for who in ("httpx", "proxy"):
+        with InProcessProxy(fake.url, client_spans=who) as proxy:
+            calls = _client_span_calls(proxy)
+        with InProcessProxy(closed, client_spans=who) as proxy:
+            assert httpx.post(proxy.url + "/api/generate", json={"model": "m"}, headers={"traceparent": TRACEPARENT}).status_code == 502
+            client = next(span for span in proxy.spans_of_trace(int(CLIENT_TRACE, 16), at_least=2) if span.kind == SpanKind.CLIENT)
+            calls.append((client, next(s.name for s in proxy.exporter.get_finished_spans() if s.context.span_id == client.parent.span_id)))
+        made[who] = calls
+    assert made["httpx"][0][0].instrumentation_scope.name == "opentelemetry.instrumentation.httpx"
+    assert made["proxy"][0][0].instrumentation_scope.name == "otel_proxy"
+    assert [parent for _, parent in made["proxy"]] == ["text_completion llama3.2:1b", "chat no-such-model", "text_completion m"]
+    for (theirs, their_parent), (ours, our_parent) in zip(made["httpx"], made["proxy"]):
+        assert (ours.name, ours.kind, our_parent) == (theirs.name, theirs.kind, their_parent)
+        assert dict(ours.attributes) == dict(theirs.attributes)
+        assert (ours.status.status_code, ours.status.description) == (theirs.status.status_code, theirs.status.description)
+        assert [event.name for event in ours.events] == [event.name for event in theirs.events]
+        for our_event, their_event in zip(ours.events, theirs.events):
+            assert set(our_event.attributes) == set(their_event.attributes)
+            for key in ("exception.type", "exception.message", "exception.escaped"):
+                assert our_event.attributes[key] == their_event.attributes[key]
+        assert ours.start_time <= ours.end_time
+    statuses = [ours.status.status_code.name for ours, _ in made["proxy"]]
+    assert statuses == ["UNSET", "ERROR", "ERROR"]  # 200; Ollama's 404; the refused connection
+    assert made["proxy"][2][0].events[0].attributes["exception.type"] == "httpx.ConnectError"
+    if semconv:
+        assert made["proxy"][1][0].attributes["error.type"] == "404"
+        assert made["proxy"][2][0].attributes["error.type"] == "ConnectError"
