@@ -1,17 +1,18 @@
 """The CLIENT span of each call to Ollama, made by the proxy itself (``--client-spans proxy``).
 
-By default opentelemetry-instrumentation-httpx makes this span. Its wrapper costs about
-95 µs a request when the span is not even recorded and 170 µs when it is (it re-parses
-the URL and normalises every request and response header on each call, for header
-capture that is off), and at 32 concurrent streams that is nearly all that exporting
-spans adds to the time to first token (docs/benchmarks.md, item 19).
+By default opentelemetry-instrumentation-httpx makes this span. Its wrapper costs
+130–150 µs a call when the span is not even recorded and 230–280 µs when it is exported
+(bench/client_span_cost.py): it re-parses the URL and normalises every request and
+response header on each call, for header capture that is off. At 32 concurrent streams
+that is nearly all that exporting spans adds to the time to first token
+(docs/benchmarks.md, item 19).
 
-``ClientSpanTransport`` makes the same span for a tenth of that: the same name, kind,
-parent, start and end (the call to the transport, until the response's headers), the
-same attributes computed by the instrumentation's own functions (once per distinct URL
-and per response status, then cached), the same status and exception event, and the
-same ``traceparent`` (any configured propagator) sent to Ollama. The one difference
-is its instrumentation scope, ``otel_proxy`` rather than
+``ClientSpanTransport`` makes the same span for about 10 µs unrecorded and 55 exported:
+the same name, kind, parent, start and end (the call to the transport, until the
+response's headers), the same attributes computed by the instrumentation's own functions
+(once per distinct URL and per response status, then cached), the same status and
+exception event, and the same ``traceparent`` (any configured propagator) sent to
+Ollama. The one difference is its instrumentation scope, ``otel_proxy`` rather than
 ``opentelemetry.instrumentation.httpx``. What only the instrumentation does (captured
 headers, excluded URLs) makes the proxy use the instrumentation: see ``by_the_proxy``.
 """

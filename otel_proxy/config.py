@@ -23,7 +23,7 @@ class ProxySettings:
     cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     # Who makes the CLIENT span of each call to Ollama: opentelemetry-instrumentation-httpx,
-    # or the proxy itself (the same span for a tenth of the cost, otel_proxy/client_spans.py).
+    # or the proxy itself (the same span for a fifth of the cost, otel_proxy/client_spans.py).
     client_spans: str = "httpx"
 
     @property
