@@ -6,9 +6,11 @@ move, ratios much less). Targets: the fake directly; the proxy with all its tele
 (Prometheus, and every span and metric exported over OTLP/HTTP to a receiver that
 discards them, bench/otlp_discard.py); optionally the same with the client spans made by
 the proxy rather than opentelemetry-instrumentation-httpx (`--client-spans proxy`), the
-proxy with no trace exporter (the default of `make up`: metrics only, spans not recorded), the proxy with the OpenTelemetry
-SDK disabled (OTEL_SDK_DISABLED=true), and nginx as a plain reverse proxy with buffering
-off (the reference for the least a proxy adds).
+proxy with no trace exporter (the default of `make up`: metrics only, spans not
+recorded, so since session 5 its client spans are the proxy's, `--client-spans auto`),
+the proxy with the OpenTelemetry SDK disabled (OTEL_SDK_DISABLED=true; the proxy's
+client spans too), and nginx as a plain reverse proxy with buffering off (the reference
+for the least a proxy adds).
 
     python bench/proxy_overhead.py                       # issue 2's figures: c=1 and c=32
     python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --proxy-client-spans --concurrency 1 32 128

@@ -15,6 +15,11 @@ exception event, and the same ``traceparent`` (any configured propagator) sent t
 Ollama. The one difference is its instrumentation scope, ``otel_proxy`` rather than
 ``opentelemetry.instrumentation.httpx``. What only the instrumentation does (captured
 headers, excluded URLs) makes the proxy use the instrumentation: see ``by_the_proxy``.
+
+``--client-spans auto`` (the default) keeps the instrumentation wherever its span can be
+seen, that is whenever spans are recorded for an exporter, and uses this transport when
+no span goes anywhere (no trace exporter: ``make up``'s default), where all the
+instrumentation would do is pay for a span nobody receives and inject ``traceparent``.
 """
 
 from __future__ import annotations
@@ -57,10 +62,12 @@ INSTRUMENTATION_ONLY = (
 )
 
 
-def by_the_proxy(choice: str, environ: Mapping[str, str] = os.environ) -> str | None:
-    """Why the instrumentation must make the client spans although ``choice`` is "proxy"; None if it need not."""
-    if choice != "proxy":
+def by_the_proxy(choice: str, records_spans: bool, environ: Mapping[str, str] = os.environ) -> str | None:
+    """Why the instrumentation makes the client spans under ``choice``; None if the proxy makes them."""
+    if choice == "httpx":
         return "--client-spans httpx"
+    if choice == "auto" and records_spans:
+        return "spans are exported (--client-spans auto)"
     configured = [name for name in INSTRUMENTATION_ONLY if environ.get(name)]
     if configured:
         return f"{', '.join(configured)} is set, which only opentelemetry-instrumentation-httpx honours"

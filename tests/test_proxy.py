@@ -361,7 +361,7 @@ def test_client_spans_made_by_the_proxy_still_carry_the_trace_to_ollama(fake):
 def test_client_spans_choice_is_checked_and_falls_back_where_only_the_instrumentation_can(fake, monkeypatch):
     from otel_proxy.__main__ import settings_from
 
-    assert settings_from([]).client_spans == "httpx"
+    assert settings_from([]).client_spans == "auto"
     monkeypatch.setenv("OTEL_PROXY_CLIENT_SPANS", "proxy")
     assert settings_from([]).client_spans == "proxy"
     with pytest.raises(SystemExit):
@@ -370,3 +370,15 @@ def test_client_spans_choice_is_checked_and_falls_back_where_only_the_instrument
         assert httpx.get(proxy.url + "/api/version").status_code == 200
         log = proxy.log()
     assert "client spans are made by opentelemetry-instrumentation-httpx: OTEL_PYTHON_HTTPX_EXCLUDED_URLS is set" in log
+
+
+def test_client_spans_auto_keeps_the_instrumentation_where_spans_are_exported(fake):
+    with otel_proxy(fake.url) as proxy:  # no trace exporter: no span goes anywhere
+        assert httpx.get(proxy.url + "/api/version").status_code == 200
+        quiet = proxy.log()
+    with otel_proxy(fake.url, env={"OTEL_TRACES_EXPORTER": "console"}) as proxy:
+        assert httpx.get(proxy.url + "/api/version").status_code == 200
+    exported = proxy.log()  # after the proxy stopped: the batch processor printed its spans on shutdown
+    assert "client spans to Ollama are made by the proxy (--client-spans auto)" in quiet
+    assert "client spans to Ollama are made by opentelemetry-instrumentation-httpx: spans are exported (--client-spans auto)" in exported
+    assert '"name": "GET",' in exported  # the client span, printed by the console exporter

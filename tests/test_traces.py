@@ -19,7 +19,7 @@ from tests.harness import Server, free_port
 
 
 class InProcessProxy:
-    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "httpx") -> None:
+    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "auto") -> None:
         self.exporter = InMemorySpanExporter()
         port = free_port()
         settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content, client_spans=client_spans)
