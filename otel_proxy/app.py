@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otel_proxy.bookkeeping import Bookkeeper
-from otel_proxy.client_spans import ClientSpanTransport, by_the_proxy
+from otel_proxy.client_spans import ClientSpanTransport, why_instrumented
 from otel_proxy.config import ProxySettings
 from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
@@ -61,7 +61,7 @@ class ProxyApp:
         self.bookkeeper = Bookkeeper()
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
-        instrumented = by_the_proxy(settings.client_spans, telemetry.records_spans)
+        instrumented = why_instrumented(settings.client_spans, telemetry.records_spans)
         if instrumented is None:
             transport = ClientSpanTransport(transport, spans)
             log.info("client spans to Ollama are made by the proxy (--client-spans %s)", settings.client_spans)

@@ -14,7 +14,7 @@ response's headers), the same attributes computed by the instrumentation's own f
 exception event, and the same ``traceparent`` (any configured propagator) sent to
 Ollama. The one difference is its instrumentation scope, ``otel_proxy`` rather than
 ``opentelemetry.instrumentation.httpx``. What only the instrumentation does (captured
-headers, excluded URLs) makes the proxy use the instrumentation: see ``by_the_proxy``.
+headers, excluded URLs) makes the proxy use the instrumentation: see ``why_instrumented``.
 
 ``--client-spans auto`` (the default) keeps the instrumentation wherever its span can be
 seen, that is whenever spans are recorded for an exporter, and uses this transport when
@@ -62,7 +62,7 @@ INSTRUMENTATION_ONLY = (
 )
 
 
-def by_the_proxy(choice: str, records_spans: bool, environ: Mapping[str, str] = os.environ) -> str | None:
+def why_instrumented(choice: str, records_spans: bool, environ: Mapping[str, str] = os.environ) -> str | None:
     """Why the instrumentation makes the client spans under ``choice``; None if the proxy makes them."""
     if choice == "httpx":
         return "--client-spans httpx"
@@ -136,10 +136,8 @@ class ClientSpanTransport(httpx.AsyncBaseTransport):
         method = request.method
         name, request_attributes = self._request(method, str(request.url))
         start = time.time_ns()
-        if parent.is_valid:
-            span = self._spans.child(parent)
-        else:
-            span = self._spans.root(None, name, SpanKind.CLIENT, request_attributes)
+        caller = parent if parent.is_valid else None
+        span = self._spans.child(parent) if caller else self._spans.root(None, name, SpanKind.CLIENT, request_attributes)
         carrier: dict[str, str] = {}
         inject(carrier, context=trace.set_span_in_context(NonRecordingSpan(span), current))
         for key, value in carrier.items():
@@ -152,14 +150,14 @@ class ClientSpanTransport(httpx.AsyncBaseTransport):
                 attributes[ERROR_TYPE] = type(exc).__qualname__
             event = Event("exception", _exception_attributes(exc), time.time_ns())
             status = Status(StatusCode.ERROR, f"{type(exc).__name__}: {exc}")
-            self._spans.emit(name, span, parent if parent.is_valid else None, SpanKind.CLIENT, attributes, start, time.time_ns(), status, (event,))
+            self._spans.emit(name, span, caller, SpanKind.CLIENT, attributes, start, time.time_ns(), status, (event,))
             raise
         except BaseException:  # cancelled: the span ends, as the instrumentation's does, with no error recorded
-            self._spans.emit(name, span, parent if parent.is_valid else None, SpanKind.CLIENT, request_attributes, start, time.time_ns())
+            self._spans.emit(name, span, caller, SpanKind.CLIENT, dict(request_attributes), start, time.time_ns())
             raise
         status, response_attributes = self._response(response.status_code, response.http_version)
         attributes = {**request_attributes, **response_attributes}
-        self._spans.emit(name, span, parent if parent.is_valid else None, SpanKind.CLIENT, attributes, start, time.time_ns(), status)
+        self._spans.emit(name, span, caller, SpanKind.CLIENT, attributes, start, time.time_ns(), status)
         return response
 
     async def aclose(self) -> None:
