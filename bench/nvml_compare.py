@@ -82,7 +82,7 @@ def collector_readings(url: str) -> dict[str, dict[str, float]]:
     return readings
 
 
-def compare(label: str, url: str) -> dict[str, dict[str, float]]:
+def compare(label: str, url: str) -> None:
     ours, theirs = collector_readings(url), smi()
     for uuid, smi_reading in theirs.items():
         reading = ours.get(uuid, {})
@@ -97,7 +97,6 @@ def compare(label: str, url: str) -> dict[str, dict[str, float]]:
             f" | total {show('total', 2**20, 'MiB')} | power {show('power', 1, 'W')} | temp {show('temp', 1, 'C')}"
             f" | energy {reading.get('energy', float('nan')):.1f} J"
         )
-    return ours
 
 
 def fresh_sample(url: str) -> tuple[dict[str, dict[str, float]], float] | None:

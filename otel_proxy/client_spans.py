@@ -90,9 +90,6 @@ class _Attributes:
     def set_attributes(self, attributes: Mapping[str, AttributeValue]) -> None:
         self.attributes.update(attributes)
 
-    def is_recording(self) -> bool:
-        return True
-
 
 class ClientSpanTransport(httpx.AsyncBaseTransport):
     """Wraps the upstream transport with the CLIENT span the httpx instrumentation would make."""

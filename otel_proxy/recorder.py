@@ -126,4 +126,3 @@ class Recorder:
         if len(self._bound) >= MAX_BOUND_SETS:
             self._bound.clear()
         self._bound[key] = entry
-
