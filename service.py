@@ -12,6 +12,14 @@ import uvicorn
 
 T = TypeVar("T")
 
+# How long an idle keep-alive connection stays open. Ollama never closes one (Go's http.Server without
+# an IdleTimeout), so clients reuse theirs after any pause. uvicorn's default of 5 s equals httpx's own
+# expiry and Prometheus' 5 s scrape interval: a request sent as the server's timer fires meets a socket
+# being closed, and the client gets "connection reset" instead of an answer. Ten minutes outlasts every
+# common client's expiry (httpx 5 s, aiohttp 15 s, Go 90 s, curl 118 s, Prometheus 5 min), so the client
+# always closes first.
+IDLE_CONNECTION_TIMEOUT_S = 600
+
 
 def env_default(name: str, default: T, cast: Callable[[str], T]) -> T:
     """The value of environment variable ``name`` (flags still win), or ``default``."""
@@ -40,4 +48,5 @@ def serve(app: Any, host: str, port: int) -> None:
         app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
         server_header=False, date_header=False,  # the upstream's own headers pass through
         proxy_headers=False,  # nothing here reads the client's address: skip X-Forwarded-* on every request
+        timeout_keep_alive=IDLE_CONNECTION_TIMEOUT_S,
     )

@@ -515,7 +515,11 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
     parser.add_argument("--load-delay", type=float, default=0.3, help="seconds a cold model load takes")
     args = parser.parse_args()
-    uvicorn.run(create_app(args.token_delay, args.load_delay), host=args.host, port=args.port, log_level="warning", access_log=False)
+    # Like Ollama (Go's http.Server with no IdleTimeout), idle keep-alive connections stay open: a day.
+    uvicorn.run(
+        create_app(args.token_delay, args.load_delay), host=args.host, port=args.port,
+        log_level="warning", access_log=False, timeout_keep_alive=86_400,
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.harness import Server, configure_fake, fake_ollama, fake_stats, otel_proxy, scrape
+from tests.harness import Server, configure_fake, fake_ollama, fake_stats, hw_collector, otel_proxy, scrape
 
 MODEL = "llama3.2:1b"
 
@@ -140,6 +141,32 @@ def test_10000_made_up_model_names_cannot_grow_the_metrics_or_memory(quick_fake)
     assert {s["gen_ai_request_model"] for s in series} == {"other"}
     assert len(metrics.text) < 200_000
     assert after_all - after_first < 10 * 2**20, f"RSS grew by {(after_all - after_first) / 2**20:.1f} MiB"
+
+
+def test_an_idle_keep_alive_connection_still_serves_after_the_clients_own_expiry(quick_fake, tmp_path):
+    """Ollama never closes an idle connection, and clients reuse theirs after a pause: httpx after up to
+    5 s, Prometheus every scrape interval (5 s here). A server that closes at that moment resets the
+    request already on its way (CI saw httpx.ReadError): proxy, collector and fake all keep theirs."""
+    with otel_proxy(quick_fake.url) as proxy, hw_collector(quick_fake.url, "--sysfs-root", str(tmp_path)) as collector:
+        targets = {"fake": (quick_fake, "/api/version"), "proxy": (proxy, "/api/version"), "collector": (collector, "/metrics")}
+        connections = {name: http.client.HTTPConnection("127.0.0.1", server.port, timeout=10) for name, (server, _) in targets.items()}
+
+        def ask_all() -> dict[str, tuple[int, tuple]]:
+            answers = {}
+            for name, connection in connections.items():
+                connection.request("GET", targets[name][1])
+                answer = connection.getresponse()
+                answer.read()
+                answers[name] = (answer.status, connection.sock.getsockname())
+            return answers
+
+        first = ask_all()
+        time.sleep(6.5)
+        second = ask_all()
+        for connection in connections.values():
+            connection.close()
+    assert {name: status for name, (status, _) in first.items()} == {"fake": 200, "proxy": 200, "collector": 200}
+    assert second == first, "an idle connection was closed: the second request needed a new one or failed"
 
 
 def ttft(url: str, count: int) -> list[float]:
