@@ -80,8 +80,7 @@ class Telemetry:
     """What a service needs from OpenTelemetry: its meter, tracer and Prometheus registry.
 
     ``span_processor`` is every span processor of the tracer provider (exporters included),
-    for spans reported whole once they have ended (see otel_proxy/spans.py);
-    ``records_spans`` says whether there is any (an exporter, or one a test added).
+    for spans reported whole once they have ended (see otel_proxy/spans.py).
     """
 
     resource: Resource
@@ -89,7 +88,6 @@ class Telemetry:
     tracer_provider: TracerProvider
     registry: CollectorRegistry
     span_processor: SpanProcessor
-    records_spans: bool = True
 
     def meter(self, name: str) -> Meter:
         return self.meter_provider.get_meter(name)
@@ -165,4 +163,4 @@ def setup_telemetry(
         ",".join(sorted(metric_exporters)) or "none",
         ",".join(sorted(trace_exporters)) or "none",
     )
-    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor, records_spans=bool(processors))
+    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor)

@@ -5,10 +5,10 @@
 Calls a transport that answers at once, the way the forwarder calls the upstream
 transport (an ``httpx.Request`` built as the forwarder builds it, inside the context of a
 proxy span), 20,000 times for each way of making the span: none; opentelemetry-
-instrumentation-httpx (the default), with the span unrecorded (no trace exporter: the
-sampler is parentbased_always_off) and recorded and exported over OTLP/HTTP to
-bench/otlp_discard.py; and ``--client-spans proxy`` (otel_proxy/client_spans.py), the
-same two ways. Prints microseconds a call; each way runs in a fresh process.
+instrumentation-httpx (``--client-spans httpx``), with the span unrecorded (no trace
+exporter: the sampler is parentbased_always_off) and recorded and exported over OTLP/HTTP
+to bench/otlp_discard.py; and the proxy's own (otel_proxy/client_spans.py, the default),
+the same two ways. Prints microseconds a call; each way runs in a fresh process.
 """
 
 from __future__ import annotations

@@ -5,15 +5,14 @@ ratios measured side by side (these machines are shared and noisy; absolute numb
 move, ratios much less). Targets: the fake directly; the proxy with all its telemetry on
 (Prometheus, and every span and metric exported over OTLP/HTTP to a receiver that
 discards them, bench/otlp_discard.py); optionally the same with the client spans made by
-the proxy rather than opentelemetry-instrumentation-httpx (`--client-spans proxy`), the
-proxy with no trace exporter (the default of `make up`: metrics only, spans not
-recorded, so since session 5 its client spans are the proxy's, `--client-spans auto`),
+opentelemetry-instrumentation-httpx's wrapper rather than the proxy (`--client-spans
+httpx`), the proxy with no trace exporter (the default of `make up`: metrics only),
 the proxy with the OpenTelemetry SDK disabled (OTEL_SDK_DISABLED=true; the proxy's
 client spans too), and nginx as a plain reverse proxy with buffering off (the reference
 for the least a proxy adds).
 
     python bench/proxy_overhead.py                       # issue 2's figures: c=1 and c=32
-    python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --proxy-client-spans --concurrency 1 32 128
+    python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --httpx-client-spans --concurrency 1 32 128
     python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
 
 Each row's connections start spread over one stream's length (the i-th of 32 starts
@@ -169,8 +168,8 @@ def main() -> None:
     parser.add_argument("--no-telemetry", action="store_true", help="also measure the proxy with OTEL_SDK_DISABLED=true")
     parser.add_argument("--metrics-only", action="store_true", help="also measure the proxy with no trace exporter (make up's default)")
     parser.add_argument(
-        "--proxy-client-spans", action="store_true",
-        help="also measure the proxy with all telemetry on and its client spans made by the proxy (--client-spans proxy)",
+        "--httpx-client-spans", action="store_true",
+        help="also measure the proxy with all telemetry on and its client spans made by opentelemetry-instrumentation-httpx (--client-spans httpx)",
     )
     parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
@@ -189,9 +188,9 @@ def main() -> None:
         exporting = {"OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url}
         proxy = stack.enter_context(otel_proxy(fake.url, env=exporting))
         targets.append(Target("proxy", proxy.url, proxy.process.pid))
-        if args.proxy_client_spans:
-            lean = stack.enter_context(otel_proxy(fake.url, "--client-spans", "proxy", env=exporting))
-            targets.append(Target("proxy, --client-spans proxy", lean.url, lean.process.pid))
+        if args.httpx_client_spans:
+            instrumented = stack.enter_context(otel_proxy(fake.url, "--client-spans", "httpx", env=exporting))
+            targets.append(Target("proxy, --client-spans httpx", instrumented.url, instrumented.process.pid))
         if args.metrics_only:
             plain = stack.enter_context(otel_proxy(fake.url))
             targets.append(Target("proxy, metrics only", plain.url, plain.process.pid))

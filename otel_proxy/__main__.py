@@ -11,7 +11,7 @@ from service import add_flag, configure_logging, serve
 from telemetry import setup_telemetry
 
 DEFAULTS = ProxySettings()
-CLIENT_SPANS = ("auto", "httpx", "proxy")
+CLIENT_SPANS = ("proxy", "httpx")
 
 
 def settings_from(argv: list[str] | None = None) -> ProxySettings:
@@ -26,7 +26,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "load_duration in seconds that counts as a model load")
     add_flag(
         parser, "--client-spans", "OTEL_PROXY_CLIENT_SPANS", DEFAULTS.client_spans, str,
-        "who makes the client span of each call to Ollama: httpx (opentelemetry-instrumentation-httpx), proxy (the same span, cheaper) or auto (httpx when spans are exported, else proxy)",
+        "who makes the client span of each call to Ollama: proxy (the proxy, with opentelemetry-instrumentation-httpx's attribute functions) or httpx (the instrumentation's wrapper, five times the cost)",
     )
     args = parser.parse_args(argv)
     if args.client_spans not in CLIENT_SPANS:

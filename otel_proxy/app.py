@@ -61,14 +61,14 @@ class ProxyApp:
         self.bookkeeper = Bookkeeper()
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
-        instrumented = why_instrumented(settings.client_spans, telemetry.records_spans)
+        instrumented = why_instrumented(settings.client_spans)
         if instrumented is None:
             transport = ClientSpanTransport(transport, spans)
-            log.info("client spans to Ollama are made by the proxy (--client-spans %s)", settings.client_spans)
+            log.info("client spans to Ollama are made by the proxy (--client-spans proxy)")
         elif settings.client_spans == "proxy":
             log.warning("client spans are made by opentelemetry-instrumentation-httpx: %s", instrumented)
         else:
-            log.info("client spans to Ollama are made by opentelemetry-instrumentation-httpx: %s", instrumented)
+            log.info("client spans to Ollama are made by opentelemetry-instrumentation-httpx (%s)", instrumented)
         self.client = httpx.AsyncClient(transport=transport, timeout=settings.timeout, follow_redirects=False, trust_env=False)
         if instrumented is not None:
             # The instrumentation wraps this transport instance: the forwarder's calls to it make the client spans.

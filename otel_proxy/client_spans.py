@@ -1,11 +1,11 @@
-"""The CLIENT span of each call to Ollama, made by the proxy itself (``--client-spans proxy``).
+"""The CLIENT span of each call to Ollama, made by the proxy itself (the default).
 
-By default opentelemetry-instrumentation-httpx makes this span. Its wrapper costs
-130–150 µs a call when the span is not even recorded and 230–280 µs when it is exported
+opentelemetry-instrumentation-httpx makes this span with a wrapper that costs 130–150
+µs a call when the span is not even recorded and 230–280 µs when it is exported
 (bench/client_span_cost.py): it re-parses the URL and normalises every request and
 response header on each call, for header capture that is off. At 32 concurrent streams
-that is nearly all that exporting spans adds to the time to first token
-(docs/benchmarks.md, item 19).
+that wrapper alone keeps the proxy from its latency targets, even with cores to spare
+(docs/benchmarks.md, item 20).
 
 ``ClientSpanTransport`` makes the same span for about 10 µs unrecorded and 55 exported:
 the same name, kind, parent, start and end (the call to the transport, until the
@@ -13,13 +13,9 @@ response's headers), the same attributes computed by the instrumentation's own f
 (once per distinct URL and per response status, then cached), the same status and
 exception event, and the same ``traceparent`` (any configured propagator) sent to
 Ollama. The one difference is its instrumentation scope, ``otel_proxy`` rather than
-``opentelemetry.instrumentation.httpx``. What only the instrumentation does (captured
-headers, excluded URLs) makes the proxy use the instrumentation: see ``why_instrumented``.
-
-``--client-spans auto`` (the default) keeps the instrumentation wherever its span can be
-seen, that is whenever spans are recorded for an exporter, and uses this transport when
-no span goes anywhere (no trace exporter: ``make up``'s default), where all the
-instrumentation would do is pay for a span nobody receives and inject ``traceparent``.
+``opentelemetry.instrumentation.httpx``. ``--client-spans httpx`` has the
+instrumentation's wrapper make it instead, and so does any setting only the
+instrumentation honours (captured headers, excluded URLs): see ``why_instrumented``.
 """
 
 from __future__ import annotations
@@ -62,12 +58,10 @@ INSTRUMENTATION_ONLY = (
 )
 
 
-def why_instrumented(choice: str, records_spans: bool, environ: Mapping[str, str] = os.environ) -> str | None:
+def why_instrumented(choice: str, environ: Mapping[str, str] = os.environ) -> str | None:
     """Why the instrumentation makes the client spans under ``choice``; None if the proxy makes them."""
     if choice == "httpx":
         return "--client-spans httpx"
-    if choice == "auto" and records_spans:
-        return "spans are exported (--client-spans auto)"
     configured = [name for name in INSTRUMENTATION_ONLY if environ.get(name)]
     if configured:
         return f"{', '.join(configured)} is set, which only opentelemetry-instrumentation-httpx honours"

@@ -22,11 +22,10 @@ class ProxySettings:
     max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
-    # Who makes the CLIENT span of each call to Ollama: opentelemetry-instrumentation-httpx
-    # ("httpx"), the proxy itself ("proxy": the same span for a fifth of the cost,
-    # otel_proxy/client_spans.py), or "auto": the instrumentation when spans are exported,
-    # the proxy when they go nowhere.
-    client_spans: str = "auto"
+    # Who makes the CLIENT span of each call to Ollama: the proxy ("proxy": the span
+    # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see
+    # otel_proxy/client_spans.py) or the instrumentation's own wrapper ("httpx").
+    client_spans: str = "proxy"
 
     @property
     def timeout(self) -> httpx.Timeout:

@@ -343,10 +343,10 @@ def test_a_request_counts_as_active_while_it_streams_and_its_duration_ends_at_th
 
 
 def test_client_spans_made_by_the_proxy_still_carry_the_trace_to_ollama(fake):
-    """--client-spans proxy with no exporter (spans not recorded): Ollama still gets a
+    """The proxy's client spans with no exporter (spans not recorded): Ollama still gets a
     traceparent naming the caller's trace and a new span of the proxy's, in place of the caller's."""
     caller = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
-    with otel_proxy(fake.url, "--client-spans", "proxy") as proxy:
+    with otel_proxy(fake.url) as proxy:
         echoed = httpx.get(proxy.url + "/fake/echo", headers={"traceparent": caller, "baggage": "k=v"}).json()
         log = proxy.log()
     sent = [value for name, value in echoed["headers"] if name.lower() == "traceparent"]
@@ -361,24 +361,39 @@ def test_client_spans_made_by_the_proxy_still_carry_the_trace_to_ollama(fake):
 def test_client_spans_choice_is_checked_and_falls_back_where_only_the_instrumentation_can(fake, monkeypatch):
     from otel_proxy.__main__ import settings_from
 
-    assert settings_from([]).client_spans == "auto"
-    monkeypatch.setenv("OTEL_PROXY_CLIENT_SPANS", "proxy")
     assert settings_from([]).client_spans == "proxy"
+    monkeypatch.setenv("OTEL_PROXY_CLIENT_SPANS", "httpx")
+    assert settings_from([]).client_spans == "httpx"
     with pytest.raises(SystemExit):
-        settings_from(["--client-spans", "both"])
-    with otel_proxy(fake.url, "--client-spans", "proxy", env={"OTEL_PYTHON_HTTPX_EXCLUDED_URLS": "127.0.0.1"}) as proxy:
+        settings_from(["--client-spans", "auto"])
+    monkeypatch.delenv("OTEL_PROXY_CLIENT_SPANS")
+    with otel_proxy(fake.url, env={"OTEL_PYTHON_HTTPX_EXCLUDED_URLS": "127.0.0.1"}) as proxy:
         assert httpx.get(proxy.url + "/api/version").status_code == 200
         log = proxy.log()
     assert "client spans are made by opentelemetry-instrumentation-httpx: OTEL_PYTHON_HTTPX_EXCLUDED_URLS is set" in log
 
 
-def test_client_spans_auto_keeps_the_instrumentation_where_spans_are_exported(fake):
-    with otel_proxy(fake.url) as proxy:  # no trace exporter: no span goes anywhere
-        assert httpx.get(proxy.url + "/api/version").status_code == 200
-        quiet = proxy.log()
-    with otel_proxy(fake.url, env={"OTEL_TRACES_EXPORTER": "console"}) as proxy:
-        assert httpx.get(proxy.url + "/api/version").status_code == 200
-    exported = proxy.log()  # after the proxy stopped: the batch processor printed its spans on shutdown
-    assert "client spans to Ollama are made by the proxy (--client-spans auto)" in quiet
-    assert "client spans to Ollama are made by opentelemetry-instrumentation-httpx: spans are exported (--client-spans auto)" in exported
-    assert '"name": "GET",' in exported  # the client span, printed by the console exporter
+def test_exported_client_spans_come_from_the_proxy_or_on_request_from_the_instrumentation(fake):
+    printed = {}
+    for extra in ((), ("--client-spans", "httpx")):
+        with otel_proxy(fake.url, *extra, env={"OTEL_TRACES_EXPORTER": "console"}) as proxy:
+            assert httpx.get(proxy.url + "/api/version").status_code == 200
+        printed[extra] = proxy.log()  # after the proxy stopped: the batch processor printed its spans on shutdown
+    by_proxy, by_instrumentation = printed.values()
+    assert "client spans to Ollama are made by the proxy (--client-spans proxy)" in by_proxy
+    assert "client spans to Ollama are made by opentelemetry-instrumentation-httpx (--client-spans httpx)" in by_instrumentation
+    ours, theirs = (next(span for span in _printed_spans(log) if span["kind"] == "SpanKind.CLIENT") for log in printed.values())
+    assert ours["name"] == theirs["name"] == "GET"
+    assert ours["attributes"] == theirs["attributes"]
+    assert ours["attributes"]["http.url"] == fake.url + "/api/version"
+
+
+def _printed_spans(log: str) -> list[dict]:
+    """The spans the console exporter printed (one JSON object each) among the log's lines."""
+    decoder = json.JSONDecoder()
+    spans, at = [], log.find('{\n    "name"')
+    while at != -1:
+        span, end = decoder.raw_decode(log, at)
+        spans.append(span)
+        at = log.find('{\n    "name"', end)
+    return spans

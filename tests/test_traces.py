@@ -19,7 +19,7 @@ from tests.harness import Server, free_port
 
 
 class InProcessProxy:
-    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "auto") -> None:
+    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "proxy") -> None:
         self.exporter = InMemorySpanExporter()
         port = free_port()
         settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content, client_spans=client_spans)
@@ -142,7 +142,7 @@ def _client_span_calls(proxy: InProcessProxy) -> list[tuple[dict, object]]:
 
 @pytest.mark.parametrize("semconv", ["", "http/dup"])
 def test_the_proxy_makes_the_client_span_the_instrumentation_makes(fake, monkeypatch, semconv):
-    """--client-spans proxy: span for span what opentelemetry-instrumentation-httpx records,
+    """The proxy's client span (the default) is span for span what opentelemetry-instrumentation-httpx records,
     for a stream, Ollama's 404 and a refused connection, in the old and the new HTTP conventions."""
     from opentelemetry.instrumentation._semconv import _OpenTelemetrySemanticConventionStability
 
