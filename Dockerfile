@@ -1,13 +1,19 @@
 # One image for the proxy, the hardware collector and the dashboard; compose picks the command.
-FROM python:3.11.14-slim-bookworm
+# BASE_IMAGE: any Debian-based Python 3.11+ image (the tests build one from a debootstrap rootfs).
+ARG BASE_IMAGE=python:3.11.14-slim-bookworm
+FROM ${BASE_IMAGE}
 WORKDIR /app
-COPY pyproject.toml README.md telemetry.py otlp_spans.py service.py ./
+ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
+# The locked versions first (their own layer: a code change does not reinstall them), checked against their hashes.
+COPY requirements/runtime.txt requirements/runtime.txt
+RUN python3 -m pip install --require-hashes -r requirements/runtime.txt
+COPY pyproject.toml README.md ./
+COPY ollama_otel_stack/ ollama_otel_stack/
 COPY otel_proxy/ otel_proxy/
 COPY hw_collector/ hw_collector/
 COPY ui/ ui/
-COPY loadgen/ loadgen/
-COPY stack/ stack/
-RUN pip install --no-cache-dir '.[nvidia]'
-ENV PYTHONUNBUFFERED=1
+COPY .streamlit/ .streamlit/
+RUN python3 -m pip install --no-deps . && useradd --system --uid 10001 --create-home --home-dir /home/monitor --shell /usr/sbin/nologin monitor
+USER 10001
 EXPOSE 8001 8002 3001
 CMD ["otel-proxy", "--host", "0.0.0.0"]

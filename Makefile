@@ -1,23 +1,40 @@
-# make up   - run the monitoring stack on this machine
-# make test - install what the tests need and run them all
+# make up   - run the monitoring stack on this machine (installs only the runtime dependencies)
+# make test - install what the tests need (test extras, Prometheus, Chromium) and run them all
+# make lock - re-resolve requirements/*.txt to the newest versions pyproject.toml allows, then run the suite
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# -qq: pip's own notices and the warnings of a machine's pip.conf stay out of a newcomer's first screen; errors still print.
+PIP := $(PY) -m pip --disable-pip-version-check
+PIP_QUIET := -qq
+UV_VERSION := 0.13.9
 # System tools the tests use: Prometheus and promtool (end-to-end and rule tests), Chromium (browser test).
 SYSTEM_TOOLS := prometheus promtool chromium
 DEBIAN_PACKAGES := prometheus chromium
 
-.PHONY: test up down load venv tools bench clean
+.PHONY: test up down load venv test-venv tools lock bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
-	touch $@
+	@$(PYTHON) -m venv $(VENV)
 
-venv: $(VENV)/.installed
+# The locked versions, checked against their hashes, then the project itself (editable, no dependencies of its own).
+$(VENV)/.runtime: requirements/runtime.txt pyproject.toml | $(PY)
+	@echo "installing the locked runtime dependencies into $(VENV) (requirements/runtime.txt)"
+	@$(PIP) install $(PIP_QUIET) --require-hashes -r requirements/runtime.txt
+	@$(PIP) install $(PIP_QUIET) --no-deps -e .
+	@rm -f $(VENV)/.test
+	@touch $@
+
+$(VENV)/.test: requirements/test.txt pyproject.toml | $(PY)
+	@echo "installing the locked runtime and test dependencies into $(VENV) (requirements/test.txt)"
+	@$(PIP) install $(PIP_QUIET) --require-hashes -r requirements/test.txt
+	@$(PIP) install $(PIP_QUIET) --no-deps -e .
+	@touch $@ $(VENV)/.runtime
+
+venv: $(VENV)/.runtime
+test-venv: $(VENV)/.test
 
 tools:
 	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
@@ -29,19 +46,27 @@ tools:
 	  else echo "missing:$$missing. Install them (Debian/Ubuntu: sudo apt-get install $(DEBIAN_PACKAGES); macOS: brew install prometheus) and run make test again"; exit 1; fi; \
 	fi
 
-test: venv tools
+test: test-venv tools
 	$(PY) -m pytest
 
 up: venv
-	$(PY) -m stack up
+	@$(PY) -m ollama_otel_stack.stack up
 
 down:
-	$(PY) -m stack down
+	@$(PY) -m ollama_otel_stack.stack down
 
 load: venv
 	$(VENV)/bin/ollama-load $(LOAD_ARGS)
 
-bench: venv
+# Both locks from pyproject.toml, universal (every platform's wheels hashed), then the suite on them.
+lock: | $(PY)
+	$(PIP) install $(PIP_QUIET) uv==$(UV_VERSION)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra nvidia --universal --python-version 3.11 --generate-hashes --upgrade --no-header -q -o requirements/runtime.txt
+	$(VENV)/bin/uv pip compile pyproject.toml --extra nvidia --extra test --universal --python-version 3.11 --generate-hashes --upgrade --no-header -q -o requirements/test.txt
+	rm -f $(VENV)/.runtime $(VENV)/.test
+	$(MAKE) test
+
+bench: test-venv
 	$(PY) bench/proxy_overhead.py
 
 clean:

@@ -171,6 +171,10 @@ def main() -> None:
         "--httpx-client-spans", action="store_true",
         help="also measure the proxy with all telemetry on and its client spans made by opentelemetry-instrumentation-httpx (--client-spans httpx)",
     )
+    parser.add_argument(
+        "--without-shortcuts", action="store_true",
+        help="also measure the proxy with all telemetry on and each SDK shortcut off in turn (OLLAMA_OTEL_SHORTCUTS), and with both off",
+    )
     parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
     parser.add_argument(
@@ -191,6 +195,10 @@ def main() -> None:
         if args.httpx_client_spans:
             instrumented = stack.enter_context(otel_proxy(fake.url, "--client-spans", "httpx", env=exporting))
             targets.append(Target("proxy, --client-spans httpx", instrumented.url, instrumented.process.pid))
+        if args.without_shortcuts:
+            for name, shortcuts in (("metric records", "span_encoder"), ("span encoder", "metric_records"), ("both", "none")):
+                slower = stack.enter_context(otel_proxy(fake.url, env={**exporting, "OLLAMA_OTEL_SHORTCUTS": shortcuts}))
+                targets.append(Target(f"proxy, SDK path for {name}", slower.url, slower.process.pid))
         if args.metrics_only:
             plain = stack.enter_context(otel_proxy(fake.url))
             targets.append(Target("proxy, metrics only", plain.url, plain.process.pid))

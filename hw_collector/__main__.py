@@ -7,8 +7,8 @@ import argparse
 from hw_collector.app import create_app
 from hw_collector.config import CollectorSettings
 from hw_collector.sampler import Sampler, default_sources
-from service import add_flag, configure_logging, serve
-from telemetry import setup_telemetry
+from ollama_otel_stack.service import add_flag, configure_logging, serve
+from ollama_otel_stack.telemetry import setup_telemetry
 
 DEFAULTS = CollectorSettings()
 

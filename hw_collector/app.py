@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 from hw_collector.instruments import register
 from hw_collector.sampler import Sampler
-from telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
+from ollama_otel_stack.telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
 
 
 def create_app(sampler: Sampler, telemetry: Telemetry) -> Starlette:

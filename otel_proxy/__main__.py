@@ -7,8 +7,8 @@ import os
 
 from otel_proxy.app import create_app
 from otel_proxy.config import ProxySettings
-from service import add_flag, configure_logging, serve
-from telemetry import setup_telemetry
+from ollama_otel_stack.service import add_flag, configure_logging, serve
+from ollama_otel_stack.telemetry import setup_telemetry
 
 DEFAULTS = ProxySettings()
 CLIENT_SPANS = ("proxy", "httpx")

@@ -26,7 +26,7 @@ from otel_proxy.observer import ObserverContext
 from otel_proxy.recent import RecentRequests
 from otel_proxy.spans import FinishedSpans
 from otel_proxy.upstream import UpstreamTransport
-from telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
+from ollama_otel_stack.telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class ProxyApp:
         upstream = urlsplit(settings.upstream)
         observers = ObserverContext(
             settings=settings,
-            instruments=ProxyInstruments(telemetry.meter("otel_proxy")),
+            instruments=ProxyInstruments(telemetry.meter("otel_proxy"), shortcut="metric_records" in telemetry.shortcuts),
             spans=spans,
             models=ModelNames(settings.max_models),
             recent=self.recent,

@@ -28,6 +28,10 @@ from collections.abc import Mapping
 import httpx
 from opentelemetry import context as otel_context
 from opentelemetry import trace
+# Private: the instrumentation's own semantic-convention switch and attribute functions
+# (opentelemetry-instrumentation 0.66b2 and opentelemetry-instrumentation-httpx 0.66b2, as
+# requirements/*.txt lock them), so the span's attributes are the instrumentation's exactly;
+# tests/test_shortcuts.py fails if an upgrade moves them.
 from opentelemetry.instrumentation._semconv import (
     _OpenTelemetrySemanticConventionStability,
     _OpenTelemetryStabilitySignalType,

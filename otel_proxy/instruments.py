@@ -9,6 +9,7 @@ GPU emits a token every few milliseconds).
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from opentelemetry.metrics import Meter
 
@@ -69,8 +70,13 @@ class ProxyInstruments:
     quarter of the SDK's cost for attribute sets already seen.
     """
 
-    def __init__(self, meter: Meter) -> None:
-        self.request_duration = Recorder(
+    def __init__(self, meter: Meter, shortcut: bool = True) -> None:
+        """``shortcut``: the Recorders may bypass the SDK's per-record work (OLLAMA_OTEL_SHORTCUTS)."""
+
+        def wrap(instrument: Any) -> Recorder:
+            return Recorder(instrument, shortcut=shortcut)
+
+        self.request_duration = wrap(
             meter.create_histogram(
                 "http.server.request.duration",
                 unit="s",
@@ -78,14 +84,14 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=HTTP_DURATION_BUCKETS,
             )
         )
-        self.active_requests = Recorder(
+        self.active_requests = wrap(
             meter.create_up_down_counter(
                 "http.server.active_requests",
                 unit="{request}",
                 description="HTTP requests the proxy is serving right now.",
             )
         )
-        self.time_to_first_token = Recorder(
+        self.time_to_first_token = wrap(
             meter.create_histogram(
                 "gen_ai.server.time_to_first_token",
                 unit="s",
@@ -93,7 +99,7 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=TIME_TO_FIRST_TOKEN_BUCKETS,
             )
         )
-        self.time_per_output_token = Recorder(
+        self.time_per_output_token = wrap(
             meter.create_histogram(
                 "gen_ai.server.time_per_output_token",
                 unit="s",
@@ -101,7 +107,7 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=TIME_PER_OUTPUT_TOKEN_BUCKETS,
             )
         )
-        self.genai_request_duration = Recorder(
+        self.genai_request_duration = wrap(
             meter.create_histogram(
                 "gen_ai.server.request.duration",
                 unit="s",
@@ -109,7 +115,7 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=GENAI_REQUEST_DURATION_BUCKETS,
             )
         )
-        self.token_usage = Recorder(
+        self.token_usage = wrap(
             meter.create_histogram(
                 "gen_ai.client.token.usage",
                 unit="{token}",
@@ -117,21 +123,21 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=TOKEN_USAGE_BUCKETS,
             )
         )
-        self.prompt_tokens = Recorder(
+        self.prompt_tokens = wrap(
             meter.create_counter(
                 "ollama.prompt_tokens",
                 unit="{token}",
                 description="Prompt tokens Ollama evaluated (prompt_eval_count, usage.prompt_tokens).",
             )
         )
-        self.generated_tokens = Recorder(
+        self.generated_tokens = wrap(
             meter.create_counter(
                 "ollama.generated_tokens",
                 unit="{token}",
                 description="Tokens Ollama generated (eval_count, usage.completion_tokens; content chunks where unreported).",
             )
         )
-        self.load_duration = Recorder(
+        self.load_duration = wrap(
             meter.create_histogram(
                 "ollama.load.duration",
                 unit="s",
@@ -139,7 +145,7 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
             )
         )
-        self.prompt_eval_duration = Recorder(
+        self.prompt_eval_duration = wrap(
             meter.create_histogram(
                 "ollama.prompt_eval.duration",
                 unit="s",
@@ -147,7 +153,7 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
             )
         )
-        self.eval_duration = Recorder(
+        self.eval_duration = wrap(
             meter.create_histogram(
                 "ollama.eval.duration",
                 unit="s",
@@ -155,7 +161,7 @@ class ProxyInstruments:
                 explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
             )
         )
-        self.model_loads = Recorder(
+        self.model_loads = wrap(
             meter.create_counter(
                 "ollama.model_loads",
                 unit="{request}",

@@ -36,7 +36,11 @@ log = logging.getLogger(__name__)
 MAX_BOUND_SETS = 4096
 _PLAIN_TYPES = (str, int, float, bool)
 
-try:  # the SDK's internals the shortcut relies on; without them every record takes the SDK's path
+# The SDK's internals the shortcut relies on, as opentelemetry-sdk 1.45.2 has them (the version
+# requirements/*.txt lock): the attribute hashing of _view_instrument_match and the Measurement
+# its consumer takes; tests/test_shortcuts.py fails if an upgrade moves them. Without them every
+# record takes the SDK's path.
+try:
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes
     from opentelemetry.sdk.metrics._internal.measurement import Measurement
 except ImportError:  # pragma: no cover - another SDK layout
@@ -49,7 +53,8 @@ _UNBOUND = None  # an attribute set not bound (yet)
 class Recorder:
     """``record``/``add`` like the instrument it wraps, cheaper for attribute sets seen before."""
 
-    def __init__(self, instrument: Any) -> None:
+    def __init__(self, instrument: Any, shortcut: bool = True) -> None:
+        """``shortcut=False``: every record takes the SDK's own path (to measure what the shortcut saves)."""
         self.instrument = instrument
         self._sdk_call = getattr(instrument, "record", None) or instrument.add
         self._negative_ok = isinstance(instrument, UpDownCounter)
@@ -58,7 +63,8 @@ class Recorder:
         consumer = getattr(instrument, "_measurement_consumer", None)
         self._consumer = consumer
         self._enabled = (
-            Measurement is not None
+            shortcut
+            and Measurement is not None
             and consumer is not None
             and hasattr(consumer, "_reader_storages")
             and hasattr(consumer, "_sdk_config")

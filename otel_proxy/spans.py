@@ -23,7 +23,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
-from telemetry import Telemetry
+from ollama_otel_stack.telemetry import Telemetry
 
 Attributes = Mapping[str, AttributeValue]
 UNSET = Status(StatusCode.UNSET)

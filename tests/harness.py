@@ -145,7 +145,7 @@ def hw_collector(ollama: str, *extra: str, env: dict[str, str] | None = None) ->
 @contextmanager
 def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s") -> Iterator[Server]:
     """A real Prometheus scraping ``targets`` (job name → host:port list), data in a temporary directory."""
-    from stack.prometheus import local_config
+    from ollama_otel_stack.stack.prometheus import local_config
 
     binary = require_tool("prometheus")
     port = free_port()

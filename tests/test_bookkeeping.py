@@ -106,7 +106,7 @@ def test_the_proxys_readers_run_the_queue_before_they_answer():
 
     from otel_proxy.app import ProxyApp
     from otel_proxy.config import ProxySettings
-    from telemetry import setup_telemetry
+    from ollama_otel_stack.telemetry import setup_telemetry
 
     app = ProxyApp(ProxySettings(upstream="http://127.0.0.1:9"), setup_telemetry("otel-proxy", "test", environ={}))
     recorded: list[str] = []

@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from hw_collector.instruments import CATALOGUE, register
 from otel_proxy.instruments import ProxyInstruments
-from telemetry import setup_telemetry
+from ollama_otel_stack.telemetry import setup_telemetry
 from tests.harness import ROOT
 
 TYPE_NAMES = {"counter": "counter", "histogram": "histogram", "gauge": "gauge"}

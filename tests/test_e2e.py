@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from loadgen.traffic import Plan, run
+from ollama_otel_stack.loadgen.traffic import Plan, run
 from otel_proxy.instruments import HTTP_DURATION_BUCKETS
 from tests.harness import Server, fake_ollama, fake_stats, hw_collector, monitored_ollama, otel_proxy, prometheus
 from tests.otlp_sink import otlp_sink

@@ -7,7 +7,6 @@ import logging
 import os
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from hw_collector.sources.macmon import MacmonSource, parse_line
 from hw_collector.sources.nvml import NvmlSource
 from hw_collector.sources.ollama_ps import OllamaSource, unix_seconds
 from hw_collector.sources.rapl import GRANT_ACCESS, RaplSource
-from tests.harness import PYTHON, ROOT
+from tests.harness import PYTHON, ROOT, require_tool
 
 DATA = ROOT / "tests" / "data"
 STAND_INS = ROOT / "tests" / "stand_ins"
@@ -112,22 +111,17 @@ def test_rapl_turns_energy_counters_into_power_and_handles_wrap_around(tmp_path)
 
 
 def test_rapl_permission_denied_turns_the_source_off_and_says_how_to_grant_access():
-    # Root reads any file, so as root the probe runs as `nobody`, with Debian's python3.11
-    # (the virtualenv's interpreter lives under /root) and the virtualenv's packages.
+    # energy_uj readable by nobody, as on kernels 5.10+ for every user but root. Root reads any
+    # file, so as root the probe runs without the capabilities that override file permissions
+    # (still uid 0, so it reaches a checkout in a 0700 home directory and its virtualenv).
     with tempfile.TemporaryDirectory() as directory:
         root = rapl_tree(Path(directory), 1, 1)
-        for path in [Path(directory), *Path(directory).rglob("*")]:
-            path.chmod(0o755 if path.is_dir() else 0o644)
-        (root / "class" / "powercap" / "intel-rapl:0" / "energy_uj").chmod(0o400)
+        (root / "class" / "powercap" / "intel-rapl:0" / "energy_uj").chmod(0o000)
         probe = f"from hw_collector.sources.rapl import RaplSource; print(RaplSource({str(root)!r}).available())"
-        as_root = os.geteuid() == 0
-        interpreter = "/usr/bin/python3.11" if as_root else PYTHON
-        assert Path(interpreter).exists(), "Debian's python3.11 is needed to probe as nobody"
-        paths = os.pathsep.join([str(ROOT), sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]])
-        result = subprocess.run(
-            [interpreter, "-c", probe], capture_output=True, text=True, cwd="/",
-            preexec_fn=(lambda: os.setuid(65534)) if as_root else None, env={"PYTHONPATH": paths},
-        )
+        drop = []
+        if os.geteuid() == 0:
+            drop = [require_tool("setpriv"), "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-dac_override,-dac_read_search"]
+        result = subprocess.run([*drop, PYTHON, "-c", probe], capture_output=True, text=True, cwd=ROOT)
     assert result.stdout.strip() == GRANT_ACCESS, result.stderr
 
 

@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags, TraceState, set_span_in_context
 
-from otlp_spans import PRE_ENCODED_LIMIT, PreEncodingSpanProcessor, SpanEncoder
+from ollama_otel_stack.otlp_spans import PRE_ENCODED_LIMIT, PreEncodingSpanProcessor, SpanEncoder
 
 ATTRIBUTES = {
     "http.route": "/api/generate",

@@ -51,7 +51,8 @@ def test_compose_services_are_pinned_healthy_and_local():
     # Metrics reach Prometheus only by scrape: the services push no metrics to the collector.
     for name in ("otel-proxy", "hw-collector"):
         assert services[name]["environment"]["OTEL_METRICS_EXPORTER"] == "none"
-    assert re.search(r"^FROM python:3\.11[\w.-]*$", (ROOT / "Dockerfile").read_text(), re.M)
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11[\w.-]+$", dockerfile, re.M) and re.search(r"^FROM \$\{BASE_IMAGE\}$", dockerfile, re.M)
 
 
 def test_the_image_copies_every_module_and_package_the_project_installs():
@@ -63,7 +64,7 @@ def test_the_image_copies_every_module_and_package_the_project_installs():
     for line in (ROOT / "Dockerfile").read_text().splitlines():
         if line.startswith("COPY "):
             copied.update(part.rstrip("/") for part in line.split()[1:-1])
-    wanted = {f"{module}.py" for module in setuptools["py-modules"]}
+    wanted = {f"{module}.py" for module in setuptools.get("py-modules", [])}
     wanted |= {package.split(".")[0] for package in setuptools["packages"]}
     assert wanted <= copied, f"the Dockerfile does not copy {sorted(wanted - copied)}"
 
@@ -124,7 +125,7 @@ def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl
     require_tool("prometheus")
     ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "UI_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": f"http://127.0.0.1:{free_port()}", "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path)}
-    up = subprocess.Popen([PYTHON, "-m", "stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen([PYTHON, "-m", "ollama_otel_stack.stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
     try:
         deadline = time.monotonic() + 90
@@ -161,14 +162,14 @@ def test_make_down_stops_a_background_run(tmp_path):
     ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "UI_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": f"http://127.0.0.1:{free_port()}",
            "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path)}
-    up = subprocess.Popen([PYTHON, "-m", "stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    up = subprocess.Popen([PYTHON, "-m", "ollama_otel_stack.stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 90
         while "The stack is up" not in up.stdout.readline():
             assert up.poll() is None and time.monotonic() < deadline
         children = [int(pid) for pid in (tmp_path / "pids").read_text().split()[1:]]
         assert len(children) == 4
-        down = subprocess.run([PYTHON, "-m", "stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        down = subprocess.run([PYTHON, "-m", "ollama_otel_stack.stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert down.returncode == 0 and "stopped" in down.stdout
         up.wait(timeout=30)
     finally:

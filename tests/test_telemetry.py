@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from telemetry import build_resource, exporters_for, setup_telemetry
+from ollama_otel_stack.telemetry import build_resource, exporters_for, setup_telemetry
 
 
 def test_exporters_follow_the_otel_variables():

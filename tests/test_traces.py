@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otel_proxy import ProxySettings, create_app
-from telemetry import setup_telemetry
+from ollama_otel_stack.telemetry import setup_telemetry
 from tests.harness import Server, free_port
 
 

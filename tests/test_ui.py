@@ -13,7 +13,7 @@ import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from loadgen.traffic import Plan, run
+from ollama_otel_stack.loadgen.traffic import Plan, run
 from tests.harness import PYTHON, ROOT, Server, configure_fake, free_port, monitored_ollama, require_tool, run_server
 from tests.test_e2e import interpolate, sample_fake_tokens
 from ui import format as fmt

@@ -1,4 +1,5 @@
-"""``python -m stack up|down``: the proxy, the hardware collector, Prometheus and the dashboard.
+"""``python -m ollama_otel_stack.stack up|down`` (``make up`` / ``make down``): the proxy, the hardware
+collector, Prometheus and the dashboard, kept running (ollama_otel_stack/stack/supervisor.py).
 
 Ports come from the same variables the services read (OTEL_PROXY_PORT, HW_COLLECTOR_PORT)
 plus PROMETHEUS_PORT and UI_PORT; Ollama is OLLAMA_UPSTREAM. Logs and Prometheus' data go
@@ -8,17 +9,18 @@ to .run/ in the project. Ctrl-C stops everything; `make down` stops a run in the
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
 
-from stack.prometheus import ROOT, find_or_install, local_config
+from ollama_otel_stack.stack.prometheus import ROOT, find_or_install, local_config
+from ollama_otel_stack.stack.supervisor import PartSpec, Supervisor
 
 RUN = Path(os.environ.get("STACK_RUN_DIR") or ROOT / ".run")  # logs, pids, Prometheus' data
 PIDS = RUN / "pids"
@@ -32,18 +34,6 @@ def _free(port: int) -> bool:
     with socket.socket() as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         return sock.connect_ex(("127.0.0.1", port)) != 0
-
-
-def _wait(url: str, process: subprocess.Popen[bytes], seconds: float = 60) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and process.poll() is None:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return True
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    return False
 
 
 def up() -> int:
@@ -60,7 +50,8 @@ def up() -> int:
               "sudo systemctl stop prometheus) or choose others (OTEL_PROXY_PORT, HW_COLLECTOR_PORT, PROMETHEUS_PORT, UI_PORT).")
         return 1
     prometheus = find_or_install()
-    (RUN / "logs").mkdir(parents=True, exist_ok=True)
+    logs = RUN / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
     config = RUN / "prometheus.yml"
     config.write_text(local_config({"otel-proxy": [f"127.0.0.1:{ports['proxy']}"], "hw-collector": [f"127.0.0.1:{ports['collector']}"]}))
 
@@ -74,53 +65,37 @@ def up() -> int:
     python = sys.executable
     env = {**os.environ, "OLLAMA_UPSTREAM": ollama}
     ui_env = {**env, "PROMETHEUS_URL": f"http://127.0.0.1:{ports['prometheus']}", "PROXY_URL": f"http://127.0.0.1:{ports['proxy']}", "OLLAMA_URL": ollama}
-    services = [
-        ("otel-proxy", [python, "-m", "otel_proxy", "--port", str(ports["proxy"])], env, f"http://127.0.0.1:{ports['proxy']}/-/healthy"),
-        ("hw-collector", [python, "-m", "hw_collector", "--port", str(ports["collector"])], env, f"http://127.0.0.1:{ports['collector']}/-/healthy"),
-        ("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={RUN / 'prometheus-data'}",
-                        f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], env, f"http://127.0.0.1:{ports['prometheus']}/-/ready"),
-        ("ui", [python, "-m", "streamlit", "run", str(ROOT / "ui"), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false"], ui_env, f"http://127.0.0.1:{ports['ui']}/_stcore/health"),
+    parts = [
+        PartSpec("otel-proxy", [python, "-m", "otel_proxy", "--port", str(ports["proxy"])], env, f"http://127.0.0.1:{ports['proxy']}/-/healthy"),
+        PartSpec("hw-collector", [python, "-m", "hw_collector", "--port", str(ports["collector"])], env, f"http://127.0.0.1:{ports['collector']}/-/healthy"),
+        PartSpec("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={RUN / 'prometheus-data'}",
+                                f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], env, f"http://127.0.0.1:{ports['prometheus']}/-/ready"),
+        # The project's .streamlit/config.toml (cwd) sets the rest: headless, no usage stats, a minimal toolbar.
+        PartSpec("ui", [python, "-m", "streamlit", "run", str(ROOT / "ui"), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1"],
+                 ui_env, f"http://127.0.0.1:{ports['ui']}/_stcore/health"),
     ]
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def stop(*_: object) -> None:
-        for _, child in reversed(children):
-            if child.poll() is None:
-                child.terminate()
-        for _, child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        PIDS.unlink(missing_ok=True)
-
+    supervisor = Supervisor(parts, cwd=ROOT, logs=logs, on_change=lambda: _write_pids(supervisor))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
-        for name, command, service_env, health in services:
-            log = open(RUN / "logs" / f"{name}.log", "ab")
-            child = subprocess.Popen(command, cwd=ROOT, env=service_env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            children.append((name, child))
-            PIDS.write_text("\n".join([str(os.getpid())] + [str(c.pid) for _, c in children]) + "\n")
-            if not _wait(health, child):
-                print(f"{name} did not start; see {RUN / 'logs' / (name + '.log')}")
-                return 1
-        print("\nThe stack is up:")
+        failed = supervisor.start_all()
+        print("\nThe stack is up:" if not failed else f"\nThe stack is up, but {', '.join(failed)} did not start (retrying; logs in {logs}):")
         print(f"  proxy (point clients here)  http://127.0.0.1:{ports['proxy']}   metrics: /metrics, requests: /-/requests")
         print(f"  hardware collector          http://127.0.0.1:{ports['collector']}/metrics")
         print(f"  Prometheus                  http://127.0.0.1:{ports['prometheus']}")
         print(f"  dashboard                   http://127.0.0.1:{ports['ui']}")
-        print(f"logs in {RUN / 'logs'}; Ctrl-C (or make down) stops everything.", flush=True)
-        while all(child.poll() is None for _, child in children):
-            time.sleep(0.5)
-        dead = [name for name, child in children if child.poll() is not None]
-        print(f"{', '.join(dead)} stopped; stopping the rest (logs in {RUN / 'logs'})")
-        return 1
+        print(f"logs in {logs}; a part that exits is restarted; Ctrl-C (or make down) stops everything.", flush=True)
+        supervisor.run()
     except KeyboardInterrupt:
         print("\nstopping")
         return 0
     finally:
-        stop()
+        supervisor.stop_all()
+        PIDS.unlink(missing_ok=True)
+
+
+def _write_pids(supervisor: Supervisor) -> None:
+    """This process first (``down`` signals it), then the children running now."""
+    PIDS.write_text("\n".join(str(pid) for pid in [os.getpid(), *supervisor.pids()]) + "\n")
 
 
 def down() -> int:
@@ -147,8 +122,9 @@ def down() -> int:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m ollama_otel_stack.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down"])
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
     return up() if parser.parse_args().command == "up" else down()
 
 

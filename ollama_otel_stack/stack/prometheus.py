@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: prometheus.yml, alerts.yml, ui/
 
 
 def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rules: Path = ROOT / "alerts.yml") -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 
-from loadgen.traffic import DEFAULT_PROMPTS, Plan, first_model, run
+from ollama_otel_stack.loadgen.traffic import DEFAULT_PROMPTS, Plan, first_model, run
 
 
 def _seconds(value: float | None) -> str:

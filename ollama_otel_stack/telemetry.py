@@ -42,6 +42,21 @@ _OTLP_ENDPOINT_VARIABLES = {
     "metrics": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
 }
 _KNOWN_EXPORTERS = {"otlp", "console", "none"}
+# The fast paths that lean on SDK internals (each fails tests/test_shortcuts.py when an upgrade
+# breaks it): the proxy's metric records (otel_proxy/recorder.py) and the span encoder
+# (otlp_spans.py). OLLAMA_OTEL_SHORTCUTS names the ones on (default all; "none" for the SDK's
+# own paths everywhere), so bench/proxy_overhead.py can measure each against the SDK.
+SHORTCUTS = frozenset({"metric_records", "span_encoder"})
+
+
+def shortcuts_from(environ: Mapping[str, str]) -> frozenset[str]:
+    chosen = environ.get("OLLAMA_OTEL_SHORTCUTS", "").strip().lower()
+    if not chosen or chosen == "all":
+        return SHORTCUTS
+    names = {name.strip() for name in chosen.split(",") if name.strip()} - {"none"}
+    for unknown in sorted(names - SHORTCUTS):
+        log.warning("OLLAMA_OTEL_SHORTCUTS: %s is not a shortcut (%s, all or none); ignored", unknown, ", ".join(sorted(SHORTCUTS)))
+    return frozenset(names & SHORTCUTS)
 
 
 def exporters_for(signal: str, environ: Mapping[str, str]) -> set[str]:
@@ -80,7 +95,8 @@ class Telemetry:
     """What a service needs from OpenTelemetry: its meter, tracer and Prometheus registry.
 
     ``span_processor`` is every span processor of the tracer provider (exporters included),
-    for spans reported whole once they have ended (see otel_proxy/spans.py).
+    for spans reported whole once they have ended (see otel_proxy/spans.py). ``shortcuts``:
+    the fast paths switched on (``SHORTCUTS``).
     """
 
     resource: Resource
@@ -88,6 +104,7 @@ class Telemetry:
     tracer_provider: TracerProvider
     registry: CollectorRegistry
     span_processor: SpanProcessor
+    shortcuts: frozenset[str] = SHORTCUTS
 
     def meter(self, name: str) -> Meter:
         return self.meter_provider.get_meter(name)
@@ -126,6 +143,7 @@ def setup_telemetry(
     """Build providers for one service. Nothing global is set here; ``__main__`` may do that."""
     environ = os.environ if environ is None else environ
     resource = build_resource(default_service_name, instance_id, environ)
+    shortcuts = shortcuts_from(environ)
 
     registry = CollectorRegistry(auto_describe=True)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # the service's own RSS, fds, GC
@@ -143,11 +161,16 @@ def setup_telemetry(
     trace_exporters = exporters_for("traces", environ)
     processors: list[SpanProcessor] = []
     if "otlp" in trace_exporters:
-        from otlp_spans import LeanOTLPSpanExporter, PreEncodingSpanProcessor  # the SDK's exporter, a faster encoder
+        from ollama_otel_stack.otlp_spans import LeanOTLPSpanExporter, PreEncodingSpanProcessor  # the SDK's exporter, a faster encoder
 
-        exporter = LeanOTLPSpanExporter()
-        batch = BatchSpanProcessor(exporter)
-        processors.append(PreEncodingSpanProcessor(batch, exporter.encoder) if exporter.lean else batch)
+        if "span_encoder" in shortcuts:
+            exporter = LeanOTLPSpanExporter()
+            batch = BatchSpanProcessor(exporter)
+            processors.append(PreEncodingSpanProcessor(batch, exporter.encoder) if exporter.lean else batch)
+        else:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            processors.append(BatchSpanProcessor(OTLPSpanExporter()))
     if "console" in trace_exporters:
         processors.append(BatchSpanProcessor(ConsoleSpanExporter()))
     processors.extend(extra_span_processors)
@@ -163,4 +186,4 @@ def setup_telemetry(
         ",".join(sorted(metric_exporters)) or "none",
         ",".join(sorted(trace_exporters)) or "none",
     )
-    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor)
+    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor, shortcuts)
