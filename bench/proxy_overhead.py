@@ -14,6 +14,7 @@ for the least a proxy adds).
     python bench/proxy_overhead.py                       # issue 2's figures: c=1 and c=32
     python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --httpx-client-spans --concurrency 1 32 128
     python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
+    python bench/proxy_overhead.py --without-shortcuts --concurrency 32          # each SDK shortcut against the SDK's path
 
 Each row's connections start spread over one stream's length (the i-th of 32 starts
 i/32 of 64 ms in), so a row measures a steady concurrency from its first request;

@@ -75,6 +75,7 @@ class RequestObserver:
         self.error_type: str | None = None
         self.error_message: str | None = None
         self.first_chunk_at: float | None = None
+        self.first_output_at: float | None = None
         self.watcher: Watcher = NOTHING_TO_WATCH
         self._request_body: bytes | None = None
         self._caller = _caller_span(scope["headers"])
@@ -165,7 +166,10 @@ class RequestObserver:
             http_attributes["error.type"] = self.error_type
         instruments.request_duration.record(duration, http_attributes)
 
-        time_to_first_chunk = None if self.first_chunk_at is None else self.first_chunk_at - self.started
+        # The first chunk carrying output: the first chunk itself, except on the APIs that open with bookkeeping events.
+        first_output_at = self.watcher.first_output_at or self.first_chunk_at
+        self.first_output_at = first_output_at
+        time_to_first_chunk = None if first_output_at is None else first_output_at - self.started
         if self.operation is not None:
             # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
             self.model_label = self._shared.models.label(self.facts.model, admit=self.status != 404)
@@ -221,8 +225,8 @@ class RequestObserver:
     def _time_per_output_token(self, report: Report, ended: float) -> float | None:
         if report.eval_s is not None and report.output_tokens:
             return report.eval_s / report.output_tokens
-        if self.first_chunk_at is not None and report.output_tokens and report.output_tokens > 1:
-            return (ended - self.first_chunk_at) / (report.output_tokens - 1)
+        if self.first_output_at is not None and report.output_tokens and report.output_tokens > 1:
+            return (ended - self.first_output_at) / (report.output_tokens - 1)
         return None
 
     def _emit_server_span(self, end_ns: int) -> None:
@@ -247,6 +251,10 @@ class RequestObserver:
             attributes["gen_ai.usage.output_tokens"] = report.output_tokens
         if report.finish_reason:
             attributes["gen_ai.response.finish_reasons"] = (report.finish_reason,)
+        # Whether the answer reasoned or called tools, and where the model ran: never any text.
+        attributes["ollama.response.reasoning"] = report.reasoning
+        attributes["ollama.response.tool_calls"] = report.tool_calls
+        attributes["ollama.model.cloud"] = ollama.is_cloud_model(self.facts.model)
         if ttfc is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = ttfc
         status = UNSET
@@ -281,8 +289,8 @@ class RequestObserver:
         tokens_per_second = None
         if report.output_tokens and report.eval_s:
             tokens_per_second = report.output_tokens / report.eval_s
-        elif report.output_tokens and self.first_chunk_at is not None and ended > self.first_chunk_at:
-            tokens_per_second = report.output_tokens / (ended - self.first_chunk_at)
+        elif report.output_tokens and self.first_output_at is not None and ended > self.first_output_at:
+            tokens_per_second = report.output_tokens / (ended - self.first_output_at)
         return {
             "start_time": datetime.fromtimestamp(self._started_ns / 1e9, tz=timezone.utc).isoformat(),
             "trace_id": format(context.trace_id, "032x"),
@@ -304,15 +312,16 @@ class RequestObserver:
             "ollama_total_s": report.total_s,
             "error_type": self.error_type,
             "error": self.error_message or report.error,
+            "finish_reason": report.finish_reason,
+            "reasoning": report.reasoning,
+            "tool_calls": report.tool_calls,
+            "cloud": ollama.is_cloud_model(self.facts.model),
         }
 
 
 def _input_messages(body: bytes) -> str:
     """The prompt as JSON, recorded only when the user opted in to message capture."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return ""
+    parsed = ollama.parse_json(body)
     if not isinstance(parsed, dict):
         return ""
     if "messages" in parsed:

@@ -1,10 +1,14 @@
-"""What the proxy knows of Ollama's wire formats.
+"""What the proxy knows of Ollama's wire formats (read from Ollama 0.32.15's Go source).
 
 Endpoints and the GenAI operation each one performs, how to learn the model and the
 ``stream`` flag from a request body, and where Ollama reports its counts and timings:
-the final ``"done": true`` line of an /api NDJSON stream, the JSON body of a
-non-streaming call, and the ``usage`` chunk of an OpenAI-compatible SSE stream.
-Durations on the wire are nanoseconds; everything returned here is in seconds.
+the final ``"done": true`` line of an /api NDJSON stream (server/routes.go, api/types.go),
+the JSON body of a non-streaming call, the ``usage`` chunk of an OpenAI-compatible SSE
+stream (middleware/openai.go), the ``response.completed`` event of the Responses API
+(openai/responses.go) and the ``message_delta`` event of the Anthropic Messages API
+(anthropic/anthropic.go). Durations on the wire are nanoseconds; everything returned
+here is in seconds. Ollama leaves out every count and duration that is 0 (``omitempty``):
+a missing one is "not reported", never zero.
 """
 
 from __future__ import annotations
@@ -26,7 +30,11 @@ OPERATIONS: dict[str, str] = {
     "/v1/chat/completions": CHAT,
     "/v1/completions": TEXT_COMPLETION,
     "/v1/embeddings": EMBEDDINGS,
+    "/v1/responses": CHAT,  # the OpenAI Responses API (Codex-style clients)
+    "/v1/messages": CHAT,  # the Anthropic Messages API (Claude Code)
 }
+RESPONSES = "/v1/responses"
+MESSAGES = "/v1/messages"
 
 # Every other endpoint Ollama documents; anything else is recorded as OTHER_ROUTE so
 # that a client probing random paths cannot grow the metrics.
@@ -42,7 +50,9 @@ _PLAIN_ROUTES = {
     "/api/copy",
     "/api/delete",
     "/v1/models",
-    "/v1/responses",
+    "/v1/audio/transcriptions",
+    "/api/experimental/web_search",
+    "/api/experimental/web_fetch",
 }
 _TEMPLATE_ROUTES = (
     ("/api/blobs/", "/api/blobs/{digest}"),
@@ -55,6 +65,15 @@ _STREAM_BY_DEFAULT = {"/api/chat", "/api/generate", "/api/pull", "/api/push", "/
 
 _MODEL_FIELD = re.compile(rb'"model"\s*:\s*"((?:[^"\\]|\\.){1,256})"')
 _STREAM_FIELD = re.compile(rb'"stream"\s*:\s*(true|false)')
+# Cloud models run on ollama.com, forwarded by the local server: tokens counted, no durations.
+_CLOUD_SUFFIXES = ("-cloud", ":cloud")
+# What json.loads raises for a body it cannot read, however it fails: bad syntax or UTF-8
+# (ValueError) and nesting deeper than the interpreter's stack (RecursionError).
+NOT_JSON = (ValueError, RecursionError)
+
+
+def is_cloud_model(model: str | None) -> bool:
+    return bool(model) and model.endswith(_CLOUD_SUFFIXES)  # type: ignore[union-attr]
 
 
 def route_of(path: str) -> str:
@@ -85,7 +104,7 @@ def read_request(route: str, body_prefix: bytes, complete: bool) -> RequestFacts
     if complete:
         try:
             body = json.loads(body_prefix)
-        except ValueError:
+        except NOT_JSON:
             return RequestFacts(None, stream_default)
         if not isinstance(body, dict):
             return RequestFacts(None, stream_default)
@@ -101,7 +120,10 @@ def read_request(route: str, body_prefix: bytes, complete: bool) -> RequestFacts
     # A body larger than the prefix (a long prompt, images): find the fields by pattern.
     model_match = _MODEL_FIELD.search(body_prefix)
     stream_match = _STREAM_FIELD.search(body_prefix)
-    model = json.loads(b'"' + model_match.group(1) + b'"') if model_match else None
+    try:
+        model = json.loads(b'"' + model_match.group(1) + b'"') if model_match else None
+    except NOT_JSON:
+        model = None
     stream = stream_match.group(1) == b"true" if stream_match else stream_default
     return RequestFacts(model, stream, b'"include_usage":true' in body_prefix.replace(b" ", b""))
 
@@ -120,6 +142,8 @@ class Report:
     total_s: float | None = None
     error: str | None = None
     output_counted_from_chunks: bool = False
+    reasoning: bool = False  # the answer carried reasoning ("thinking"); never its text
+    tool_calls: bool = False  # the answer called tools; never their arguments
 
 
 def _seconds(value: Any) -> float | None:
@@ -138,9 +162,20 @@ def _error_text(error: Any) -> str | None:
     return None
 
 
+def _string(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def report_from_native(body: dict[str, Any]) -> Report:
     """A final /api chunk or non-streaming /api body (generate, chat, embed)."""
+    message = _object(body.get("message"))
     return Report(
+        reasoning=bool(message.get("thinking")),
+        tool_calls=bool(message.get("tool_calls")),
         input_tokens=_count(body.get("prompt_eval_count")),
         output_tokens=_count(body.get("eval_count")),
         finish_reason=body.get("done_reason") if isinstance(body.get("done_reason"), str) else None,
@@ -155,12 +190,16 @@ def report_from_native(body: dict[str, Any]) -> Report:
 
 def report_from_openai(body: dict[str, Any]) -> Report:
     """A /v1 JSON body or SSE chunk: ``usage`` and the first choice's finish reason."""
-    usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+    usage = _object(body.get("usage"))
     choices = body.get("choices")
     finish = None
+    message: dict[str, Any] = {}
     if isinstance(choices, list) and choices and isinstance(choices[0], dict):
         finish = choices[0].get("finish_reason")
+        message = _object(choices[0].get("message"))
     return Report(
+        reasoning=bool(message.get("reasoning")),
+        tool_calls=bool(message.get("tool_calls")),
         input_tokens=_count(usage.get("prompt_tokens")),
         output_tokens=_count(usage.get("completion_tokens")),
         finish_reason=finish if isinstance(finish, str) else None,
@@ -169,19 +208,72 @@ def report_from_openai(body: dict[str, Any]) -> Report:
     )
 
 
+def report_from_responses(response: dict[str, Any]) -> Report:
+    """A Responses API response object: the non-streamed body, or ``response`` of ``response.completed``.
+
+    Its status is the finish reason as the API names it (``completed``, or the reason an
+    ``incomplete`` one stopped, e.g. ``max_output_tokens``).
+    """
+    usage = _object(response.get("usage"))
+    output = response.get("output") if isinstance(response.get("output"), list) else []
+    kinds = {item.get("type") for item in output if isinstance(item, dict)}
+    finish = _string(_object(response.get("incomplete_details")).get("reason")) or _string(response.get("status"))
+    return Report(
+        input_tokens=_count(usage.get("input_tokens")),
+        output_tokens=_count(usage.get("output_tokens")),
+        finish_reason=finish,
+        response_model=_string(response.get("model")),
+        error=_error_text(response.get("error")),
+        reasoning="reasoning" in kinds,
+        tool_calls="function_call" in kinds,
+    )
+
+
+def report_from_anthropic(body: dict[str, Any]) -> Report:
+    """A non-streamed Anthropic Messages body (``usage``, ``stop_reason``, content blocks)."""
+    usage = _object(body.get("usage"))
+    content = body.get("content") if isinstance(body.get("content"), list) else []
+    kinds = {block.get("type") for block in content if isinstance(block, dict)}
+    return Report(
+        input_tokens=_count(usage.get("input_tokens")),
+        output_tokens=_count(usage.get("output_tokens")),
+        finish_reason=_string(body.get("stop_reason")),
+        response_model=_string(body.get("model")),
+        error=_error_text(body.get("error")),
+        reasoning="thinking" in kinds,
+        tool_calls="tool_use" in kinds,
+    )
+
+
+def report_from_json(route: str, body: dict[str, Any]) -> Report:
+    """The report in a parsed response body, read the way the route's API writes it."""
+    if route == RESPONSES:
+        return report_from_responses(body)
+    if route == MESSAGES:
+        return report_from_anthropic(body)
+    return report_from_openai(body) if route.startswith("/v1/") else report_from_native(body)
+
+
+def parse_json(text: bytes) -> Any:
+    """``json.loads``, or None for anything it cannot read (however it fails)."""
+    try:
+        return json.loads(text)
+    except NOT_JSON:
+        return None
+
+
 def report_from_body(route: str, body: bytes) -> Report:
     """The report carried by a complete, non-streaming response body."""
-    try:
-        parsed = json.loads(body)
-    except ValueError:
-        return Report(error="response body is not JSON") if body else Report()
+    parsed = parse_json(body)
+    if parsed is None:
+        return Report(error="response body is not JSON") if body.strip() else Report()
     if not isinstance(parsed, dict):
         return Report()
-    return report_from_openai(parsed) if route.startswith("/v1/") else report_from_native(parsed)
+    return report_from_json(route, parsed)
 
 
 _TAIL_FIELDS = re.compile(
-    rb'(?<!\\)"(prompt_eval_count|eval_count|prompt_tokens|completion_tokens|'
+    rb'(?<!\\)"(prompt_eval_count|eval_count|prompt_tokens|completion_tokens|input_tokens|output_tokens|'
     rb'load_duration|prompt_eval_duration|eval_duration|total_duration)":\s*(\d+)'
 )
 
@@ -190,7 +282,7 @@ def report_from_tail(route: str, tail: bytes) -> Report:
     """For bodies too large to keep whole: the numeric fields Ollama writes last."""
     fields = {name.decode(): int(value) for name, value in _TAIL_FIELDS.findall(tail)}
     if route.startswith("/v1/"):
-        return report_from_openai({"usage": fields})
+        return report_from_json(route, {"usage": fields})
     return report_from_native(fields)
 
 

@@ -1,17 +1,21 @@
 """Watchers that read Ollama's report from a response as it streams past.
 
 Each one is fed every chunk on the proxy's hot path, so ``feed`` does the least it can
-(a reference kept, a byte count) and the parsing waits for ``report`` at the end.
+(a reference kept, a byte count, a search for a marker until it is found) and the
+parsing waits for ``report`` at the end. ``first_output_at`` is when the first chunk
+carrying output (text, reasoning or a tool call) went by, for the streams whose first
+events carry none (the Responses and Anthropic APIs open with bookkeeping events); None
+means the first chunk is the first output, as on /api and /v1/chat/completions.
 """
 
 from __future__ import annotations
 
-import json
+import time
 from collections import deque
 from typing import Protocol
 
 from otel_proxy import ollama
-from otel_proxy.ollama import Report
+from otel_proxy.ollama import Report, parse_json
 
 # A final /api line carries Ollama's `context` (one int per token): large, but bounded.
 MAX_LINE_BYTES = 16 << 20
@@ -20,20 +24,45 @@ TAIL_CHUNKS = 8
 
 
 class Watcher(Protocol):
+    first_output_at: float | None
+
     def feed(self, chunk: bytes) -> None: ...
 
     def report(self) -> Report: ...
 
 
+def sse_events(text: bytes) -> list[tuple[bytes, bytes]]:
+    """``(event name, data)`` for each whole SSE event in ``text`` (name b"" where none is given)."""
+    events = []
+    for block in text.split(b"\n\n"):
+        name, data = b"", []
+        for line in block.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip()
+            elif line.startswith(b"data:"):
+                data.append(line[5:].strip())
+        if data:
+            events.append((name, b"\n".join(data)))
+    return events
+
+
 class NdjsonWatcher:
     """An /api stream: one JSON object a line, Ollama's counts in the last (``"done": true``)."""
+
+    first_output_at = None
 
     def __init__(self) -> None:
         self._last: bytes = b""  # the latest chunk(s) that ended on a line boundary
         self._partial: list[bytes] = []
         self._partial_size = 0
+        self._reasoning = False
+        self._tool_calls = False
 
     def feed(self, chunk: bytes) -> None:
+        if not self._reasoning and b'"thinking":"' in chunk:  # api.Message.Thinking, omitempty
+            self._reasoning = True
+        if not self._tool_calls and b'"tool_calls":[' in chunk:
+            self._tool_calls = True
         if chunk.endswith(b"\n") and not self._partial:
             self._last = chunk  # the usual case: Ollama flushes one whole line a write
             return
@@ -54,40 +83,46 @@ class NdjsonWatcher:
         last = lines[-1].strip()
         if not last:
             return Report(error="the stream ended without Ollama's final chunk")
-        try:
-            final = json.loads(last)
-        except ValueError:
+        final = parse_json(last)
+        if final is None:
             return Report(error="the stream ended on a line that is not JSON")
         if not isinstance(final, dict):
             return Report(error="the stream ended on a line that is not a JSON object")
         report = ollama.report_from_native(final)
+        report.reasoning = report.reasoning or self._reasoning
+        report.tool_calls = report.tool_calls or self._tool_calls
         if report.error is None and final.get("done") is not True:
             report.error = "the stream ended before Ollama's final chunk"
         return report
 
 
 class SseWatcher:
-    """A /v1 stream: ``data: {...}`` events, the usage chunk (if asked for), ``data: [DONE]``."""
+    """A /v1 chat or completions stream: ``data: {...}`` events, the usage chunk (if asked for), ``data: [DONE]``."""
+
+    first_output_at = None
 
     def __init__(self) -> None:
         self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
         self._content_chunks = 0
+        self._reasoning = False
+        self._tool_calls = False
 
     def feed(self, chunk: bytes) -> None:
         self._tail.append(chunk)
         self._content_chunks += chunk.count(ollama.SSE_CONTENT_CHUNK_MARKER)
+        if not self._reasoning and b'"reasoning":"' in chunk:  # openai.Delta.Reasoning, omitempty
+            self._reasoning = True
+        if not self._tool_calls and b'"tool_calls":[' in chunk:
+            self._tool_calls = True
 
     def report(self) -> Report:
         tail = b"".join(self._tail)
         events = [line[5:].strip() for line in tail.split(b"\n") if line.startswith(b"data:")]
-        report = Report()
+        report = Report(reasoning=self._reasoning, tool_calls=self._tool_calls)
         for event in reversed(events):
             if event == b"[DONE]":
                 continue
-            try:
-                body = json.loads(event)
-            except ValueError:
-                continue  # the first event in the tail may be cut
+            body = parse_json(event)  # None for the first event in the tail, which may be cut
             if not isinstance(body, dict):
                 continue
             found = ollama.report_from_openai(body)
@@ -98,7 +133,9 @@ class SseWatcher:
             report.error = report.error or found.error
             if report.finish_reason and report.output_tokens is not None:
                 break
-        if report.output_tokens is None and report.error is None:
+        if report.output_tokens is None and report.error is None and self._content_chunks:
+            # No usage chunk (stream_options.include_usage not asked for): Ollama sends a token a
+            # chunk. No chunk matched: the count is unknown, and left out rather than made 0.
             report.output_tokens = self._content_chunks
             report.output_counted_from_chunks = True
         if b"[DONE]" not in tail and report.error is None:
@@ -106,8 +143,105 @@ class SseWatcher:
         return report
 
 
+class ResponsesWatcher:
+    """A /v1/responses stream (openai/responses.go): named events, no ``[DONE]``.
+
+    ``response.created`` and ``response.in_progress`` (and the item and part that open the
+    answer) come before any token; the first ``...delta`` event is the first output. The
+    counts come only in the terminal ``response.completed``, which repeats the whole answer:
+    it is kept from its first byte on, however many reads it spans.
+    """
+
+    _OUTPUT = b".delta\ndata:"  # output_text, reasoning_summary_text, function_call_arguments
+    _COMPLETED = b"event: response.completed\n"
+
+    def __init__(self) -> None:
+        self.first_output_at: float | None = None
+        self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
+        self._final: list[bytes] | None = None
+        self._final_size = 0
+
+    def feed(self, chunk: bytes) -> None:
+        if self.first_output_at is None and self._OUTPUT in chunk:
+            self.first_output_at = time.perf_counter()
+        if self._final is not None:
+            if self._final_size < MAX_BODY_BYTES:
+                self._final.append(chunk)
+                self._final_size += len(chunk)
+            return
+        self._tail.append(chunk)
+        at = chunk.find(self._COMPLETED)
+        if at >= 0:
+            self._final = [chunk[at:]]
+            self._final_size = len(chunk) - at
+
+    def report(self) -> Report:
+        text = b"".join(self._final) if self._final is not None else b"".join(self._tail)
+        report = None
+        error = None
+        for name, data in sse_events(text):
+            body = parse_json(data)
+            if not isinstance(body, dict):
+                continue
+            if name == b"response.completed":
+                report = ollama.report_from_responses(body.get("response") if isinstance(body.get("response"), dict) else {})
+            elif name in (b"response.failed", b"error"):
+                failed = body.get("response") if isinstance(body.get("response"), dict) else body
+                error = ollama.report_from_responses(failed).error or "the response failed"
+        if report is None:
+            return Report(error=error or "the stream ended before response.completed")
+        return report
+
+
+class MessagesWatcher:
+    """A /v1/messages stream (anthropic/anthropic.go): ``message_start``, content blocks, ``message_delta``, ``message_stop``.
+
+    ``message_start`` carries Ollama's estimate of the input (characters / 4), never used:
+    the real counts and the stop reason come in ``message_delta``.
+    """
+
+    _OUTPUT = b"event: content_block_delta\n"
+    _BLOCK_START = b"event: content_block_start\n"
+
+    def __init__(self) -> None:
+        self.first_output_at: float | None = None
+        self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
+        self._reasoning = False
+        self._tool_calls = False
+
+    def feed(self, chunk: bytes) -> None:
+        self._tail.append(chunk)
+        if self.first_output_at is None and self._OUTPUT in chunk:
+            self.first_output_at = time.perf_counter()
+        if self._BLOCK_START in chunk:
+            self._reasoning = self._reasoning or b'"type":"thinking"' in chunk
+            self._tool_calls = self._tool_calls or b'"type":"tool_use"' in chunk
+
+    def report(self) -> Report:
+        report = Report(reasoning=self._reasoning, tool_calls=self._tool_calls)
+        stopped = False
+        for name, data in sse_events(b"".join(self._tail)):
+            body = parse_json(data)
+            if not isinstance(body, dict):
+                continue
+            if name == b"message_delta":
+                usage = body.get("usage") if isinstance(body.get("usage"), dict) else {}
+                delta = body.get("delta") if isinstance(body.get("delta"), dict) else {}
+                found = ollama.report_from_anthropic({"usage": usage, "stop_reason": delta.get("stop_reason")})
+                report.input_tokens, report.output_tokens, report.finish_reason = found.input_tokens, found.output_tokens, found.finish_reason
+            elif name == b"message_stop":
+                stopped = True
+            elif name == b"error":
+                report.error = ollama.report_from_anthropic(body).error or "the stream carried an error event"
+        if not stopped and report.error is None:
+            report.error = "the stream ended before message_stop"
+        return report
+
+
 class BodyWatcher:
     """A whole (non-streaming) body: kept up to a bound, then only its tail, where Ollama puts its counts."""
+
+    first_output_at = None
 
     def __init__(self, route: str) -> None:
         self._route = route
@@ -134,6 +268,8 @@ class BodyWatcher:
 class NothingToWatch:
     """Routes that generate nothing (tags, pull, blobs...): their bodies are not looked at."""
 
+    first_output_at = None
+
     def feed(self, chunk: bytes) -> None:
         pass
 
@@ -150,5 +286,9 @@ def watcher_for(route: str, content_type: str) -> Watcher:
     if content_type.startswith("application/x-ndjson"):
         return NdjsonWatcher()
     if content_type.startswith("text/event-stream"):
+        if route == ollama.RESPONSES:
+            return ResponsesWatcher()
+        if route == ollama.MESSAGES:
+            return MessagesWatcher()
         return SseWatcher()
     return BodyWatcher(route)

@@ -1,10 +1,21 @@
-"""A stand-in for Ollama that speaks its documented wire formats exactly.
+"""A stand-in for Ollama that speaks its wire formats exactly, as Ollama 0.32.15's Go source writes them.
 
-NDJSON streams of /api/generate and /api/chat end in the ``"done": true`` chunk with
-``done_reason``, counts and nanosecond timings; /v1 streams are SSE with the usage
-chunk (when ``stream_options.include_usage``) and ``data: [DONE]``; errors use Ollama's
-bodies (``{"error": "..."}`` on /api, the OpenAI shape on /v1). JSON is written the way
-Go writes it: compact, no spaces.
+- /api/generate and /api/chat (server/routes.go, api/types.go): NDJSON ending in the
+  ``"done": true`` chunk with ``done_reason``, counts and nanosecond timings, every zero
+  count or duration left out (``omitempty``); ``message.thinking`` chunks when the request
+  asks to ``think``, a ``message.tool_calls`` chunk when it offers ``tools``.
+- /v1/chat/completions and /v1/completions (openai/openai.go, middleware/openai.go): SSE
+  ``data:`` events, the role in the first chat delta only, ``delta.reasoning`` and
+  ``delta.tool_calls``, the finish reason on its own chunk with an empty delta, with
+  ``stream_options.include_usage`` a zeroed ``usage`` on every completions chunk and a
+  final chunk with ``choices: []`` and the real usage, then ``data: [DONE]``.
+- /v1/responses and /v1/messages: see tests/fake_formats.py.
+- Cloud models (names ending ``-cloud`` or ``:cloud``), which Ollama forwards to ollama.com:
+  token counts, no durations.
+- Errors in each API's shape: ``{"error": "..."}`` on /api, OpenAI's ``{"error": {"message",
+  "type", "param", "code"}}`` on /v1, Anthropic's ``{"type": "error", "error": {...}}``.
+
+JSON is written the way Go writes it: compact, no spaces (``fake_formats.go_json``).
 
 Run it: ``python -m tests.fake_ollama --port 11434 [--token-delay 0.01]``.
 
@@ -34,8 +45,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
-def go_json(value: Any) -> bytes:
-    return json.dumps(value, separators=(",", ":")).encode()
+
+from tests.fake_formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
+
+CLOUD_SUFFIXES = ("-cloud", ":cloud")
+
+
+def _reject_constant(name: str) -> None:
+    """Go's decoder has no NaN or Infinity."""
+    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
+THINKING = ["Let ", "me ", "think. "]  # a reasoning model's thinking before it answers
+TOOL_CALL_TOKENS = 6  # what a tool call costs in eval_count
 
 
 def now_rfc3339() -> str:
@@ -74,6 +94,7 @@ class Stats:
     digests: dict[str, str] = field(default_factory=dict)
     blob_bytes: int = 0
     disconnects: int = 0
+    by_route: dict[str, dict[str, int]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(int)))
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -85,6 +106,7 @@ class Stats:
             "digests": self.digests,
             "blob_bytes": self.blob_bytes,
             "disconnects": self.disconnects,
+            "by_route": {route: dict(values) for route, values in self.by_route.items()},
         }
 
 
@@ -94,6 +116,7 @@ class FakeOllama:
         self.load_delay = load_delay
         self.version = version
         self.answer_delay = 0.0  # extra wait before the first byte (timeouts of callers)
+        self.first_delta_delay = 0.0  # /v1/responses and /v1/messages: the opening events, then this wait, then the first token
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.loaded: dict[str, datetime] = {}
         self.stats = Stats()
@@ -125,6 +148,10 @@ class FakeOllama:
         per_model["prompt_tokens"] += prompt_tokens
         per_model["generated_tokens"] += eval_count
         per_model["eval_seconds"] += eval_seconds
+        per_route = self.stats.by_route[endpoint]
+        per_route["requests"] += 1
+        per_route["prompt_tokens"] += prompt_tokens
+        per_route["generated_tokens"] += eval_count
 
     @staticmethod
     def _prompt_tokens(body: dict[str, Any]) -> int:
@@ -134,25 +161,31 @@ class FakeOllama:
             text = str(body.get("prompt", body.get("input", "")))
         return max(1, len(text.split()))
 
-    async def _body(self, request: Request, openai: bool) -> dict[str, Any] | Response:
+    async def _body(self, request: Request, openai: bool, anthropic: bool = False) -> dict[str, Any] | Response:
         raw = await request.body()
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_reject_constant)
+        except RecursionError:  # Go's decoder stops at 10,000 levels
+            return self._error(400, "exceeded max depth", openai, anthropic)
         except ValueError:
-            if not raw:
-                return self._error(400, "EOF", openai)
-            return self._error(400, f"invalid character {chr(raw[0])!r} looking for beginning of value", openai)
+            if not raw.strip():
+                return self._error(400, "EOF", openai, anthropic)
+            return self._error(400, f"invalid character {chr(raw.lstrip()[0])!r} looking for beginning of value", openai, anthropic)
         if not isinstance(body, dict):
-            return self._error(400, "json: cannot unmarshal into Go value of type api.GenerateRequest", openai)
+            return self._error(400, "json: cannot unmarshal into Go value of type api.GenerateRequest", openai, anthropic)
         model = body.get("model")
+        if not isinstance(model, str):
+            return self._error(400, "json: cannot unmarshal number into Go struct field .model of type string" if model is not None else "model is required", openai, anthropic)
         if not model:
-            return self._error(400, "model is required", openai)
-        if model not in self.models and model not in FAULT_MODELS:
-            return self._error(404, f'model "{model}" not found, try pulling it first', openai)
+            return self._error(400, "model is required", openai, anthropic)
+        if model not in self.models and model not in FAULT_MODELS and not model.endswith(CLOUD_SUFFIXES):
+            return self._error(404, f'model "{model}" not found, try pulling it first', openai, anthropic)
         return body
 
     @staticmethod
-    def _error(status: int, message: str, openai: bool) -> Response:
+    def _error(status: int, message: str, openai: bool, anthropic: bool = False) -> Response:
+        if anthropic:
+            return Response(anthropic_error(status, message) + b"\n", status_code=status, media_type="application/json")
         if openai:
             kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
             payload: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": None}}
@@ -210,6 +243,9 @@ class FakeOllama:
                 eval_count=tokens,
                 eval_duration=eval_ns,
             )
+            if model.endswith(CLOUD_SUFFIXES):  # ollama.com's answer, relayed: counts, and no durations at all
+                for name in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
+                    del end[name]
             return end
 
         async def load_and_read_prompt() -> tuple[int, int]:
@@ -377,13 +413,25 @@ class FakeOllama:
         ident = ("chatcmpl-" if chat else "cmpl-") + str(int(time.time() * 1000) % 1000)
         kind = "chat.completion.chunk" if chat else "text_completion"
 
-        def choice(text: str, reason: str | None) -> dict[str, Any]:
-            if chat:
-                return {"index": 0, "delta": {"role": "assistant", "content": text}, "finish_reason": reason}
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        zero_usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
+
+        def choice(text: str, reason: str | None, first: bool = False) -> dict[str, Any]:
+            if chat:  # openai.Delta: every field omitempty, the role in the first chunk only, {} with the finish reason
+                delta = {} if reason else {"role": "assistant", "content": text} if first else {"content": text}
+                return {"index": 0, "delta": delta, "finish_reason": reason}
             return {"text": text, "index": 0, "finish_reason": reason}
 
         def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
-            payload: dict[str, Any] = {"id": ident, "object": kind, "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": choices}
+            # ChatCompletionChunk: id, object, created, model, system_fingerprint, choices, usage;
+            # CompletionChunk: id, object, created, choices, model, system_fingerprint, usage.
+            payload: dict[str, Any] = {"id": ident, "object": kind, "created": int(time.time())}
+            if chat:
+                payload.update(model=model, system_fingerprint="fp_ollama", choices=choices)
+            else:
+                payload.update(choices=choices, model=model, system_fingerprint="fp_ollama")
+                if include_usage and usage is None:
+                    usage = zero_usage  # CompleteWriter: &openai.Usage{} on every chunk
             if usage is not None:
                 payload["usage"] = usage
             return b"data: " + go_json(payload) + b"\n\n"
@@ -398,21 +446,19 @@ class FakeOllama:
             payload = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": [first], "usage": usage}
             return Response(go_json(payload), media_type="application/json")
 
-        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-
         async def stream():
             sent: list[bytes] = []
             await self._timed_load(model)
             eval_started = time.perf_counter()
-            for token in tokens:
+            for index, token in enumerate(tokens):
                 await asyncio.sleep(self.token_delay)
-                line = event([choice(token, None)])
+                line = event([choice(token, None, first=index == 0)])
                 sent.append(line)
                 yield line
             eval_seconds = time.perf_counter() - eval_started
             tail = [event([choice("", finish)])]
             if include_usage:
-                tail.append(event([], {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}))
+                tail.append(event([], {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}))  # choices: []
             tail.append(b"data: [DONE]\n\n")
             self._record(request.url.path, model, prompt_tokens, len(tokens), eval_seconds)
             sent.extend(tail)
@@ -421,6 +467,76 @@ class FakeOllama:
                 yield line
 
         return StreamingResponse(stream(), media_type="text/event-stream")
+
+    # /v1/responses and /v1/messages: Ollama's chat run, converted (tests/fake_formats.py) ------
+
+    def _pieces(self, model: str, body: dict[str, Any], limit: int | None, think: bool) -> tuple[list[Piece], str]:
+        """The model run as Ollama's chat handler hands it to the converters, and its done reason."""
+        pieces = [Piece(thinking=text) for text in THINKING] if think else []
+        tools = body.get("tools")
+        if tools and isinstance(tools, list) and isinstance(tools[0], dict):
+            name = tools[0].get("name") or (tools[0].get("function") or {}).get("name") or "tool"
+            pieces.append(Piece(tool_call={"id": f"call_{len(pieces)}", "name": name, "arguments": {"city": "Paris"}}))
+            return pieces, "stop"
+        count = limit if isinstance(limit, int) and limit > 0 else 8
+        pieces += [Piece(content=text) for text in self._tokens(model, count)]
+        return pieces, "length" if limit else "stop"
+
+    @staticmethod
+    def _eval_count(pieces: list[Piece]) -> int:
+        return sum(TOOL_CALL_TOKENS if piece.tool_call else 1 for piece in pieces)
+
+    async def _converted(self, request: Request, route: str) -> Response:
+        anthropic = route == "/v1/messages"
+        body = await self._body(request, openai=not anthropic, anthropic=anthropic)
+        if isinstance(body, Response):
+            return body
+        model = body["model"]
+        if anthropic:
+            think = (body.get("thinking") or {}).get("type") == "enabled"
+            wanted = body.get("max_tokens")  # required by the API: a limit only where it cuts the fake's 8-token answer
+            pieces, done_reason = self._pieces(model, body, wanted if isinstance(wanted, int) and wanted < 8 else None, think)
+        else:
+            think = bool((body.get("reasoning") or {}).get("effort"))
+            pieces, done_reason = self._pieces(model, body, body.get("max_output_tokens"), think)
+        prompt_tokens = self._prompt_tokens({"messages": body.get("messages")} if anthropic else {"prompt": body.get("input") if isinstance(body.get("input"), str) else json.dumps(body.get("input"))})
+        eval_count = self._eval_count(pieces)
+        ident = f"{int(time.time() * 1000) % 10**9}"
+        done = Piece(done=True, done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
+        if not body.get("stream", False):
+            await self._timed_load(model)
+            await asyncio.sleep(self.answer_delay + self.token_delay * len(pieces))
+            self._record(route, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
+            whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
+                          tool_call=next((p.tool_call for p in pieces if p.tool_call), None),
+                          done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
+            answer = messages_body(f"msg_{ident}", model, whole) if anthropic else responses_body(f"resp_{ident}", model, body, whole)
+            return Response(answer, media_type="application/json")
+        converter: MessagesStream | ResponsesStream
+        converter = MessagesStream(f"msg_{ident}", model, estimate_input_tokens(body)) if anthropic else ResponsesStream(f"resp_{ident}", model, body)
+
+        async def stream():
+            await self._timed_load(model)
+            # Go writes and flushes each event on its own: the opening events reach the client
+            # before the first token's, a first_delta_delay apart here (the TTFT tests widen it).
+            for event in converter.opening():
+                yield event
+            await asyncio.sleep(self.first_delta_delay)
+            for piece in pieces:
+                await asyncio.sleep(self.token_delay)
+                for event in converter.process(piece):
+                    yield event
+            self._record(route, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
+            for event in converter.process(done):
+                yield event
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def responses(self, request: Request) -> Response:
+        return await self._converted(request, "/v1/responses")
+
+    async def messages(self, request: Request) -> Response:
+        return await self._converted(request, "/v1/messages")
 
     async def openai_embeddings(self, request: Request) -> Response:
         body = await self._body(request, openai=True)
@@ -472,6 +588,8 @@ class FakeOllama:
             self.loaded.pop(model, None)
         if "answer_delay" in body:
             self.answer_delay = float(body["answer_delay"])
+        if "first_delta_delay" in body:
+            self.first_delta_delay = float(body["first_delta_delay"])
         if "token_delay" in body:
             self.token_delay = float(body["token_delay"])
         if body.get("unload"):
@@ -498,6 +616,8 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
         Route("/v1/completions", fake.openai_completions, methods=["POST"]),
         Route("/v1/embeddings", fake.openai_embeddings, methods=["POST"]),
         Route("/v1/models", fake.openai_models),
+        Route("/v1/responses", fake.responses, methods=["POST"]),
+        Route("/v1/messages", fake.messages, methods=["POST"]),
         Route("/fake/stats", fake.fake_stats),
         Route("/fake/echo", fake.fake_echo, methods=["GET", "POST", "PUT"]),
         Route("/fake/configure", fake.fake_configure, methods=["POST"]),

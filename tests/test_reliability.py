@@ -301,3 +301,33 @@ def test_bad_requests_get_clear_answers_and_the_proxy_survives(fake):
         assert truncated.status_code == 400 and truncated.json()["error"]
         assert httpx.get(proxy.url + "/-/healthy").status_code == 200
         assert httpx.post(proxy.url + "/api/chat", json={"model": MODEL, "messages": [], "stream": False}).status_code == 200
+
+
+ADVERSARIAL_BODIES = {
+    "nested 200,000 levels": b'{"model": ' + b"[" * 200_000 + b"]" * 200_000 + b"}",
+    "NaN": b'{"model": "llama3.2:1b", "prompt": NaN, "stream": false}',
+    "invalid UTF-8": b'{"model": "llama3.2:1b", "prompt": "\xff\xfe", "stream": false}',
+    "model not a string": b'{"model": 42, "prompt": "hi", "stream": false}',
+    "10 MB of whitespace": b" " * 10_000_000 + b'{"model": "llama3.2:1b", "prompt": "hi", "stream": false}',
+    "bad escape in model": b'{"model": "llama\\q3.2", "prompt": "hi"}',
+}
+
+
+def test_adversarial_bodies_pass_through_unchanged_are_recorded_and_log_no_traceback(fake):
+    """Each body reaches Ollama as sent (the fake's echo hashes it), gets Ollama's own answer, and is recorded in one line."""
+    with otel_proxy(fake.url) as proxy:
+        for name, body in ADVERSARIAL_BODIES.items():
+            for path in ("/api/generate", "/v1/chat/completions", "/v1/responses", "/v1/messages"):
+                direct = httpx.post(fake.url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+                proxied = httpx.post(proxy.url + path, content=body, headers={"content-type": "application/json"}, timeout=60)
+                assert proxied.status_code == direct.status_code, (name, path, proxied.status_code, proxied.text[:200])
+                if direct.status_code >= 400 and path != "/v1/messages":  # Anthropic errors carry a fresh request id
+                    assert proxied.content == direct.content, (name, path)
+            echoed = httpx.post(proxy.url + "/fake/echo", content=body, timeout=60).json()
+            assert echoed["body_bytes"] == len(body), name
+        entries = httpx.get(proxy.url + "/-/requests").json()["requests"]
+        assert len(entries) == 4 * len(ADVERSARIAL_BODIES) + len(ADVERSARIAL_BODIES)
+        assert {e["route"] for e in entries} >= {"/api/generate", "/v1/chat/completions", "/v1/responses", "/v1/messages"}
+        assert httpx.get(proxy.url + "/-/healthy").status_code == 200
+        log = proxy.log()
+    assert "Traceback" not in log and "RecursionError" not in log, log[-3000:]
