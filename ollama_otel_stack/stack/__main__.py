@@ -125,6 +125,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m ollama_otel_stack.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("command", choices=["up", "down"])
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # the health checks' requests are no news
     return up() if parser.parse_args().command == "up" else down()
 
 
