@@ -15,13 +15,16 @@ for the least a proxy adds).
     python bench/proxy_overhead.py --nginx --metrics-only --no-telemetry --httpx-client-spans --concurrency 1 32 128
     python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
     python bench/proxy_overhead.py --without-shortcuts --concurrency 32          # each SDK shortcut against the SDK's path
+    python bench/proxy_overhead.py --api responses --nginx --concurrency 32      # also --api anthropic
 
 Each row's connections start spread over one stream's length (the i-th of 32 starts
 i/32 of 64 ms in), so a row measures a steady concurrency from its first request;
 --burst starts them all at once instead (32 requests in the same millisecond, each on a
 new connection), which is what a closed-loop client does when started naively.
 
-With --openai every target streams /v1/chat/completions (SSE) and "chunks" are SSE events;
+With --api openai (or --openai) every target streams /v1/chat/completions (SSE) and "chunks" are
+SSE events; --api responses and --api anthropic stream /v1/responses and /v1/messages, whose
+"chunks" are their named events (the opening ones included);
 LiteLLM's proxy (its `litellm` command, one worker, `ollama_chat` backend) can only be
 measured that way, since it speaks the OpenAI API to clients and /api/chat to Ollama.
 """
@@ -45,7 +48,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadclient import RunResult, run_measured  # noqa: E402
-from tests.harness import Server, fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
+from tests.harness import Server, configure_fake, fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
 
 NGINX_CONF = """
 worker_processes 1;
@@ -134,18 +137,31 @@ class Target:
     model: str = "llama3.2:1b"
 
 
-def request_for(openai: bool, model: str, tokens: int) -> tuple[str, dict, bytes]:
-    if openai:
-        body = {"model": model, "messages": [{"role": "user", "content": "benchmark"}], "stream": True, "max_tokens": tokens}
-        return "/v1/chat/completions", body, b"data: "
+# What each --api streams: path, body, and the marker that counts one streamed chunk (line or SSE event).
+APIS = {
+    "native": "/api/generate (NDJSON)",
+    "openai": "/v1/chat/completions (SSE)",
+    "responses": "/v1/responses (SSE, named events)",
+    "anthropic": "/v1/messages (SSE, named events)",
+}
+
+
+def request_for(api: str, model: str, tokens: int) -> tuple[str, dict, bytes]:
+    messages = [{"role": "user", "content": "benchmark"}]
+    if api == "openai":
+        return "/v1/chat/completions", {"model": model, "messages": messages, "stream": True, "max_tokens": tokens}, b"data: "
+    if api == "responses":
+        return "/v1/responses", {"model": model, "input": "benchmark", "stream": True, "max_output_tokens": tokens}, b"event: "
+    if api == "anthropic":  # the fake answers `tokens` tokens by itself (answer_tokens), as max_tokens only caps
+        return "/v1/messages", {"model": model, "max_tokens": tokens + 1, "messages": messages, "stream": True}, b"event: "
     return "/api/generate", {"model": model, "prompt": "benchmark", "options": {"num_predict": tokens}}, b"\n"
 
 
 def measure(
-    target: Target, openai: bool, concurrency: int, total_requests: int, tokens: int, ramp_s: float = 0.0
+    target: Target, api: str, concurrency: int, total_requests: int, tokens: int, ramp_s: float = 0.0
 ) -> tuple[RunResult, float | None, float | None]:
     url, pid = target.url, target.pid
-    path, body, marker = request_for(openai, target.model, tokens)
+    path, body, marker = request_for(api, target.model, tokens)
     per_worker = max(1, total_requests // concurrency)
     process = psutil.Process(pid) if pid else None
     cpu_before = sum(process.cpu_times()[:2]) if process else 0.0
@@ -176,17 +192,19 @@ def main() -> None:
         "--without-shortcuts", action="store_true",
         help="also measure the proxy with all telemetry on and each SDK shortcut off in turn (OLLAMA_OTEL_SHORTCUTS), and with both off",
     )
-    parser.add_argument("--openai", action="store_true", help="stream /v1/chat/completions (SSE) instead of /api/generate")
-    parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --openai")
+    parser.add_argument("--api", choices=sorted(APIS), default="native", help="what every target streams: " + "; ".join(f"{k}: {v}" for k, v in APIS.items()))
+    parser.add_argument("--openai", action="store_true", help="the same as --api openai")
+    parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --api openai")
     parser.add_argument(
         "--burst", action="store_true",
         help="start every connection at once (concurrency requests in the same millisecond) instead of spreading the starts over one stream's length",
     )
     args = parser.parse_args()
-    openai = args.openai or bool(args.litellm)
+    api = "openai" if args.openai or args.litellm else args.api
 
     with ExitStack() as stack:
         fake = stack.enter_context(fake_ollama(token_delay=args.token_delay, load_delay=0))
+        configure_fake(fake, answer_tokens=args.tokens)
         targets = [Target("direct", fake.url, None)]
         receiver = stack.enter_context(otlp_discard())
         # All telemetry on: Prometheus, and every span and metric sent over OTLP/HTTP.
@@ -215,11 +233,11 @@ def main() -> None:
 
         widest = max(args.concurrency)
         for target in targets:  # warm up: model loaded, caches hot, as many upstream connections open as the widest row uses
-            measure(Target(target.name, target.url, None, target.model), openai, widest, 2 * widest, args.tokens)
+            measure(Target(target.name, target.url, None, target.model), api, widest, 2 * widest, args.tokens)
         # One stream's length: the connections' starts spread over it make a steady load from the first request.
         ramp_s = 0.0 if args.burst else args.tokens * args.token_delay
 
-        endpoint = "/v1/chat/completions (SSE)" if openai else "/api/generate (NDJSON)"
+        endpoint = APIS[api]
         starts = "all connections starting at once" if args.burst else f"connections' starts spread over {ramp_s * 1000:g} ms"
         print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row, {args.rounds} round(s), {starts}\n")
         print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) | added p50 by round (ms) |")
@@ -229,7 +247,7 @@ def main() -> None:
             for _ in range(args.rounds):  # targets interleaved, so a noisy minute hits every one of them
                 baseline: RunResult | None = None
                 for target in targets:
-                    result, cpu, rss = measure(target, openai, concurrency, args.requests, args.tokens, ramp_s)
+                    result, cpu, rss = measure(target, api, concurrency, args.requests, args.tokens, ramp_s)
                     baseline = baseline or result
                     rows[target.name].append(Row(result, baseline, cpu, rss))
             for target in targets:

@@ -55,12 +55,14 @@ class NdjsonWatcher:
         self._last: bytes = b""  # the latest chunk(s) that ended on a line boundary
         self._partial: list[bytes] = []
         self._partial_size = 0
+        self._first = True
         self._reasoning = False
         self._tool_calls = False
 
     def feed(self, chunk: bytes) -> None:
-        if not self._reasoning and b'"thinking":"' in chunk:  # api.Message.Thinking, omitempty
-            self._reasoning = True
+        if self._first:  # Ollama's thinking comes before any content: the first chunk says whether there is any
+            self._first = False
+            self._reasoning = b'"thinking":"' in chunk  # api.Message.Thinking, omitempty
         if not self._tool_calls and b'"tool_calls":[' in chunk:
             self._tool_calls = True
         if chunk.endswith(b"\n") and not self._partial:
@@ -105,20 +107,17 @@ class SseWatcher:
         self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
         self._content_chunks = 0
         self._reasoning = False
-        self._tool_calls = False
 
     def feed(self, chunk: bytes) -> None:
         self._tail.append(chunk)
+        if not self._content_chunks:  # Ollama's reasoning comes before any content: the first chunk says
+            self._reasoning = b'"reasoning":"' in chunk  # openai.Delta.Reasoning, omitempty
         self._content_chunks += chunk.count(ollama.SSE_CONTENT_CHUNK_MARKER)
-        if not self._reasoning and b'"reasoning":"' in chunk:  # openai.Delta.Reasoning, omitempty
-            self._reasoning = True
-        if not self._tool_calls and b'"tool_calls":[' in chunk:
-            self._tool_calls = True
 
     def report(self) -> Report:
         tail = b"".join(self._tail)
         events = [line[5:].strip() for line in tail.split(b"\n") if line.startswith(b"data:")]
-        report = Report(reasoning=self._reasoning, tool_calls=self._tool_calls)
+        report = Report(reasoning=self._reasoning)
         for event in reversed(events):
             if event == b"[DONE]":
                 continue
@@ -133,9 +132,12 @@ class SseWatcher:
             report.error = report.error or found.error
             if report.finish_reason and report.output_tokens is not None:
                 break
-        if report.output_tokens is None and report.error is None and self._content_chunks:
+        # Ollama's finish chunk says "tool_calls" once a tool call was streamed (openai.FinishChunk): no search per chunk.
+        report.tool_calls = report.finish_reason == "tool_calls"
+        if report.output_tokens is None and report.error is None and self._content_chunks and not report.tool_calls:
             # No usage chunk (stream_options.include_usage not asked for): Ollama sends a token a
-            # chunk. No chunk matched: the count is unknown, and left out rather than made 0.
+            # chunk. Not so for a tool call (its tokens come as one chunk), and no chunk matched:
+            # then the count is unknown, and left out rather than guessed or made 0.
             report.output_tokens = self._content_chunks
             report.output_counted_from_chunks = True
         if b"[DONE]" not in tail and report.error is None:

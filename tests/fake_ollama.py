@@ -116,6 +116,7 @@ class FakeOllama:
         self.load_delay = load_delay
         self.version = version
         self.answer_delay = 0.0  # extra wait before the first byte (timeouts of callers)
+        self.answer_tokens = 8  # the length of an answer that ends by itself (no token limit)
         self.first_delta_delay = 0.0  # /v1/responses and /v1/messages: the opening events, then this wait, then the first token
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.loaded: dict[str, datetime] = {}
@@ -220,17 +221,22 @@ class FakeOllama:
         prompt_tokens = self._prompt_tokens(body)
         endpoint = request.url.path
 
-        def head(text: str) -> dict[str, Any]:
+        def head(text: str, piece: Piece | None = None) -> dict[str, Any]:
             message: dict[str, Any] = {"model": model, "created_at": now_rfc3339()}
-            if chat:
+            if chat:  # api.Message: role, content, then thinking and tool_calls (omitempty)
                 message["message"] = {"role": "assistant", "content": text}
+                if piece is not None and piece.thinking:
+                    message["message"]["thinking"] = piece.thinking
+                if piece is not None and piece.tool_call is not None:
+                    call = piece.tool_call
+                    message["message"]["tool_calls"] = [{"id": call["id"], "function": {"index": 0, "name": call["name"], "arguments": call["arguments"]}}]
             else:
                 message["response"] = text
             return message
 
-        def final(text: str, started: float, load_ns: int, prompt_ns: int, eval_ns: int, tokens: int) -> dict[str, Any]:
+        def final(text: str, started: float, load_ns: int, prompt_ns: int, eval_ns: int, tokens: int, whole: Piece | None = None) -> dict[str, Any]:
             """The done chunk, fields in the order Go's structs declare them."""
-            end = head(text)
+            end = head(text, whole)
             if chat:
                 end.update(done_reason=done_reason, done=True)
             else:
@@ -254,14 +260,19 @@ class FakeOllama:
             return load_ns, prompt_tokens * 20_000  # 20 µs a prompt token, as a small GPU does
 
         tokens = self._tokens(model, count)
+        pieces = [Piece(content=token) for token in tokens]
+        if chat and (body.get("think") or body.get("tools")):  # ChatRequest.Think, Tools
+            pieces, done_reason = self._pieces(model, body, limit, think=bool(body.get("think")))
+        eval_count = self._eval_count(pieces)
         if body.get("stream", True) is False:
             started = time.perf_counter()
             load_ns, prompt_ns = await load_and_read_prompt()
             eval_started = time.perf_counter()
-            await asyncio.sleep(self.token_delay * len(tokens))
+            await asyncio.sleep(self.token_delay * len(pieces))
             eval_ns = int((time.perf_counter() - eval_started) * 1e9)
-            self._record(endpoint, model, prompt_tokens, len(tokens), eval_ns / 1e9)
-            answer = final("".join(tokens), started, load_ns, prompt_ns, eval_ns, len(tokens))
+            self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
+            whole = Piece(thinking="".join(p.thinking for p in pieces), tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
+            answer = final("".join(p.content for p in pieces), started, load_ns, prompt_ns, eval_ns, eval_count, whole)
             return Response(go_json(answer), media_type="application/json; charset=utf-8")
 
         async def stream():
@@ -270,15 +281,15 @@ class FakeOllama:
             try:
                 load_ns, prompt_ns = await load_and_read_prompt()
                 eval_started = time.perf_counter()
-                for token in tokens:
+                for piece in pieces:
                     await asyncio.sleep(self.token_delay)
-                    line = go_json({**head(token), "done": False}) + b"\n"
+                    line = go_json({**head(piece.content, piece), "done": False}) + b"\n"
                     sent.append(line)
                     yield line
                 eval_ns = int((time.perf_counter() - eval_started) * 1e9)
-                line = go_json(final("", started, load_ns, prompt_ns, eval_ns, len(tokens))) + b"\n"
+                line = go_json(final("", started, load_ns, prompt_ns, eval_ns, eval_count)) + b"\n"
                 sent.append(line)
-                self._record(endpoint, model, prompt_tokens, len(tokens), eval_ns / 1e9)
+                self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
                 self._digest(request, sent)
                 yield line
             except asyncio.CancelledError:
@@ -407,20 +418,38 @@ class FakeOllama:
         model = body["model"]
         limit = body.get("max_tokens")
         count = int(limit) if isinstance(limit, int) and limit > 0 else 8
-        tokens = self._tokens(model, count)
+        pieces = [Piece(content=token) for token in self._tokens(model, count)]
         finish = "length" if limit else "stop"
+        think = bool(body.get("reasoning_effort") or (body.get("reasoning") or {}).get("effort"))  # thinkFromReasoningEffort
+        if chat and (think or body.get("tools")):
+            pieces, finish = self._pieces(model, body, limit, think)
+        if any(piece.tool_call for piece in pieces) and finish == "stop":
+            finish = "tool_calls"  # FinishChunk and ToChatCompletion: stop after a tool call
+        eval_count = self._eval_count(pieces)
         prompt_tokens = self._prompt_tokens(body)
         ident = ("chatcmpl-" if chat else "cmpl-") + str(int(time.time() * 1000) % 1000)
         kind = "chat.completion.chunk" if chat else "text_completion"
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": eval_count, "total_tokens": prompt_tokens + eval_count}
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         zero_usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
 
-        def choice(text: str, reason: str | None, first: bool = False) -> dict[str, Any]:
-            if chat:  # openai.Delta: every field omitempty, the role in the first chunk only, {} with the finish reason
-                delta = {} if reason else {"role": "assistant", "content": text} if first else {"content": text}
-                return {"index": 0, "delta": delta, "finish_reason": reason}
-            return {"text": text, "index": 0, "finish_reason": reason}
+        def message(piece: Piece, role: bool) -> dict[str, Any]:
+            """openai.Delta / openai.Message: role (first chunk only), content (kept even when ""), reasoning, tool_calls."""
+            fields: dict[str, Any] = {"role": "assistant"} if role else {}
+            fields["content"] = piece.content
+            if piece.thinking:
+                fields["reasoning"] = piece.thinking
+            if piece.tool_call is not None:
+                call = piece.tool_call
+                fields["tool_calls"] = [{"id": call["id"], "index": 0, "type": "function",
+                                         "function": {"name": call["name"], "arguments": go_json(call["arguments"]).decode()}}]
+            return fields
+
+        def choice(piece: Piece | None, reason: str | None, first: bool = False) -> dict[str, Any]:
+            if chat:  # the finish reason comes on its own chunk, with an empty delta
+                return {"index": 0, "delta": {} if piece is None else message(piece, first), "finish_reason": reason}
+            return {"text": piece.content if piece else "", "index": 0, "finish_reason": reason}
 
         def event(choices: list[dict[str, Any]], usage: dict[str, int] | None = None) -> bytes:
             # ChatCompletionChunk: id, object, created, model, system_fingerprint, choices, usage;
@@ -438,11 +467,11 @@ class FakeOllama:
 
         if not body.get("stream", False):
             await self._timed_load(model)
-            await asyncio.sleep(self.token_delay * len(tokens))
-            text = "".join(tokens)
-            usage = {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}
-            first = {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": finish} if chat else {"text": text, "index": 0, "finish_reason": finish}
-            self._record(request.url.path, model, prompt_tokens, len(tokens), self.token_delay * len(tokens))
+            await asyncio.sleep(self.token_delay * len(pieces))
+            whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
+                          tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
+            first = {"index": 0, "message": message(whole, True), "finish_reason": finish} if chat else {"text": whole.content, "index": 0, "finish_reason": finish}
+            self._record(request.url.path, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
             payload = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": [first], "usage": usage}
             return Response(go_json(payload), media_type="application/json")
 
@@ -450,17 +479,17 @@ class FakeOllama:
             sent: list[bytes] = []
             await self._timed_load(model)
             eval_started = time.perf_counter()
-            for index, token in enumerate(tokens):
+            for index, piece in enumerate(pieces):
                 await asyncio.sleep(self.token_delay)
-                line = event([choice(token, None, first=index == 0)])
+                line = event([choice(piece, None, first=index == 0)])
                 sent.append(line)
                 yield line
             eval_seconds = time.perf_counter() - eval_started
-            tail = [event([choice("", finish)])]
+            tail = [event([choice(None, finish)])]
             if include_usage:
-                tail.append(event([], {"prompt_tokens": prompt_tokens, "completion_tokens": len(tokens), "total_tokens": prompt_tokens + len(tokens)}))  # choices: []
+                tail.append(event([], usage))  # choices: [], the real usage
             tail.append(b"data: [DONE]\n\n")
-            self._record(request.url.path, model, prompt_tokens, len(tokens), eval_seconds)
+            self._record(request.url.path, model, prompt_tokens, eval_count, eval_seconds)
             sent.extend(tail)
             self._digest(request, sent)
             for line in tail:
@@ -478,7 +507,7 @@ class FakeOllama:
             name = tools[0].get("name") or (tools[0].get("function") or {}).get("name") or "tool"
             pieces.append(Piece(tool_call={"id": f"call_{len(pieces)}", "name": name, "arguments": {"city": "Paris"}}))
             return pieces, "stop"
-        count = limit if isinstance(limit, int) and limit > 0 else 8
+        count = limit if isinstance(limit, int) and limit > 0 else self.answer_tokens
         pieces += [Piece(content=text) for text in self._tokens(model, count)]
         return pieces, "length" if limit else "stop"
 
@@ -494,8 +523,8 @@ class FakeOllama:
         model = body["model"]
         if anthropic:
             think = (body.get("thinking") or {}).get("type") == "enabled"
-            wanted = body.get("max_tokens")  # required by the API: a limit only where it cuts the fake's 8-token answer
-            pieces, done_reason = self._pieces(model, body, wanted if isinstance(wanted, int) and wanted < 8 else None, think)
+            wanted = body.get("max_tokens")  # required by the API: a limit only where it cuts the fake's answer short
+            pieces, done_reason = self._pieces(model, body, wanted if isinstance(wanted, int) and wanted < self.answer_tokens else None, think)
         else:
             think = bool((body.get("reasoning") or {}).get("effort"))
             pieces, done_reason = self._pieces(model, body, body.get("max_output_tokens"), think)
@@ -588,6 +617,8 @@ class FakeOllama:
             self.loaded.pop(model, None)
         if "answer_delay" in body:
             self.answer_delay = float(body["answer_delay"])
+        if "answer_tokens" in body:
+            self.answer_tokens = int(body["answer_tokens"])
         if "first_delta_delay" in body:
             self.first_delta_delay = float(body["first_delta_delay"])
         if "token_delay" in body:

@@ -21,6 +21,7 @@ from tests.harness import Server, configure_fake, fake_stats, scrape
 MODEL = "llama3.2:1b"
 QUESTION = "What is the weather like in Paris today, and should I bring an umbrella?"
 TOOLS_OPENAI = [{"type": "function", "name": "get_weather", "description": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+TOOL_FUNCTION = {"type": "function", "function": {"name": "get_weather", "description": "weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 TOOLS_ANTHROPIC = [{"name": "get_weather", "description": "weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
 
 
@@ -52,12 +53,18 @@ def calls(url: str) -> dict[str, tuple[str, Callable[[], Any]]]:
     return {
         "ollama chat": ("/api/chat", lambda: native.chat(model=MODEL, messages=messages)),
         "ollama chat stream": ("/api/chat", lambda: list(native.chat(model=MODEL, messages=messages, stream=True))),
+        "ollama chat think stream": ("/api/chat", lambda: list(native.chat(model=MODEL, messages=messages, think=True, stream=True))),
+        "ollama chat tools": ("/api/chat", lambda: native.chat(model=MODEL, messages=messages, tools=[TOOL_FUNCTION])),
         "ollama generate": ("/api/generate", lambda: native.generate(model=MODEL, prompt=QUESTION)),
         "ollama generate stream": ("/api/generate", lambda: list(native.generate(model=MODEL, prompt=QUESTION, stream=True))),
         "openai chat": ("/v1/chat/completions", lambda: oai.chat.completions.create(model=MODEL, messages=messages)),
         "openai chat stream": ("/v1/chat/completions", lambda: list(oai.chat.completions.create(model=MODEL, messages=messages, stream=True))),
         "openai chat stream usage": ("/v1/chat/completions", lambda: list(oai.chat.completions.create(
             model=MODEL, messages=messages, stream=True, stream_options={"include_usage": True}))),
+        "openai chat reasoning stream": ("/v1/chat/completions", lambda: list(oai.chat.completions.create(
+            model=MODEL, messages=messages, stream=True, reasoning_effort="low", stream_options={"include_usage": True}))),
+        "openai chat tools stream": ("/v1/chat/completions", lambda: list(oai.chat.completions.create(
+            model=MODEL, messages=messages, stream=True, tools=[TOOL_FUNCTION], stream_options={"include_usage": True}))),
         "openai completions stream usage": ("/v1/completions", lambda: list(oai.completions.create(
             model=MODEL, prompt=QUESTION, stream=True, stream_options={"include_usage": True}))),
         "openai responses": ("/v1/responses", lambda: oai.responses.create(model=MODEL, input=QUESTION)),
@@ -107,10 +114,11 @@ def test_every_client_gets_the_same_answer_through_the_proxy_and_every_token_is_
         reasons[entry["route"]].add(entry["finish_reason"])
     assert {"end_turn", "tool_use"} <= reasons["/v1/messages"], reasons
     assert "completed" in reasons["/v1/responses"], reasons
-    assert any(r["reasoning"] for r in requests if r["route"] == "/v1/responses")
-    assert any(r["reasoning"] for r in requests if r["route"] == "/v1/messages")
-    assert any(r["tool_calls"] for r in requests if r["route"] == "/v1/messages") and any(r["tool_calls"] for r in requests if r["route"] == "/v1/responses")
     assert reasons["/api/chat"] == {"stop"} and reasons["/v1/completions"] == {"stop"}
+    assert {"stop", "tool_calls"} <= reasons["/v1/chat/completions"], reasons
+    for route in ("/api/chat", "/v1/chat/completions", "/v1/responses", "/v1/messages"):
+        flagged = [(r["reasoning"], r["tool_calls"]) for r in requests if r["route"] == route]
+        assert (True, False) in flagged and (False, True) in flagged and (False, False) in flagged, (route, flagged)
 
 
 def test_time_to_first_token_of_a_responses_or_messages_stream_waits_for_the_first_delta(fake: Server, proxy: Server):
@@ -127,3 +135,17 @@ def test_time_to_first_token_of_a_responses_or_messages_stream_waits_for_the_fir
     metrics = scrape(proxy.url)
     assert metrics.value("gen_ai_server_time_to_first_token_seconds_count") == 2
     assert metrics.value("gen_ai_server_time_to_first_token_seconds_bucket", le="0.25") == 0
+
+
+def test_a_chat_stream_without_usage_whose_count_cannot_be_known_records_none(fake: Server, proxy: Server):
+    """Without include_usage the proxy counts a token a chunk; a tool call's tokens come in one chunk, so there it records no count."""
+    configure_fake(fake, token_delay=0.002, answer_delay=0)
+    oai = openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0)
+    list(oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True, tools=[TOOL_FUNCTION]))
+    list(oai.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": QUESTION}], stream=True))
+    tools, plain = httpx.get(proxy.url + "/-/requests", params={"limit": 2}).json()["requests"][::-1]
+    assert (tools["tool_calls"], tools["output_tokens"], tools["input_tokens"], tools["finish_reason"]) == (True, None, None, "tool_calls")
+    assert (plain["output_tokens"], plain["input_tokens"]) == (8, None)
+    metrics = scrape(proxy.url)
+    assert metrics.value("ollama_generated_tokens_total") == 8
+    assert metrics.value("gen_ai_client_token_usage_count", gen_ai_token_type="output") == 1

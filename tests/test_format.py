@@ -49,3 +49,18 @@ def test_plain_escapes_every_markdown_trigger():
 
 def test_age():
     assert (fmt.age(0.2), fmt.age(12), fmt.age(600)) == ("just now", "12 s ago", "10 min ago")
+
+
+def test_waterfall_lays_ollamas_phases_after_the_queue_and_overhead():
+    rows = fmt.waterfall({"duration_s": 2.0, "load_s": 0.5, "prompt_eval_s": 0.25, "eval_s": 1.0, "time_to_first_token_s": 0.8})
+    assert [(r["phase"], r["start"], r["end"]) for r in rows] == [
+        ("queue and overhead", 0.0, 0.25), ("model load", 0.25, 0.75), ("prompt evaluation", 0.75, 1.0), ("generation", 1.0, 2.0),
+    ]
+    assert rows[1]["duration"] == "500 ms"
+
+
+def test_waterfall_of_an_answer_without_phases_shows_what_the_proxy_saw():
+    """The Responses and Anthropic APIs and cloud models report no durations: not "all queue"."""
+    rows = fmt.waterfall({"duration_s": 3.0, "load_s": None, "prompt_eval_s": None, "eval_s": None, "time_to_first_token_s": 1.25})
+    assert [(r["phase"], r["start"], r["end"]) for r in rows] == [("until the first token", 0.0, 1.25), ("streaming the answer", 1.25, 3.0)]
+    assert [r["phase"] for r in fmt.waterfall({"duration_s": 0.4, "time_to_first_token_s": None})] == ["whole request (no phases reported)"]

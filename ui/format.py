@@ -82,3 +82,31 @@ def plain(text: str) -> str:
     """Text shown through Streamlit's markdown exactly as written: every markdown, LaTeX ($),
     colour (:red[...]) and emoji (:smile:) trigger escaped."""
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)
+
+
+def waterfall(request: dict) -> list[dict]:
+    """A /-/requests entry's phases back to back, as rows of phase, start, end (seconds) and duration (text).
+
+    With Ollama's own phases (model load, prompt evaluation, generation) the rest of the
+    request is "queue and overhead". An answer that reports none (the Responses and
+    Anthropic APIs, cloud models) is shown as the proxy saw it: until the first token, then
+    streaming; one bar when even the first token's time is unknown.
+    """
+    duration = request.get("duration_s") or 0.0
+    phases: list[tuple[str, float | None]] = [("model load", request.get("load_s")), ("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
+    if all(length is None for _, length in phases):
+        first = request.get("time_to_first_token_s")
+        if first is None:
+            phases = [("whole request (no phases reported)", duration)]
+        else:
+            phases = [("until the first token", first), ("streaming the answer", max(0.0, duration - first))]
+    else:
+        known = sum(length or 0.0 for _, length in phases)
+        phases = [("queue and overhead", max(0.0, duration - known)), *phases]
+    rows, cursor = [], 0.0
+    for name, length in phases:
+        if length is None:
+            continue
+        rows.append({"phase": name, "start": cursor, "end": cursor + length, "duration": seconds(length)})
+        cursor += length
+    return rows

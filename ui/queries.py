@@ -15,7 +15,8 @@ from typing import Any
 
 import httpx
 
-GENERATION_ROUTES = "/api/generate|/api/chat|/v1/chat/completions|/v1/completions"
+# Generations, on every API Ollama serves (otel_proxy/ollama.py OPERATIONS, embeddings aside).
+GENERATION_ROUTES = "/api/generate|/api/chat|/v1/chat/completions|/v1/completions|/v1/responses|/v1/messages"
 SYSTEM_POWER = 'hw_type="system"'
 GPU_SENSORS = 'hw_type="gpu"'
 MEMORY_USED = 'system_memory_state="used"'

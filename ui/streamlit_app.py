@@ -188,20 +188,6 @@ def filter_options(url: str) -> tuple[list[str], list[str]]:
     return hosts, [m for m in models if m not in ("other", "unknown")]
 
 
-def waterfall(request: dict) -> pd.DataFrame:
-    """The request's phases back to back: overhead (queue, proxy, network), model load, prompt, generation."""
-    phases = [("model load", request.get("load_s")), ("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
-    known = sum(seconds or 0.0 for _, seconds in phases)
-    overhead = max(0.0, (request.get("duration_s") or 0.0) - known)
-    rows, cursor = [], 0.0
-    for name, seconds in [("queue and overhead", overhead), *phases]:
-        if seconds is None:
-            continue
-        rows.append({"phase": name, "start": cursor, "end": cursor + seconds, "duration": fmt.seconds(seconds)})
-        cursor += seconds
-    return pd.DataFrame(rows)
-
-
 # The page -------------------------------------------------------------------------------------
 
 st.set_page_config(page_title="Ollama monitor", layout="wide")
@@ -322,6 +308,8 @@ else:
             "TTFT": fmt.seconds(e["time_to_first_token_s"]),
             "tokens in/out": f"{fmt.count(e['input_tokens'])} / {fmt.count(e['output_tokens'])}",
             "tokens/s": fmt.rate(e["tokens_per_second"], ""),
+            "finish": e.get("finish_reason") or "",
+            "answer": ", ".join(kind for kind, flag in (("reasoning", e.get("reasoning")), ("tool calls", e.get("tool_calls"))) if flag),
             "error": e["error_type"] or "",
         }
         for e in entries
@@ -329,7 +317,7 @@ else:
     st.dataframe(listing, hide_index=True, width="stretch", height=260)
     labels = [f"{e['start_time'][11:19]} {e['route']} {e['model'] or ''} ({fmt.seconds(e['duration_s'])})" for e in entries]
     chosen = entries[st.selectbox("Request", range(len(entries)), format_func=lambda i: labels[i])]
-    phases = waterfall(chosen)
+    phases = pd.DataFrame(fmt.waterfall(chosen))
     chart = alt.Chart(phases).mark_bar().encode(
         x=alt.X("start:Q", title="seconds since the request arrived"),
         x2="end:Q",

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import httpx
 
+from ollama_otel_stack.loadgen.apis import APIS
 from ollama_otel_stack.loadgen.traffic import DEFAULT_PROMPTS, Plan, first_model, run
 
 
@@ -18,13 +19,15 @@ def _seconds(value: float | None) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ollama-load", description="Generate and chat traffic against Ollama, through the proxy.")
+    parser = argparse.ArgumentParser(prog="ollama-load", description="Generation traffic against Ollama, through the proxy, on one of its APIs.")
     parser.add_argument("--url", default="http://127.0.0.1:8001", help="the proxy (or Ollama) base URL")
     parser.add_argument("--model", help="model to use (default: the first one Ollama lists)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to send traffic for")
     parser.add_argument("--prompt-file", type=Path, help="prompts, one a line")
     parser.add_argument("--max-tokens", type=int, default=64, help="num_predict for each request")
+    parser.add_argument("--api", choices=sorted(APIS), default="native",
+                        help="native (/api/chat and /api/generate), openai (/v1/chat/completions), responses (/v1/responses) or anthropic (/v1/messages)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     args = parser.parse_args(argv)
     url = args.url.rstrip("/")
@@ -41,12 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     if not model:
         print(f"ollama-load: Ollama behind {url} has no model; pull one first (ollama pull llama3.2:1b)", file=sys.stderr)
         return 2
-    plan = Plan(url=url, model=model, concurrency=args.concurrency, duration_s=args.duration, prompts=prompts, max_tokens=args.max_tokens)
+    plan = Plan(url=url, model=model, concurrency=args.concurrency, duration_s=args.duration, prompts=prompts, max_tokens=args.max_tokens, api=args.api)
     summary = asyncio.run(run(plan)).summary()
     if args.json:
         print(json.dumps(summary))
     else:
-        print(f"{summary['requests']} requests to {model} in {summary['seconds']:.1f} s, {summary['errors']} errors")
+        print(f"{summary['requests']} requests to {model} ({args.api} API) in {summary['seconds']:.1f} s, {summary['errors']} errors")
         print(f"tokens: {summary['output_tokens']} generated, {summary['tokens_per_second']:.1f} tokens/s")
         print(f"latency: mean {_seconds(summary['latency_mean_s'])}, p50 {_seconds(summary['latency_p50_s'])}, p95 {_seconds(summary['latency_p95_s'])}")
         print(f"time to first token: p50 {_seconds(summary['ttft_p50_s'])}, p95 {_seconds(summary['ttft_p95_s'])}, p99 {_seconds(summary['ttft_p99_s'])}")

@@ -1,4 +1,4 @@
-"""Send generate/chat traffic, streaming and not, and measure what comes back."""
+"""Send generation traffic on one of Ollama's APIs, streaming and not, and measure what comes back."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+
+from ollama_otel_stack.loadgen.apis import APIS, Counts
 
 DEFAULT_PROMPTS = (
     "Explain in two sentences why the sky is blue.",
@@ -31,6 +33,7 @@ class Plan:
     stream_every: int = 4  # of every 4 requests, 3 stream and 1 does not
     max_tokens: int = 64
     timeout_s: float = 300.0
+    api: str = "native"  # native, openai, responses or anthropic (loadgen/apis.py)
 
 
 @dataclass
@@ -73,38 +76,45 @@ class Outcome:
 
 
 def _request(plan: Plan, number: int, prompt: str) -> tuple[str, dict[str, Any]]:
-    stream = number % plan.stream_every != 0
-    options = {"num_predict": plan.max_tokens}
-    if number % 2:
-        return "/api/chat", {"model": plan.model, "messages": [{"role": "user", "content": prompt}], "stream": stream, "options": options}
-    return "/api/generate", {"model": plan.model, "prompt": prompt, "stream": stream, "options": options}
+    return APIS[plan.api].request(plan.model, number, prompt, number % plan.stream_every != 0, plan.max_tokens)
 
 
 async def _one(client: httpx.AsyncClient, plan: Plan, path: str, body: dict[str, Any], outcome: Outcome) -> None:
+    api = APIS[plan.api]
     started = time.perf_counter()
-    final: dict[str, Any] = {}
+    counts: Counts | None = None
     try:
         if body["stream"]:
             first = None
             async with client.stream("POST", plan.url + path, json=body) as answer:
                 if answer.status_code != 200:
                     raise RuntimeError(f"{path}: HTTP {answer.status_code} {(await answer.aread())[:200]!r}")
-                last = b""
+                event = ""
                 async for line in answer.aiter_lines():
-                    if first is None:
+                    if api.framing == "sse":
+                        if line.startswith("event:"):
+                            event = line[6:].strip()
+                            continue
+                        if not line.startswith("data:") or line[5:].strip() == "[DONE]":
+                            continue
+                        line = line[5:]
+                    if not line.strip():
+                        continue
+                    data = json.loads(line)
+                    if first is None and api.is_output(event, data):
                         first = time.perf_counter()
-                    if line:
-                        last = line.encode()
-                final = json.loads(last)
+                    counts = api.counts(data) or counts
             if first is not None:
                 outcome.ttfts.append(first - started)
         else:
             answer = await client.post(plan.url + path, json=body)
             if answer.status_code != 200:
                 raise RuntimeError(f"{path}: HTTP {answer.status_code} {answer.text[:200]}")
-            final = answer.json()
-        if "error" in final:
-            raise RuntimeError(f"{path}: {final['error']}")
+            counts = api.counts(answer.json())
+        if counts is None:
+            raise RuntimeError(f"{path}: the answer carried no token counts")
+        if counts.error:
+            raise RuntimeError(f"{path}: {counts.error}")
     except (httpx.HTTPError, RuntimeError, ValueError) as exc:
         outcome.errors += 1
         outcome.error_samples.append(str(exc) or type(exc).__name__)
@@ -112,8 +122,8 @@ async def _one(client: httpx.AsyncClient, plan: Plan, path: str, body: dict[str,
     finally:
         outcome.requests += 1
     outcome.latencies.append(time.perf_counter() - started)
-    outcome.output_tokens += int(final.get("eval_count") or 0)
-    outcome.input_tokens += int(final.get("prompt_eval_count") or 0)
+    outcome.output_tokens += counts.output_tokens
+    outcome.input_tokens += counts.input_tokens
 
 
 async def run(plan: Plan) -> Outcome:
