@@ -397,3 +397,18 @@ def _printed_spans(log: str) -> list[dict]:
         spans.append(span)
         at = log.find('{\n    "name"', end)
     return spans
+
+
+def test_transcriptions_and_web_search_and_fetch_have_their_own_routes_and_are_not_generations(fake, proxy):
+    from otel_proxy import ollama
+
+    for path in ("/v1/audio/transcriptions", "/api/experimental/web_search", "/api/experimental/web_fetch"):
+        assert ollama.route_of(path) == path and path not in ollama.OPERATIONS
+        direct = httpx.post(fake.url + path, files={"file": ("a.wav", b"RIFF0000WAVE")})
+        proxied = httpx.post(proxy.url + path, files={"file": ("a.wav", b"RIFF0000WAVE")})
+        assert (proxied.status_code, proxied.text) == (direct.status_code, direct.text)
+    scraped = scrape(proxy.url)
+    for path in ("/v1/audio/transcriptions", "/api/experimental/web_search", "/api/experimental/web_fetch"):
+        assert scraped.value("http_server_request_duration_seconds_count", http_route=path) == 1
+    assert scraped.value("gen_ai_server_request_duration_seconds_count") == 0
+    assert ollama.OPERATIONS["/v1/responses"] == ollama.OPERATIONS["/v1/messages"] == "chat"

@@ -93,6 +93,31 @@ def test_a_streaming_generation_makes_server_genai_httpx_and_phase_spans(fake, t
     assert all(secret not in str(dict(span.attributes)) for span in spans)
 
 
+@pytest.mark.parametrize(
+    ("route", "body", "finish", "reasoning", "tool_calls"),
+    [
+        ("/v1/messages", {"model": "llama3.2:1b-cloud", "max_tokens": 64, "stream": True, "thinking": {"type": "enabled", "budget_tokens": 32},
+                          "messages": [{"role": "user", "content": "What is the weather like in Paris?"}]}, "end_turn", True, False),
+        ("/v1/responses", {"model": "llama3.2:1b", "input": "What is the weather like in Paris?", "stream": True,
+                           "tools": [{"type": "function", "name": "get_weather", "parameters": {}}]}, "completed", False, True),
+    ],
+)
+def test_the_responses_and_messages_apis_make_a_genai_span_with_usage_and_what_the_answer_carried(fake, traced, route, body, finish, reasoning, tool_calls):
+    httpx.post(fake.url + "/fake/configure", json={"reset_stats": True})
+    with httpx.stream("POST", traced.url + route, json=body, headers={"traceparent": TRACEPARENT}) as answer:
+        b"".join(answer.iter_raw())
+    truth = httpx.get(fake.url + "/fake/stats").json()["by_route"][route]
+    spans = traced.spans_of_trace(int(CLIENT_TRACE, 16), at_least=3)
+    (genai,) = [span for span in spans if span.name == f"chat {body['model']}"]
+    assert genai.attributes["gen_ai.operation.name"] == "chat"
+    assert genai.attributes["gen_ai.usage.output_tokens"] == truth["generated_tokens"] > 0  # one request since reset
+    assert genai.attributes["gen_ai.usage.input_tokens"] == truth["prompt_tokens"]
+    assert tuple(genai.attributes["gen_ai.response.finish_reasons"]) == (finish,)
+    assert (genai.attributes["ollama.response.reasoning"], genai.attributes["ollama.response.tool_calls"]) == (reasoning, tool_calls)
+    assert genai.attributes["ollama.model.cloud"] is body["model"].endswith("-cloud")
+    assert not [span for span in spans if span.name.startswith("ollama.")]  # these APIs report no phases: none invented
+
+
 def test_traceparent_reaches_ollama_with_the_proxy_span_as_parent(fake, traced):
     echoed = httpx.get(traced.url + "/fake/echo", headers={"traceparent": TRACEPARENT}).json()
     forwarded = dict((name.lower(), value) for name, value in echoed["headers"])

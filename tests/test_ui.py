@@ -99,6 +99,27 @@ def test_after_traffic_tokens_per_second_and_latency_match_the_ground_truth(site
     assert any(c.value.startswith("status by phi3:mini") for c in app.caption)
 
 
+def test_responses_and_messages_traffic_shows_in_the_endpoint_table_and_the_request_list(site: Site, monkeypatch):
+    import anthropic
+    import openai
+
+    oai = openai.OpenAI(base_url=site.proxy.url + "/v1", api_key="x", max_retries=0)
+    claude = anthropic.Anthropic(base_url=site.proxy.url, api_key="x", max_retries=0)
+    for _ in range(8):  # across several scrapes (every second), so the rates see the counts grow
+        list(oai.responses.create(model="llama3.2:1b", input="hello there", stream=True))
+        claude.messages.create(model="llama3.2:1b", max_tokens=64, messages=[{"role": "user", "content": "hello there"}])
+        time.sleep(0.5)
+    time.sleep(1.5)
+    app = page(site.env(), monkeypatch)
+    frames = [frame.value for frame in app.dataframe]
+    endpoints = next(frame for frame in frames if frame.index.name == "endpoint")
+    assert {"/v1/responses", "/v1/messages"} <= set(endpoints.index), endpoints
+    assert endpoints.loc["/v1/messages", "P95"] != fmt.NO_DATA
+    listing = next(frame for frame in frames if "route" in frame.columns)
+    newest = listing.iloc[0]
+    assert (newest["route"], newest["finish"], newest["tokens in/out"]) == ("/v1/messages", "end_turn", "2 / 8"), newest
+
+
 def test_two_tabs_within_30_seconds_make_one_call_to_the_status_model(site: Site, monkeypatch):
     calls = lambda: httpx.get(site.fake.url + "/fake/stats").json()["by_model"].get("phi3:mini", {}).get("requests", 0)  # noqa: E731
     before = calls()
