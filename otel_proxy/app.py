@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
+import sys
+import threading
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,6 +33,8 @@ from ollama_otel_stack.telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
 
+# While a page renders, the event loop waits at most this long for the GIL (CPython's default is 5 ms).
+RENDER_SWITCH_S = 0.0005
 OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
 
 
@@ -58,6 +63,7 @@ class ProxyApp:
         self.settings = settings
         self.telemetry = telemetry
         self.recent = RecentRequests(settings.recent_requests)
+        self._render_lock = threading.Lock()
         self.bookkeeper = Bookkeeper()
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
@@ -116,7 +122,20 @@ class ProxyApp:
 
     async def metrics(self, request: Request) -> Response:
         self.bookkeeper.drain()
-        return Response(self.telemetry.prometheus_text(), media_type=PROMETHEUS_CONTENT_TYPE)
+        # Rendered off the event loop: at 100 models a page takes ~200 ms of CPU, which on the
+        # loop would stall every stream for as long (docs/benchmarks.md, "Scrapes and streams").
+        page = await asyncio.to_thread(self._render)
+        return Response(page, media_type=PROMETHEUS_CONTENT_TYPE)
+
+    def _render(self) -> bytes:
+        """The page, in a worker thread that hands the GIL back to the event loop every RENDER_SWITCH_S."""
+        with self._render_lock:  # one page at a time: the switch interval is the process's
+            interval = sys.getswitchinterval()
+            sys.setswitchinterval(RENDER_SWITCH_S)
+            try:
+                return self.telemetry.prometheus_text()
+            finally:
+                sys.setswitchinterval(interval)
 
     async def healthy(self, request: Request) -> Response:
         return JSONResponse({"status": "healthy"})

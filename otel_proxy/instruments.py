@@ -29,15 +29,26 @@ TIME_PER_OUTPUT_TOKEN_BUCKETS = (
 GENAI_REQUEST_DURATION_BUCKETS = (
     0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92, 163.84, 327.68,
 )  # fmt: skip
+# Tokens in or out of one request: a word to a million-token context (the semantic conventions'
+# boundaries go to 67 M, past any local model's context): 10 rather than 14, kept per model.
 TOKEN_USAGE_BUCKETS = (
-    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864,
+    1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 1048576,
 )  # fmt: skip
+# Ollama's own phases per model (load, prompt evaluation, generation): what users ask of them is
+# "milliseconds, a second or two, or minutes?", so 12 boundaries rather than 17 (docs/metrics.md, series budget).
 OLLAMA_PHASE_BUCKETS = (
-    0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300,
+    0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
 )  # fmt: skip
 
 OTHER_MODEL = "other"
 UNKNOWN_MODEL = "unknown"
+# http.request.method as the HTTP semantic conventions bound it: the known methods, the rest "_OTHER".
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
+OTHER_METHOD = "_OTHER"
+
+
+def method_label(method: str) -> str:
+    return method if method in KNOWN_METHODS else OTHER_METHOD
 
 
 class ModelNames:
@@ -168,3 +179,44 @@ class ProxyInstruments:
                 description="Requests that paid a model load (cold start): load_duration above the cold-load threshold.",
             )
         )
+
+
+# The series budget (docs/metrics.md, "Series budget"), from the catalogue above. A histogram
+# exports a series per boundary, +Inf, _sum and _count; a counter one.
+GENERATIONS = ("chat", "text_completion")  # the operations that stream tokens
+OPERATIONS = (*GENERATIONS, "embeddings")
+
+
+def histogram_series(boundaries: tuple[float, ...]) -> int:
+    return len(boundaries) + 3
+
+
+def series_per_model() -> dict[str, int]:
+    """What one model label costs, family by family, when every API is used with it and no request fails.
+
+    Each error type a (model, operation) meets adds one request-duration histogram more.
+    """
+    return {
+        "gen_ai_server_request_duration_seconds": len(OPERATIONS) * histogram_series(GENAI_REQUEST_DURATION_BUCKETS),
+        "gen_ai_server_time_to_first_token_seconds": len(GENERATIONS) * histogram_series(TIME_TO_FIRST_TOKEN_BUCKETS),
+        "gen_ai_server_time_per_output_token_seconds": len(GENERATIONS) * histogram_series(TIME_PER_OUTPUT_TOKEN_BUCKETS),
+        # input and output for the generations, input only for embeddings
+        "gen_ai_client_token_usage": (2 * len(GENERATIONS) + 1) * histogram_series(TOKEN_USAGE_BUCKETS),
+        "ollama_prompt_tokens": len(OPERATIONS),
+        "ollama_generated_tokens": len(GENERATIONS),
+        # Ollama's phases are the model's, whatever the API: per model only
+        "ollama_load_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
+        "ollama_prompt_eval_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
+        "ollama_eval_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
+        "ollama_model_loads": 1,
+    }
+
+
+def series_per_model_error() -> int:
+    """A (model, operation, error type) combination: one request-duration histogram."""
+    return histogram_series(GENAI_REQUEST_DURATION_BUCKETS)
+
+
+def model_labels(max_models: int) -> int:
+    """--max-models names, plus "other" (past the bound) and "unknown" (no model in the body)."""
+    return max_models + 2

@@ -25,7 +25,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.config import ProxySettings
-from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments
+from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments, method_label
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
 from otel_proxy.spans import UNSET, FinishedSpans
@@ -66,7 +66,7 @@ class RequestObserver:
         self._shared = shared
         self.started = time.perf_counter()
         self._started_ns = time.time_ns()
-        self.method: str = scope["method"]
+        self.method: str = method_label(scope["method"])  # a made-up method cannot grow the metrics
         self.route = ollama.route_of(scope["path"])
         self.operation = ollama.OPERATIONS.get(self.route)
         self.facts = RequestFacts(None, False)
@@ -212,15 +212,17 @@ class RequestObserver:
         per_token = self._time_per_output_token(report, ended)
         if per_token is not None:
             instruments.time_per_output_token.record(per_token, attributes)
+        # Ollama's phases are the model's, whichever API asked: per model only (docs/metrics.md, series budget).
+        per_model = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": self.model_label}
         for histogram, seconds in (
             (instruments.load_duration, report.load_s),
             (instruments.prompt_eval_duration, report.prompt_eval_s),
             (instruments.eval_duration, report.eval_s),
         ):
             if seconds is not None:
-                histogram.record(seconds, attributes)
+                histogram.record(seconds, per_model)
         if report.load_s is not None and report.load_s >= self._shared.settings.cold_load_threshold_s:
-            instruments.model_loads.add(1, attributes)
+            instruments.model_loads.add(1, per_model)
 
     def _time_per_output_token(self, report: Report, ended: float) -> float | None:
         if report.eval_s is not None and report.output_tokens:

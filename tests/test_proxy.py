@@ -47,8 +47,10 @@ def test_ndjson_stream_passes_unchanged_and_counts_what_ollama_reported(fake, pr
     assert metrics.value("gen_ai_client_token_usage_sum", gen_ai_token_type="input", **labels) == 5
     assert metrics.value("gen_ai_server_time_to_first_token_seconds_count", **labels) == 1
     assert metrics.value("http_server_request_duration_seconds_count", http_route="/api/generate", http_response_status_code="200") == 1
-    assert metrics.value("ollama_eval_duration_seconds_sum", **labels) == pytest.approx(lines[-1]["eval_duration"] / 1e9)
-    assert metrics.value("ollama_load_duration_seconds_sum", **labels) == pytest.approx(lines[-1]["load_duration"] / 1e9)
+    per_model = {"gen_ai_request_model": "llama3.2:1b", "gen_ai_provider_name": "ollama"}  # Ollama's phases: per model, any API
+    assert metrics.value("ollama_eval_duration_seconds_sum", **per_model) == pytest.approx(lines[-1]["eval_duration"] / 1e9)
+    assert metrics.value("ollama_load_duration_seconds_sum", **per_model) == pytest.approx(lines[-1]["load_duration"] / 1e9)
+    assert metrics.series("ollama_eval_duration_seconds_count") == [{"gen_ai_provider_name": "ollama", "gen_ai_request_model": "llama3.2:1b"}]
     expected_per_token = lines[-1]["eval_duration"] / 1e9 / 12
     assert metrics.value("gen_ai_server_time_per_output_token_seconds_sum", **labels) == pytest.approx(expected_per_token)
     assert metrics.value("http_server_active_requests") == 0
