@@ -91,6 +91,7 @@ class RequestObserver:
         self._genai_span = shared.spans.child(self._server_span) if self.operation is not None else None
         self._genai_attributes: dict[str, Any] | None = None  # once the body was read: the span is reported
         self._active_attributes = {"http.request.method": self.method}
+        self._route_attributes = {"http.route": self.route}
         self.ended: float | None = None
         # Counted in by the bookkeeper, in order with the requests before it (after this
         # one is on its way to Ollama): a reader that runs the queue sees it active.
@@ -203,6 +204,7 @@ class RequestObserver:
 
         if self._is_streaming_generation() and ttfc is not None and self.status == 200:
             instruments.time_to_first_token.record(ttfc, attributes)
+            instruments.route_time_to_first_token.record(ttfc, self._route_attributes)
         if report.input_tokens is not None:
             instruments.prompt_tokens.add(report.input_tokens, attributes)
             instruments.token_usage.record(report.input_tokens, {**attributes, "gen_ai.token.type": "input"})

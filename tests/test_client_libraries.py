@@ -15,6 +15,7 @@ import anthropic
 import httpx
 import ollama
 import openai
+import pytest
 
 from tests.harness import Server, configure_fake, fake_stats, scrape
 
@@ -135,6 +136,11 @@ def test_time_to_first_token_of_a_responses_or_messages_stream_waits_for_the_fir
     metrics = scrape(proxy.url)
     assert metrics.value("gen_ai_server_time_to_first_token_seconds_count") == 2
     assert metrics.value("gen_ai_server_time_to_first_token_seconds_bucket", le="0.25") == 0
+    # The per-route histogram (every model together) holds the same observations.
+    for route in ("/v1/responses", "/v1/messages"):
+        assert metrics.value("ollama_time_to_first_token_seconds_count", http_route=route) == 1
+        assert metrics.value("ollama_time_to_first_token_seconds_sum", http_route=route) >= 0.4
+    assert metrics.value("ollama_time_to_first_token_seconds_sum") == pytest.approx(metrics.value("gen_ai_server_time_to_first_token_seconds_sum"))
 
 
 def test_a_chat_stream_without_usage_whose_count_cannot_be_known_records_none(fake: Server, proxy: Server):

@@ -89,3 +89,23 @@ def test_the_ollama_process_tree_is_measured(fake, tmp_path):
     assert 0.5 * expected_rss < rss < 2 * expected_rss
     cpu = metrics.value("process_cpu_utilization", process_executable_name="ollama")
     assert 0.2 / psutil.cpu_count() < cpu <= 1.0  # the busy loop keeps one CPU busy
+
+
+def test_a_host_with_eight_gpus_and_twenty_resident_models_has_a_series_for_each(fake, tmp_path):
+    """The collector at scale (issue 18): every board and every model Ollama holds, each once; what a scrape costs is in docs/benchmarks.md."""
+    models = [f"resident-{index}:7b" for index in range(20)]
+    httpx.post(fake.url + "/fake/configure", json={"answers": {name: "ok" for name in models}}).raise_for_status()
+    for name in models:
+        httpx.post(fake.url + "/api/generate", json={"model": name, "prompt": "x", "stream": False}, timeout=30).raise_for_status()
+    env = {"PYTHONPATH": os.pathsep.join([str(STAND_INS), str(ROOT)]), "STAND_IN_NVML_GPUS": "8"}
+    try:
+        with hw_collector(fake.url, "--interval", "0.3", "--sysfs-root", str(tmp_path), env=env) as collector:
+            metrics = scrape_after_samples(collector.url)
+    finally:
+        httpx.post(fake.url + "/fake/configure", json={"remove_models": models})
+    for name in ("hw_gpu_utilization", "hw_gpu_memory_usage_bytes", "hw_gpu_memory_limit_bytes", "hw_power_watts", "hw_energy_joules_total", "hw_temperature_celsius"):
+        gpus = [s for s in metrics.series(name) if s.get("hw_vendor") == "NVIDIA"]
+        assert len(gpus) == 8 == len({s["hw_id"] for s in gpus}), (name, gpus)
+    assert sorted(metrics.value("hw_power_watts", hw_id=f"GPU-5a1f7c2e-0000-4d3c-9b8e-{i:012x}") for i in range(8)) == [400 + i / 1000 for i in range(8)]
+    resident = {s["model"] for s in metrics.series("ollama_loaded_model_vram_bytes")}
+    assert set(models) <= resident and metrics.value("ollama_loaded_models") == len(resident)

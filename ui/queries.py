@@ -9,13 +9,18 @@ scrape interval, and a division with nothing to divide yields "no data" (None), 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
 # Generations, on every API Ollama serves (otel_proxy/ollama.py OPERATIONS, embeddings aside).
+PARALLEL_QUERIES = 8  # queries a page has in flight at once
+K = TypeVar("K")
+T = TypeVar("T")
 GENERATION_ROUTES = "/api/generate|/api/chat|/v1/chat/completions|/v1/completions|/v1/responses|/v1/messages"
 SYSTEM_POWER = 'hw_type="system"'
 GPU_SENSORS = 'hw_type="gpu"'
@@ -80,7 +85,9 @@ def latency_quantile(q: float, f: Filters, window: str, by: str = "") -> str:
 
 
 def time_to_first_token_quantile(q: float, f: Filters, window: str) -> str:
-    return f"histogram_quantile({q}, sum by (le) (rate(gen_ai_server_time_to_first_token_seconds_bucket{f.labels()}[{window}])))"
+    """Per model when one is picked; every model together from the per-route histogram, which a fleet sums cheaply."""
+    family = "gen_ai_server_time_to_first_token_seconds_bucket" if f.model else "ollama_time_to_first_token_seconds_bucket"
+    return f"histogram_quantile({q}, sum by (le) (rate({family}{f.labels()}[{window}])))"
 
 
 def active_requests(f: Filters) -> str:
@@ -179,7 +186,8 @@ def _number(text: str) -> float | None:
 class Prometheus:
     def __init__(self, url: str, timeout_s: float = 5.0) -> None:
         self.url = url.rstrip("/")
-        self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False, limits=httpx.Limits(max_connections=PARALLEL_QUERIES))
+        self._pool = ThreadPoolExecutor(max_workers=PARALLEL_QUERIES, thread_name_prefix="promql")
         self.queries_sent = 0
 
     def _get(self, path: str, params: dict[str, str | float]) -> Any:
@@ -211,6 +219,15 @@ class Prometheus:
     def range(self, promql: str, start: float, end: float, step: float) -> list[Series]:
         result = self._get("/api/v1/query_range", {"query": promql, "start": start, "end": end, "step": step})["result"]
         return [Series(item["metric"], [(float(t), _number(v)) for t, v in item["values"]]) for item in result]
+
+    def side_by_side(self, calls: Mapping[K, Callable[[], T]]) -> dict[K, T]:
+        """Run several of this client's queries at once (``{name: lambda: prom.scalar(...)}``).
+
+        A page's queries are independent: sent in turn, a fleet's few costly ones add up
+        (docs/benchmarks.md, "A fleet"), while Prometheus runs them in parallel.
+        """
+        futures = {name: self._pool.submit(call) for name, call in calls.items()}
+        return {name: future.result() for name, future in futures.items()}
 
     def label_values(self, label: str, metric: str) -> list[str]:
         return sorted(self._get(f"/api/v1/label/{label}/values", {"match[]": metric}))

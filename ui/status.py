@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import httpx
 
@@ -253,23 +254,29 @@ def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m") -> Snapshot:
     now = time.time()
     gpu_series = prom.range(queries.gpu_utilization(f), now - 300, now, 15)
     recent = [value for series in gpu_series for _, value in series.points if value is not None]
-    up = prom.scalar(f"max(ollama_up{f.host_only()})")
-    used, limit = prom.scalar(queries.memory_used_bytes(f)), prom.scalar(queries.memory_limit_bytes(f))
+    asked = {
+        "up": f"max(ollama_up{f.host_only()})",
+        "used": queries.memory_used_bytes(f),
+        "limit": queries.memory_limit_bytes(f),
+        "request_rate": queries.request_rate(f, window),
+        "active_requests": queries.active_requests(f),
+        "p95_latency_s": queries.latency_quantile(0.95, f, window),
+        "p95_latency_hour_s": queries.latency_quantile(0.95, f, "1h"),
+        "success_rate": queries.success_rate(f, window),
+        "tokens_per_second": queries.tokens_per_second(f, window),
+        "ttft_p95_s": queries.time_to_first_token_quantile(0.95, f, window),
+        "gpu": queries.gpu_utilization(f),
+        "temperature_c": queries.temperature_celsius(f),
+        "power_w": queries.power_watts(f),
+    }
+    values = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in asked.items()})
+    up, used, limit = values.pop("up"), values.pop("used"), values.pop("limit")
     return Snapshot(
         ollama_up=None if up is None else up == 1,
-        request_rate=prom.scalar(queries.request_rate(f, window)),
-        active_requests=prom.scalar(queries.active_requests(f)),
-        p95_latency_s=prom.scalar(queries.latency_quantile(0.95, f, window)),
-        p95_latency_hour_s=prom.scalar(queries.latency_quantile(0.95, f, "1h")),
-        success_rate=prom.scalar(queries.success_rate(f, window)),
-        tokens_per_second=prom.scalar(queries.tokens_per_second(f, window)),
-        ttft_p95_s=prom.scalar(queries.time_to_first_token_quantile(0.95, f, window)),
-        gpu=prom.scalar(queries.gpu_utilization(f)),
         gpu_recent=recent,
-        temperature_c=prom.scalar(queries.temperature_celsius(f)),
-        power_w=prom.scalar(queries.power_watts(f)),
         memory_ratio=used / limit if used is not None and limit else None,
         loaded_models=sorted(labels.get("model", "") for labels, _ in prom.vector(queries.loaded_models(f)["vram_bytes"])),
+        **values,
     )
 
 

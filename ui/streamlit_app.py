@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from functools import partial
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,6 +30,9 @@ WINDOWS = {"15 min": ("15m", 900), "1 h": ("1h", 3600), "6 h": ("6h", 21600), "2
 CARD_WINDOW = os.environ.get("UI_CARD_WINDOW", "1m")
 CARD_WINDOW_SECONDS = pd.Timedelta(CARD_WINDOW).total_seconds()
 GPU_SOURCES = ("nvml", "amd_sysfs", "macmon", "ioreg")
+# Points a chart draws: 30 s apart over an hour. Each is an evaluation over every series the
+# query selects, which a fleet of 10 hosts x 100 models makes costly (docs/benchmarks.md).
+CHART_POINTS = 120
 POWER_SOURCES = ("nvml", "amd_sysfs", "rapl", "macmon")
 
 
@@ -67,7 +71,9 @@ def prometheus(url: str) -> Prometheus:
 def card_values(url: str, host: str, model: str) -> dict[str, tuple[float | None, float | None]]:
     """Each card's value now and a minute ago (for the change shown under it)."""
     prom, f, now = prometheus(url), Filters(host, model), time.time()
-    return {card.label: (prom.scalar(card.query(f), now), prom.scalar(card.query(f), now - CARD_WINDOW_SECONDS)) for card in CARDS}
+    before = now - CARD_WINDOW_SECONDS
+    values = prom.side_by_side({(card.label, at): partial(prom.scalar, card.query(f), at) for card in CARDS for at in (now, before)})
+    return {card.label: (values[(card.label, now)], values[(card.label, before)]) for card in CARDS}
 
 
 @st.cache_data(ttl=4, show_spinner=False)
@@ -83,14 +89,12 @@ def sources_up(url: str, host: str) -> dict[str, float]:
 @st.cache_data(ttl=4, show_spinner=False)
 def chart_frames(url: str, host: str, model: str, window: str, seconds: int) -> dict[str, pd.DataFrame]:
     prom, f, now = prometheus(url), Filters(host, model), time.time()
-    step = max(5, seconds // 240)
+    step = max(5, seconds // CHART_POINTS)
     rate_window = "1m" if seconds <= 3600 else "5m"
-    frames = {}
-    for title, (promql, _) in queries.charts(f, rate_window).items():
-        frames[title] = _frame(prom.range(promql, now - seconds, now, step))
-    for q in queries.LATENCY_QUANTILES:
-        frames[f"p{int(q * 100)}"] = _frame(prom.range(queries.latency_by_endpoint(q, f, rate_window), now - seconds, now, step), "http_route")
-    return frames
+    asked = {title: (promql, "") for title, (promql, _) in queries.charts(f, rate_window).items()}
+    asked |= {f"p{int(q * 100)}": (queries.latency_by_endpoint(q, f, rate_window), "http_route") for q in queries.LATENCY_QUANTILES}
+    return prom.side_by_side({title: partial(lambda promql, label: _frame(prom.range(promql, now - seconds, now, step), label), *query)
+                              for title, query in asked.items()})
 
 
 # How each unit is drawn: a scale and the axis title a person reads.
@@ -124,8 +128,9 @@ def _frame(series: list[queries.Series], label: str = "") -> pd.DataFrame:
 def latency_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
     prom, f = prometheus(url), Filters(host, model)
     table: dict[str, dict[str, str]] = {}
-    for q in queries.LATENCY_QUANTILES:
-        for labels, value in prom.vector(queries.latency_by_endpoint(q, f, window)):
+    answers = prom.side_by_side({q: partial(prom.vector, queries.latency_by_endpoint(q, f, window)) for q in queries.LATENCY_QUANTILES})
+    for q, answer in answers.items():
+        for labels, value in answer:
             table.setdefault(labels.get("http_route", "?"), {})[f"P{int(q * 100)}"] = fmt.seconds(value)
     return pd.DataFrame.from_dict(table, orient="index").rename_axis("endpoint")
 
@@ -134,12 +139,11 @@ def latency_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
 def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
     prom, f = prometheus(url), Filters(host, model)
     rows: dict[str, dict[str, float | None]] = {}
-    for column, promql in queries.per_model(f, window).items():
-        for labels, value in prom.vector(promql):
-            rows.setdefault(labels.get("gen_ai_request_model", "?"), {})[column] = value
-    for column, promql in queries.loaded_models(f).items():
-        for labels, value in prom.vector(promql):
-            rows.setdefault(labels.get("model", "?"), {})[column] = value
+    asked = {(column, "gen_ai_request_model"): promql for column, promql in queries.per_model(f, window).items()}
+    asked |= {(column, "model"): promql for column, promql in queries.loaded_models(f).items()}
+    for (column, label), answer in prom.side_by_side({key: partial(prom.vector, promql) for key, promql in asked.items()}).items():
+        for labels, value in answer:
+            rows.setdefault(labels.get(label, "?"), {})[column] = value
     out = []
     for name, row in sorted(rows.items()):
         size, vram = row.get("size_bytes"), row.get("vram_bytes")

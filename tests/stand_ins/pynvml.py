@@ -10,6 +10,7 @@ H100 read 480 MiB used through v1 and 0 MiB in nvidia-smi). ``DRIVER_HAS_V2 = Fa
 a driver without the v2 query (NVML answers Function Not Found).
 """
 
+import os
 from types import SimpleNamespace
 
 NVML_TEMPERATURE_GPU = 0
@@ -35,6 +36,9 @@ DEVICES = [
     {"name": "Tesla T4", "uuid": "GPU-0b2e1d4f-1111-4aaa-8bbb-cccccccccccc", "util": 3, "used": 512_000_000,
      "reserved": 264_241_152, "total": 16_106_127_360, "power_mw": 27_500, "energy_mj": None, "temp": 41},
 ]
+# STAND_IN_NVML_GPUS=N: N boards like the first (distinct ids), for a large host (bench/hw_collector_cost.py --gpus).
+if os.environ.get("STAND_IN_NVML_GPUS"):
+    DEVICES = [{**DEVICES[0], "uuid": f"GPU-5a1f7c2e-0000-4d3c-9b8e-{index:012x}", "power_mw": 400_000 + index} for index in range(int(os.environ["STAND_IN_NVML_GPUS"]))]
 initialised = False
 
 
