@@ -25,16 +25,17 @@ from ollama_otel_stack.loadgen.traffic import Plan, run  # noqa: E402
 from tests.harness import monitored_ollama  # noqa: E402
 from ui import queries  # noqa: E402
 
-calls: list[tuple[str, float]] = []
+calls: list[tuple[str, float, str]] = []  # every call the page made: path, seconds, query
 _original = queries.Prometheus._get
 
 
 def counted(self: queries.Prometheus, path: str, params: dict) -> object:
+    """queries.Prometheus._get, timed: install with ``queries.Prometheus._get = counted``."""
     started = time.perf_counter()
     try:
         return _original(self, path, params)
     finally:
-        calls.append((path, time.perf_counter() - started))
+        calls.append((path, time.perf_counter() - started, str(params.get("query", ""))))
 
 
 def main() -> None:
@@ -53,13 +54,13 @@ def main() -> None:
             started = time.perf_counter()
             AppTest.from_file(page, default_timeout=60).run()
             wall = time.perf_counter() - started
-            instant = [t for p, t in calls if p == "/api/v1/query"]
-            ranged = [t for p, t in calls if p == "/api/v1/query_range"]
+            instant = [t for p, t, _ in calls if p == "/api/v1/query"]
+            ranged = [t for p, t, _ in calls if p == "/api/v1/query_range"]
             other = len(calls) - len(instant) - len(ranged)
-            spent = sum(t for _, t in calls)
+            spent = sum(t for _, t, _ in calls)
             print(f"{label}: {len(calls)} Prometheus calls ({len(instant)} instant, {len(ranged)} range, {other} label lookups), "
                   f"{spent * 1000:.0f} ms in Prometheus calls"
-                  + (f" (median {statistics.median(t for _, t in calls) * 1000:.1f} ms)" if calls else "")
+                  + (f" (median {statistics.median(t for _, t, _ in calls) * 1000:.1f} ms)" if calls else "")
                   + f", page run {wall * 1000:.0f} ms")
 
 

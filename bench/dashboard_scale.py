@@ -30,22 +30,12 @@ from prometheus_client.parser import text_string_to_metric_families
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.harness import configure_fake, fake_ollama, free_port, hw_collector, otel_proxy, require_tool, run_server  # noqa: E402
+from bench.dashboard_refresh import calls, counted  # noqa: E402
 from ui import queries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 STEP_S = 15
-calls: list[tuple[str, float]] = []
-slowest: list[tuple[float, str, str]] = []  # every call: seconds, path, query (--slowest prints the top ones)
-_original = queries.Prometheus._get
-
-
-def counted(self: queries.Prometheus, path: str, params: dict) -> object:
-    started = time.perf_counter()
-    try:
-        return _original(self, path, params)
-    finally:
-        calls.append((path, time.perf_counter() - started))
-        slowest.append((time.perf_counter() - started, path, str(params.get("query", ""))[:160]))
+every_call: list[tuple[str, float, str]] = []  # the fleet's refreshes (--slowest prints the top ones)
 
 
 def pages(models: int, workdir: Path) -> tuple[str, str]:
@@ -108,7 +98,9 @@ def refresh(prometheus_url: str) -> tuple[int, float, float, float]:
     app.run()
     wall = time.perf_counter() - started
     assert not app.exception, [e.message for e in app.exception]
-    return len(calls), sum(t for _, t in calls), statistics.median(t for _, t in calls), wall
+    measured = list(calls)
+    every_call.extend(measured)
+    return len(measured), sum(t for _, t, _ in measured), statistics.median(t for _, t, _ in measured), wall
 
 
 def measure(label: str, hosts: int, models: int, minutes: float, rounds: int) -> None:
@@ -160,10 +152,10 @@ def main() -> None:
     print("| Prometheus | hosts | models | series | build (s) | Prometheus calls | in Prometheus (ms) | median call (ms) | page run (ms) |")
     print("|---|---|---|---|---|---|---|---|---|")
     measure("one host", 1, 3, args.minutes, args.rounds)
-    slowest.clear()
+    every_call.clear()
     measure("fleet", args.hosts, args.models, args.minutes, args.rounds)
-    for seconds, path, query in sorted(slowest, reverse=True)[: args.slowest]:
-        print(f"{seconds * 1000:7.1f} ms {path} {query}")
+    for path, seconds, query in sorted(every_call, key=lambda call: call[1], reverse=True)[: args.slowest]:
+        print(f"{seconds * 1000:7.1f} ms {path} {query[:160]}")
 
 
 if __name__ == "__main__":
