@@ -23,7 +23,8 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     add_flag(parser, "--idle-timeout", "OTEL_PROXY_IDLE_TIMEOUT", DEFAULTS.idle_timeout_s, float, "longest silence from Ollama, in seconds, before a request fails")
     add_flag(parser, "--max-models", "OTEL_PROXY_MAX_MODELS", DEFAULTS.max_models, int, "distinct model names in metrics before the rest become 'other'")
     add_flag(parser, "--recent-requests", "OTEL_PROXY_RECENT_REQUESTS", DEFAULTS.recent_requests, int, "finished requests kept for /-/requests")
-    add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "load_duration in seconds that counts as a model load")
+    add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "a load_duration under this many seconds was no model load")
+    add_flag(parser, "--ps-interval", "OTEL_PROXY_PS_INTERVAL", DEFAULTS.ps_interval_s, float, "seconds between reads of Ollama's /api/ps (resident models)")
     add_flag(
         parser, "--client-spans", "OTEL_PROXY_CLIENT_SPANS", DEFAULTS.client_spans, str,
         "who makes the client span of each call to Ollama: proxy (the proxy, with opentelemetry-instrumentation-httpx's attribute functions) or httpx (the instrumentation's wrapper, five times the cost)",
@@ -41,6 +42,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         max_models=args.max_models,
         recent_requests=args.recent_requests,
         cold_load_threshold_s=args.cold_load_threshold,
+        ps_interval_s=args.ps_interval,
         capture_content=capture,
         client_spans=args.client_spans,
     )

@@ -27,6 +27,7 @@ from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
 from otel_proxy.observer import ObserverContext
 from otel_proxy.recent import RecentRequests
+from otel_proxy.scheduling import SchedulerView
 from otel_proxy.spans import FinishedSpans
 from otel_proxy.upstream import UpstreamTransport
 from ollama_otel_stack.telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
@@ -65,6 +66,7 @@ class ProxyApp:
         self.recent = RecentRequests(settings.recent_requests)
         self._render_lock = threading.Lock()
         self.bookkeeper = Bookkeeper()
+        self.scheduler = SchedulerView()
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
         instrumented = why_instrumented(settings.client_spans)
@@ -89,6 +91,7 @@ class ProxyApp:
             models=ModelNames(settings.max_models),
             recent=self.recent,
             bookkeeper=self.bookkeeper,
+            scheduler=self.scheduler,
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
         )
@@ -116,9 +119,29 @@ class ProxyApp:
         # Everything imported and built so far lives as long as the process: keep it out of
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
+        watcher = asyncio.create_task(self._watch_resident_models())
         yield
+        watcher.cancel()
         self.bookkeeper.drain()
         await self.client.aclose()
+
+    async def _watch_resident_models(self) -> None:
+        """Ollama's /api/ps every --ps-interval, off the hot path, into the scheduler view (in request order)."""
+        url = self.settings.upstream.rstrip("/") + "/api/ps"
+        async with httpx.AsyncClient(timeout=self.settings.connect_timeout_s, trust_env=False) as client:  # no spans: not a client's request
+            failing = False
+            while True:
+                try:
+                    answer = await client.get(url)
+                    listed = answer.json().get("models") if answer.status_code == 200 else None
+                    if isinstance(listed, list):
+                        self.bookkeeper.defer(lambda listed=listed: self.scheduler.observe_ps(listed))
+                        failing = False
+                except (httpx.HTTPError, ValueError, AttributeError) as exc:
+                    if not failing:
+                        log.info("Ollama's /api/ps at %s cannot be read (%s): queue and load are told apart once it answers", url, exc)
+                    failing = True
+                await asyncio.sleep(self.settings.ps_interval_s)
 
     async def metrics(self, request: Request) -> Response:
         self.bookkeeper.drain()

@@ -20,7 +20,8 @@ class ProxySettings:
     recent_requests: int = 200  # finished requests kept for /-/requests
     body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
     max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
-    cold_load_threshold_s: float = 0.1  # load_duration above this counts as a model load
+    cold_load_threshold_s: float = 0.1  # a load_duration under this was no load (scheduling only)
+    ps_interval_s: float = 5.0  # how often Ollama's /api/ps is read (resident models, context length, expiry)
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     # Who makes the CLIENT span of each call to Ollama: the proxy ("proxy": the span
     # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see

@@ -42,6 +42,12 @@ OLLAMA_PHASE_BUCKETS = (
     0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
 )  # fmt: skip
 
+# Waiting for a slot or a load: milliseconds on a quiet server to minutes behind a long queue.
+QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)  # fmt: skip
+CONTEXT_FILL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)  # fmt: skip
+CONTEXT_FULL = 0.95  # at or above: the prompt was (very likely) truncated
+LOAD_REASONS = ("cold", "reload")
+
 OTHER_MODEL = "other"
 UNKNOWN_MODEL = "unknown"
 # http.request.method as the HTTP semantic conventions bound it: the known methods, the rest "_OTHER".
@@ -187,8 +193,38 @@ class ProxyInstruments:
         self.model_loads = wrap(
             meter.create_counter(
                 "ollama.model_loads",
+                unit="{load}",
+                description="Model loads, by ollama.load.reason: cold (the model was not resident) or reload (its runner options changed). A request that only waited is never one.",
+            )
+        )
+        self.queue_wait = wrap(
+            meter.create_histogram(
+                "ollama.queue_wait",
+                unit="s",
+                description="The part of Ollama's load_duration a request spent waiting: for a slot of a loaded runner, for a load another request started, or for the old runner's requests before a reload.",
+                explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
+            )
+        )
+        self.requests_in_flight = wrap(
+            meter.create_up_down_counter(
+                "ollama.requests_in_flight",
                 unit="{request}",
-                description="Requests that paid a model load (cold start): load_duration above the cold-load threshold.",
+                description="Requests to each model that Ollama has not finished answering.",
+            )
+        )
+        self.context_fill = wrap(
+            meter.create_histogram(
+                "ollama.context_fill",
+                unit="1",
+                description="Prompt plus output tokens as a share of the runner's context length.",
+                explicit_bucket_boundaries_advisory=CONTEXT_FILL_BUCKETS,
+            )
+        )
+        self.context_full = wrap(
+            meter.create_counter(
+                "ollama.context_full",
+                unit="{request}",
+                description="Requests that filled at least 95 % of the context: Ollama truncated the prompt, the model forgot its start.",
             )
         )
 
@@ -220,7 +256,11 @@ def series_per_model() -> dict[str, int]:
         "ollama_load_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
         "ollama_prompt_eval_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
         "ollama_eval_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
-        "ollama_model_loads": 1,
+        "ollama_model_loads": len(LOAD_REASONS),
+        "ollama_queue_wait_seconds": histogram_series(QUEUE_WAIT_BUCKETS),
+        "ollama_requests_in_flight": 1,
+        "ollama_context_fill": histogram_series(CONTEXT_FILL_BUCKETS),
+        "ollama_context_full": 1,
     }
 
 

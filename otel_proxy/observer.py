@@ -25,9 +25,10 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.config import ProxySettings
-from otel_proxy.instruments import UNKNOWN_MODEL, ModelNames, ProxyInstruments, method_label
+from otel_proxy.instruments import CONTEXT_FULL, LOAD_REASONS, UNKNOWN_MODEL, ModelNames, ProxyInstruments, method_label
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
+from otel_proxy.scheduling import Arrival, Decomposition, SchedulerView, context_fill
 from otel_proxy.spans import UNSET, FinishedSpans
 from otel_proxy.watch import NOTHING_TO_WATCH, Watcher, watcher_for
 
@@ -57,6 +58,7 @@ class ObserverContext:
     models: ModelNames
     recent: RecentRequests
     bookkeeper: Bookkeeper
+    scheduler: SchedulerView
     upstream_host: str
     upstream_port: int
 
@@ -76,6 +78,9 @@ class RequestObserver:
         self.error_message: str | None = None
         self.first_chunk_at: float | None = None
         self.first_output_at: float | None = None
+        self.arrival: Arrival | None = None  # what the proxy knew of Ollama's scheduler when the request arrived
+        self._in_flight_attributes: dict[str, Any] | None = None
+        self.decomposition = Decomposition(None, None, None)
         self.watcher: Watcher = NOTHING_TO_WATCH
         self._request_body: bytes | None = None
         self._caller = _caller_span(scope["headers"])
@@ -122,6 +127,11 @@ class RequestObserver:
             "server.address": self._shared.upstream_host,
             "server.port": self._shared.upstream_port,
         }
+        if self.facts.model:
+            shared = self._shared
+            self.arrival = shared.scheduler.arrive(self.facts.model, self.facts.options, self.started)
+            self._in_flight_attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": shared.models.label(self.facts.model, admit=False)}
+            shared.instruments.requests_in_flight.add(1, self._in_flight_attributes)
 
     def upstream_context(self) -> otel_context.Context:
         """The context the upstream call runs in, so the httpx span nests under ours."""
@@ -174,6 +184,7 @@ class RequestObserver:
         if self.operation is not None:
             # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
             self.model_label = self._shared.models.label(self.facts.model, admit=self.status != 404)
+            self._account_for_the_schedule(report, ended)
             self._record_generation(report, duration, time_to_first_chunk, ended)
 
         end_ns = self._started_ns + int(duration * 1e9)
@@ -183,6 +194,18 @@ class RequestObserver:
             self._emit_server_span(end_ns)
 
         shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
+
+    def _account_for_the_schedule(self, report: Report, ended: float) -> None:
+        """Ollama's load_duration in parts (otel_proxy/scheduling.py), and the request out of the view's in-flight set."""
+        if self.arrival is None:
+            return
+        shared = self._shared
+        ok = self.status == 200 and self.error_type is None
+        self.decomposition = shared.scheduler.decompose(self.arrival, report.load_s, shared.settings.cold_load_threshold_s)
+        ran_on_the_runner = report.load_s is not None and self.decomposition.load_reason is None
+        shared.scheduler.end(self.arrival, ended, ok, ran_on_the_runner)
+        if self._in_flight_attributes is not None:
+            shared.instruments.requests_in_flight.add(-1, self._in_flight_attributes)
 
     def _is_streaming_generation(self) -> bool:
         return self.facts.stream and self.operation not in (None, ollama.EMBEDDINGS)
@@ -220,11 +243,21 @@ class RequestObserver:
             (instruments.load_duration, report.load_s),
             (instruments.prompt_eval_duration, report.prompt_eval_s),
             (instruments.eval_duration, report.eval_s),
+            (instruments.queue_wait, self.decomposition.queue_wait_s),
         ):
             if seconds is not None:
                 histogram.record(seconds, per_model)
-        if report.load_s is not None and report.load_s >= self._shared.settings.cold_load_threshold_s:
-            instruments.model_loads.add(1, per_model)
+        if self.decomposition.load_reason in LOAD_REASONS:
+            instruments.model_loads.add(1, {**per_model, "ollama.load.reason": self.decomposition.load_reason})
+        fill = self._context_fill(report)
+        if fill is not None:
+            instruments.context_fill.record(fill, per_model)
+            if fill >= CONTEXT_FULL:
+                instruments.context_full.add(1, per_model)
+
+    def _context_fill(self, report: Report) -> float | None:
+        length = self.arrival.context_length if self.arrival is not None else None
+        return context_fill(report.input_tokens, report.output_tokens, length)
 
     def _time_per_output_token(self, report: Report, ended: float) -> float | None:
         if report.eval_s is not None and report.output_tokens:
@@ -272,20 +305,28 @@ class RequestObserver:
         self._shared.spans.emit(name, span, self._server_span, SpanKind.CLIENT, attributes, self._started_ns, end_ns, status)
 
     def _emit_phase_spans(self, parent: SpanContext, report: Report, end_ns: int) -> None:
-        """Ollama's phases on the timeline, back to back and ending with the last chunk (when eval ends)."""
+        """Ollama's phases on the timeline, back to back as Ollama runs them and ending with the last chunk:
+        the wait for a slot (ollama.queue) and the load (ollama.load) that make up load_duration, then
+        prompt evaluation and generation; each as wide as its real share of the request."""
+        parts = self.decomposition
+        load_attributes: dict[str, Any] = {}
+        if parts.load_reason is not None:
+            load_attributes["ollama.load.reason"] = parts.load_reason
+        if parts.reload_cause:
+            load_attributes["ollama.load.cause"] = parts.reload_cause
+        if report.load_s is not None and parts.queue_wait_s is None and parts.load_s is None:
+            head = [("ollama.load", report.load_s, {"ollama.load.reason": "unknown"})]  # not told apart: one span, said so
+        else:
+            head = [("ollama.queue", parts.queue_wait_s, {}), ("ollama.load", parts.load_s, load_attributes)]
         phases = [
-            (name, round(seconds * 1e9))
-            for name, seconds in (
-                ("ollama.load", report.load_s),
-                ("ollama.prompt_eval", report.prompt_eval_s),
-                ("ollama.eval", report.eval_s),
-            )
-            if seconds is not None
+            (name, round(seconds * 1e9), attributes)
+            for name, seconds, attributes in (*head, ("ollama.prompt_eval", report.prompt_eval_s, {}), ("ollama.eval", report.eval_s, {}))
+            if seconds  # a phase that took no time (no load) has no span
         ]
-        cursor = max(self._started_ns, end_ns - sum(length for _, length in phases))
+        cursor = max(self._started_ns, end_ns - sum(length for _, length, _ in phases))
         spans = self._shared.spans
-        for name, length in phases:
-            spans.emit(name, spans.child(parent), parent, SpanKind.INTERNAL, {}, cursor, cursor + length)
+        for name, length, attributes in phases:
+            spans.emit(name, spans.child(parent), parent, SpanKind.INTERNAL, attributes, cursor, cursor + length)
             cursor += length
 
     def _recent_entry(self, report: Report, duration: float, ttfc: float | None, ended: float) -> dict[str, Any]:
@@ -310,10 +351,20 @@ class RequestObserver:
             "input_tokens": report.input_tokens,
             "output_tokens": report.output_tokens,
             "tokens_per_second": tokens_per_second,
-            "load_s": report.load_s,
+            "load_duration_s": report.load_s,  # Ollama's, whole: the next three are its parts
+            "queue_wait_s": self.decomposition.queue_wait_s,
+            "load_s": self.decomposition.load_s,
+            "load_reason": self.decomposition.load_reason,
+            "reload_cause": self.decomposition.reload_cause,
             "prompt_eval_s": report.prompt_eval_s,
             "eval_s": report.eval_s,
             "ollama_total_s": report.total_s,
+            # The rest of Ollama's time (tokenizing, templating) and the proxy's own (network, relaying):
+            # with the phases above they add up to duration_s.
+            "ollama_other_s": _rest(report.total_s, report.load_s, report.prompt_eval_s, report.eval_s),
+            "proxy_s": _rest(duration, report.total_s),
+            "context_length": self.arrival.context_length if self.arrival is not None else None,
+            "context_fill": self._context_fill(report),
             "error_type": self.error_type,
             "error": self.error_message or report.error,
             "finish_reason": report.finish_reason,
@@ -321,6 +372,13 @@ class RequestObserver:
             "tool_calls": report.tool_calls,
             "cloud": ollama.is_cloud_model(self.facts.model),
         }
+
+
+def _rest(whole: float | None, *parts: float | None) -> float | None:
+    """``whole`` less its known ``parts`` (never below 0), or None when the whole is not known."""
+    if whole is None:
+        return None
+    return max(0.0, whole - sum(part or 0.0 for part in parts))
 
 
 def _input_messages(body: bytes) -> str:

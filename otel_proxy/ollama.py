@@ -93,6 +93,8 @@ class RequestFacts:
     model: str | None
     stream: bool
     include_usage: bool = False
+    options: Any = None  # the body's "options" (a dict), {} when it has none; None when the body was too large to read whole
+    keep_alive: Any = None
 
 
 def read_request(route: str, body_prefix: bytes, complete: bool) -> RequestFacts:
@@ -110,12 +112,15 @@ def read_request(route: str, body_prefix: bytes, complete: bool) -> RequestFacts
             return RequestFacts(None, stream_default)
         model = body.get("model")
         stream = body.get("stream", stream_default)
-        options = body.get("stream_options")
-        include_usage = isinstance(options, dict) and options.get("include_usage") is True
+        stream_options = body.get("stream_options")
+        include_usage = isinstance(stream_options, dict) and stream_options.get("include_usage") is True
+        options = body.get("options")
         return RequestFacts(
             model if isinstance(model, str) and model else None,
             stream if isinstance(stream, bool) else stream_default,
             include_usage,
+            options if isinstance(options, dict) else {},
+            body.get("keep_alive"),
         )
     # A body larger than the prefix (a long prompt, images): find the fields by pattern.
     model_match = _MODEL_FIELD.search(body_prefix)

@@ -20,7 +20,8 @@ JSON is written the way Go writes it: compact, no spaces (``fake_formats.go_json
 Run it: ``python -m tests.fake_ollama --port 11434 [--token-delay 0.01]``.
 
 Beyond Ollama's API it serves ``/fake/stats`` (ground truth: what it reported, per
-model) and ``/fake/configure`` (answers for a model, delays), and it knows a few model
+model), ``/fake/schedule`` (what its scheduler did to each request, tests/fake_scheduler.py)
+and ``/fake/configure`` (answers for a model, delays), and it knows a few model
 names that misbehave on purpose: ``fault-reset`` (connection dropped mid-stream),
 ``fault-stall`` (stops sending mid-stream), ``fault-malformed`` (a line that is not
 JSON, then the end), ``fault-nobody`` (200 with an empty body).
@@ -35,7 +36,7 @@ import json
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import uvicorn
@@ -46,6 +47,7 @@ from starlette.routing import Route
 
 
 
+from tests.fake_scheduler import Scheduler, runner_options
 from tests.fake_formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 CLOUD_SUFFIXES = ("-cloud", ":cloud")
@@ -56,6 +58,7 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 THINKING = ["Let ", "me ", "think. "]  # a reasoning model's thinking before it answers
 TOOL_CALL_TOKENS = 6  # what a tool call costs in eval_count
+PROMPT_TOKEN_NS = 20_000  # prompt evaluation: 20 µs a token, as a small GPU does
 
 
 def now_rfc3339() -> str:
@@ -119,17 +122,18 @@ class FakeOllama:
         self.answer_tokens = 8  # the length of an answer that ends by itself (no token limit)
         self.first_delta_delay = 0.0  # /v1/responses and /v1/messages: the opening events, then this wait, then the first token
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
-        self.loaded: dict[str, datetime] = {}
+        self.scheduler = Scheduler(load_delay)
         self.stats = Stats()
 
     # Helpers ----------------------------------------------------------------------------
 
-    async def _timed_load(self, model: str) -> int:
-        started = time.perf_counter()
-        if model not in self.loaded and self.load_delay:
-            await asyncio.sleep(self.load_delay)
-        self.loaded[model] = datetime.now(timezone.utc) + timedelta(minutes=5)
-        return int((time.perf_counter() - started) * 1e9) + 1_500_000  # Ollama's scheduling overhead, ~1.5 ms
+    def _slot(self, model: str, body: dict[str, Any], request: Request):  # -> an async context manager yielding load_duration (ns)
+        """A runner slot for the request (tests/fake_scheduler.py), held while it generates."""
+        options = body.get("options") if isinstance(body.get("options"), dict) else None
+        # The request's id in the truth log: the caller's own, else the trace id of its traceparent (what the proxy's /-/requests lists).
+        traceparent = request.headers.get("traceparent", "").split("-")
+        request_id = request.headers.get("x-fake-request-id") or (traceparent[1] if len(traceparent) == 4 else "")
+        return self.scheduler.slot(model, options, body.get("keep_alive"), request_id)
 
     def _tokens(self, model: str, count: int) -> list[str]:
         fixed = self.models.get(model)
@@ -254,22 +258,22 @@ class FakeOllama:
                     del end[name]
             return end
 
-        async def load_and_read_prompt() -> tuple[int, int]:
-            await asyncio.sleep(self.answer_delay)
-            load_ns = await self._timed_load(model)
-            return load_ns, prompt_tokens * 20_000  # 20 µs a prompt token, as a small GPU does
-
         tokens = self._tokens(model, count)
         pieces = [Piece(content=token) for token in tokens]
         if chat and (body.get("think") or body.get("tools")):  # ChatRequest.Think, Tools
             pieces, done_reason = self._pieces(model, body, limit, think=bool(body.get("think")))
         eval_count = self._eval_count(pieces)
+        # Ollama truncates a prompt longer than the runner's context to fit it.
+        prompt_tokens = min(prompt_tokens, runner_options(options)["num_ctx"])
+        prompt_ns = prompt_tokens * PROMPT_TOKEN_NS
         if body.get("stream", True) is False:
             started = time.perf_counter()
-            load_ns, prompt_ns = await load_and_read_prompt()
-            eval_started = time.perf_counter()
-            await asyncio.sleep(self.token_delay * len(pieces))
-            eval_ns = int((time.perf_counter() - eval_started) * 1e9)
+            await asyncio.sleep(self.answer_delay)
+            async with self._slot(model, body, request) as load_ns:
+                await asyncio.sleep(prompt_ns / 1e9)
+                eval_started = time.perf_counter()
+                await asyncio.sleep(self.token_delay * len(pieces))
+                eval_ns = int((time.perf_counter() - eval_started) * 1e9)
             self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
             whole = Piece(thinking="".join(p.thinking for p in pieces), tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
             answer = final("".join(p.content for p in pieces), started, load_ns, prompt_ns, eval_ns, eval_count, whole)
@@ -279,14 +283,16 @@ class FakeOllama:
             sent: list[bytes] = []
             started = time.perf_counter()
             try:
-                load_ns, prompt_ns = await load_and_read_prompt()
-                eval_started = time.perf_counter()
-                for piece in pieces:
-                    await asyncio.sleep(self.token_delay)
-                    line = go_json({**head(piece.content, piece), "done": False}) + b"\n"
-                    sent.append(line)
-                    yield line
-                eval_ns = int((time.perf_counter() - eval_started) * 1e9)
+                await asyncio.sleep(self.answer_delay)
+                async with self._slot(model, body, request) as load_ns:
+                    await asyncio.sleep(prompt_ns / 1e9)
+                    eval_started = time.perf_counter()
+                    for piece in pieces:
+                        await asyncio.sleep(self.token_delay)
+                        line = go_json({**head(piece.content, piece), "done": False}) + b"\n"
+                        sent.append(line)
+                        yield line
+                    eval_ns = int((time.perf_counter() - eval_started) * 1e9)
                 line = go_json(final("", started, load_ns, prompt_ns, eval_ns, eval_count)) + b"\n"
                 sent.append(line)
                 self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
@@ -320,7 +326,8 @@ class FakeOllama:
         if isinstance(body, Response):
             return body
         started = time.perf_counter()
-        load_ns = await self._timed_load(body["model"])
+        async with self._slot(body["model"], body, request) as load_ns:
+            pass
         inputs = body.get("input", "")
         texts = inputs if isinstance(inputs, list) else [inputs]
         prompt_tokens = sum(max(1, len(str(text).split())) for text in texts)
@@ -338,14 +345,15 @@ class FakeOllama:
         body = await self._body(request, openai=False)
         if isinstance(body, Response):
             return body
-        await self._timed_load(body["model"])
+        async with self._slot(body["model"], body, request):
+            pass
         self.stats.requests[request.url.path] += 1
         return Response(go_json({"embedding": [0.5] * 8}), media_type="application/json; charset=utf-8")
 
     async def ps(self, request: Request) -> Response:
         running = []
-        for name, expires in self.loaded.items():
-            model = self.models.get(name)
+        for runner in self.scheduler.resident():
+            name, model = runner.model, self.models.get(runner.model)
             if model is None:
                 continue
             running.append(
@@ -362,9 +370,9 @@ class FakeOllama:
                         "parameter_size": model.parameter_size,
                         "quantization_level": "Q4_K_M",
                     },
-                    "expires_at": expires.isoformat(),
+                    "expires_at": runner.expires_at.isoformat(),
                     "size_vram": model.size_vram,
-                    "context_length": 4096,
+                    "context_length": runner.options["num_ctx"],
                 }
             )
         return Response(go_json({"models": running}), media_type="application/json; charset=utf-8")
@@ -466,8 +474,8 @@ class FakeOllama:
             return b"data: " + go_json(payload) + b"\n\n"
 
         if not body.get("stream", False):
-            await self._timed_load(model)
-            await asyncio.sleep(self.token_delay * len(pieces))
+            async with self._slot(model, body, request):
+                await asyncio.sleep(self.token_delay * len(pieces))
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
             first = {"index": 0, "message": message(whole, True), "finish_reason": finish} if chat else {"text": whole.content, "index": 0, "finish_reason": finish}
@@ -477,13 +485,13 @@ class FakeOllama:
 
         async def stream():
             sent: list[bytes] = []
-            await self._timed_load(model)
-            eval_started = time.perf_counter()
-            for index, piece in enumerate(pieces):
-                await asyncio.sleep(self.token_delay)
-                line = event([choice(piece, None, first=index == 0)])
-                sent.append(line)
-                yield line
+            async with self._slot(model, body, request):
+                eval_started = time.perf_counter()
+                for index, piece in enumerate(pieces):
+                    await asyncio.sleep(self.token_delay)
+                    line = event([choice(piece, None, first=index == 0)])
+                    sent.append(line)
+                    yield line
             eval_seconds = time.perf_counter() - eval_started
             tail = [event([choice(None, finish)])]
             if include_usage:
@@ -533,8 +541,8 @@ class FakeOllama:
         ident = f"{int(time.time() * 1000) % 10**9}"
         done = Piece(done=True, done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
         if not body.get("stream", False):
-            await self._timed_load(model)
-            await asyncio.sleep(self.answer_delay + self.token_delay * len(pieces))
+            async with self._slot(model, body, request):
+                await asyncio.sleep(self.answer_delay + self.token_delay * len(pieces))
             self._record(route, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None),
@@ -545,16 +553,16 @@ class FakeOllama:
         converter = MessagesStream(f"msg_{ident}", model, estimate_input_tokens(body)) if anthropic else ResponsesStream(f"resp_{ident}", model, body)
 
         async def stream():
-            await self._timed_load(model)
-            # Go writes and flushes each event on its own: the opening events reach the client
-            # before the first token's, a first_delta_delay apart here (the TTFT tests widen it).
-            for event in converter.opening():
-                yield event
-            await asyncio.sleep(self.first_delta_delay)
-            for piece in pieces:
-                await asyncio.sleep(self.token_delay)
-                for event in converter.process(piece):
+            async with self._slot(model, body, request):
+                # Go writes and flushes each event on its own: the opening events reach the client
+                # before the first token's, a first_delta_delay apart here (the TTFT tests widen it).
+                for event in converter.opening():
                     yield event
+                await asyncio.sleep(self.first_delta_delay)
+                for piece in pieces:
+                    await asyncio.sleep(self.token_delay)
+                    for event in converter.process(piece):
+                        yield event
             self._record(route, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
             for event in converter.process(done):
                 yield event
@@ -571,7 +579,8 @@ class FakeOllama:
         body = await self._body(request, openai=True)
         if isinstance(body, Response):
             return body
-        await self._timed_load(body["model"])
+        async with self._slot(body["model"], body, request):
+            pass
         inputs = body.get("input", "")
         texts = inputs if isinstance(inputs, list) else [inputs]
         prompt_tokens = sum(max(1, len(str(text).split())) for text in texts)
@@ -601,6 +610,10 @@ class FakeOllama:
             headers={"x-fake-answer": "yes", "connection": "keep-alive, x-hop", "x-hop": "must-not-pass"},
         )
 
+    async def fake_schedule(self, request: Request) -> Response:
+        """The scheduler's ground truth: what happened to each request (queue wait, load, reason, cause)."""
+        return JSONResponse([vars(entry) for entry in self.scheduler.log])
+
     async def fake_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_json())
 
@@ -614,7 +627,7 @@ class FakeOllama:
             self.models.setdefault(model, FakeModel(model, 2_000_000_000, 2_000_000_000)).chunk_text = text
         for model in body.get("remove_models") or []:
             self.models.pop(model, None)
-            self.loaded.pop(model, None)
+            self.scheduler.runners.pop(model, None)
         if "answer_delay" in body:
             self.answer_delay = float(body["answer_delay"])
         if "answer_tokens" in body:
@@ -624,9 +637,14 @@ class FakeOllama:
         if "token_delay" in body:
             self.token_delay = float(body["token_delay"])
         if body.get("unload"):
-            self.loaded.clear()
+            self.scheduler.unload_all()
+        if "parallel" in body:  # OLLAMA_NUM_PARALLEL, for runners loaded from now on
+            self.scheduler.parallel = int(body["parallel"])
+        if "load_delay" in body:
+            self.scheduler.load_delay = float(body["load_delay"])
         if body.get("reset_stats"):
             self.stats = Stats()
+            self.scheduler.log.clear()
         return JSONResponse({"ok": True})
 
 
@@ -650,6 +668,7 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
         Route("/v1/responses", fake.responses, methods=["POST"]),
         Route("/v1/messages", fake.messages, methods=["POST"]),
         Route("/fake/stats", fake.fake_stats),
+        Route("/fake/schedule", fake.fake_schedule),
         Route("/fake/echo", fake.fake_echo, methods=["GET", "POST", "PUT"]),
         Route("/fake/configure", fake.fake_configure, methods=["POST"]),
         Route("/{path:path}", fake.not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),

@@ -14,9 +14,9 @@ import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
 from otel_proxy.instruments import HTTP_DURATION_BUCKETS
-from tests.harness import Server, fake_ollama, fake_stats, hw_collector, monitored_ollama, otel_proxy, prometheus
+from tests.harness import Server, fake_ollama, free_port, fake_stats, hw_collector, monitored_ollama, otel_proxy, prometheus
 from tests.otlp_sink import otlp_sink
-from ui import queries
+from ui import queries, recent
 from ui.queries import Filters, Prometheus
 
 MODEL = "llama3.2:1b"
@@ -145,6 +145,14 @@ def test_two_proxies_in_front_of_two_ollamas_are_separable_in_one_prometheus():
         tokens_b = client.scalar(f"sum(ollama_generated_tokens_total{Filters(host='127.0.0.2').labels()})")
         assert tokens_b == 5 * 8 == fake_stats(fake_b)["generated_tokens"]
         assert client.label_values("instance", "http_server_active_requests") == sorted(per_instance)
+        # The request list follows the Instance picker: each proxy's own, or every one's merged by time.
+        url_b = f"http://127.0.0.2:{proxy_b.port}"
+        assert recent.proxy_urls(client, "127.0.0.2", "http://fallback") == [url_b]
+        only_b, unreachable = recent.merged_requests(recent.proxy_urls(client, "127.0.0.2", "http://fallback"))
+        assert len(only_b) == 5 and {e["instance"] for e in only_b} == {f"127.0.0.2:{proxy_b.port}"} and unreachable == []
+        everything, _ = recent.merged_requests(recent.proxy_urls(client, "", "http://fallback"))
+        assert len(everything) == 8 and [e["start_time"] for e in everything] == sorted((e["start_time"] for e in everything), reverse=True)
+        assert recent.proxy_urls(Prometheus(f"http://127.0.0.1:{free_port()}"), "", "http://fallback") == ["http://fallback"]
 
 
 def test_spans_and_metrics_are_delivered_over_otlp(fake, tmp_path):

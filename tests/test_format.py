@@ -51,12 +51,24 @@ def test_age():
     assert (fmt.age(0.2), fmt.age(12), fmt.age(600)) == ("just now", "12 s ago", "10 min ago")
 
 
-def test_waterfall_lays_ollamas_phases_after_the_queue_and_overhead():
+def test_waterfall_lays_every_second_of_a_request_back_to_back():
+    entry = {"duration_s": 3.0, "load_duration_s": 1.5, "queue_wait_s": 1.0, "load_s": 0.5, "load_reason": "reload", "reload_cause": "num_ctx 4096 -> 8192",
+             "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_other_s": 0.125, "proxy_s": 0.125, "time_to_first_token_s": 1.8}
+    rows = fmt.waterfall(entry)
+    assert [(r["phase"], r["start"], r["end"]) for r in rows] == [
+        ("waiting for a slot", 0.0, 1.0), ("model reload (num_ctx 4096 -> 8192)", 1.0, 1.5), ("prompt evaluation", 1.5, 1.75),
+        ("generation", 1.75, 2.75), ("Ollama, other (templating, tokenizing)", 2.75, 2.875), ("proxy and network", 2.875, 3.0),
+    ]
+    assert rows[1]["duration"] == "500 ms"
+    unknown = fmt.waterfall({**entry, "load_reason": "unknown", "queue_wait_s": None, "load_s": None})
+    assert unknown[0]["phase"] == "queue or load (not told apart)" and unknown[0]["end"] == 1.5
+
+
+def test_waterfall_of_an_older_entry_puts_the_unexplained_time_first():
     rows = fmt.waterfall({"duration_s": 2.0, "load_s": 0.5, "prompt_eval_s": 0.25, "eval_s": 1.0, "time_to_first_token_s": 0.8})
     assert [(r["phase"], r["start"], r["end"]) for r in rows] == [
         ("queue and overhead", 0.0, 0.25), ("model load", 0.25, 0.75), ("prompt evaluation", 0.75, 1.0), ("generation", 1.0, 2.0),
     ]
-    assert rows[1]["duration"] == "500 ms"
 
 
 def test_waterfall_of_an_answer_without_phases_shows_what_the_proxy_saw():
@@ -64,3 +76,9 @@ def test_waterfall_of_an_answer_without_phases_shows_what_the_proxy_saw():
     rows = fmt.waterfall({"duration_s": 3.0, "load_s": None, "prompt_eval_s": None, "eval_s": None, "time_to_first_token_s": 1.25})
     assert [(r["phase"], r["start"], r["end"]) for r in rows] == [("until the first token", 0.0, 1.25), ("streaming the answer", 1.25, 3.0)]
     assert [r["phase"] for r in fmt.waterfall({"duration_s": 0.4, "time_to_first_token_s": None})] == ["whole request (no phases reported)"]
+
+
+def test_shares_of_the_generation_time_say_no_data_rather_than_zero():
+    assert fmt.shares({"queueing": 1.0, "loading": 0.5, "prompt evaluation": None, "generation": 2.5, "all": 5.0}) == {
+        "queueing": 0.2, "loading": 0.1, "prompt evaluation": None, "generation": 0.5}
+    assert fmt.shares({"queueing": None, "all": None}) == {} and fmt.shares({"queueing": 0.0, "all": 0.0}) == {}

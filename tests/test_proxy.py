@@ -270,11 +270,15 @@ def test_duration_buckets_are_the_twenty_asked_for(fake, proxy):
     assert bounds == asked_for + [float("inf")]
 
 
-def test_cold_loads_are_counted(fake, proxy):
-    configure_fake(fake, unload=True)
-    for _ in range(3):
-        httpx.post(proxy.url + "/api/generate", json={**GENERATE, "stream": False}, timeout=30)
-    assert scrape(proxy.url).value("ollama_model_loads_total", gen_ai_request_model="llama3.2:1b") == 1
+def test_cold_loads_are_counted(fake):
+    configure_fake(fake, unload=True, token_delay=0.01, answer_delay=0)
+    with otel_proxy(fake.url, "--ps-interval", "0.2") as proxy:
+        time.sleep(0.5)  # the proxy has read /api/ps: nothing resident
+        for _ in range(3):
+            httpx.post(proxy.url + "/api/generate", json={**GENERATE, "stream": False}, timeout=30)
+        metrics = scrape(proxy.url)
+    assert metrics.value("ollama_model_loads_total", gen_ai_request_model="llama3.2:1b", ollama_load_reason="cold") == 1
+    assert metrics.value("ollama_model_loads_total") == 1
 
 
 def test_ready_reports_the_ollama_version(fake, proxy):

@@ -84,28 +84,47 @@ def plain(text: str) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)
 
 
-def waterfall(request: dict) -> list[dict]:
-    """A /-/requests entry's phases back to back, as rows of phase, start, end (seconds) and duration (text).
+def shares(spent: dict[str, float | None]) -> dict[str, float | None]:
+    """Each part's share of ``spent["all"]`` (seconds per second of each); {} when nothing was spent, None for a part with no data."""
+    whole = spent.get("all")
+    if _missing(whole) or not whole:
+        return {}
+    return {name: (None if _missing(value) else max(0.0, value) / whole) for name, value in spent.items() if name != "all"}  # type: ignore[operator]
 
-    With Ollama's own phases (model load, prompt evaluation, generation) the rest of the
-    request is "queue and overhead". An answer that reports none (the Responses and
-    Anthropic APIs, cloud models) is shown as the proxy saw it: until the first token, then
-    streaming; one bar when even the first token's time is unknown.
+
+def waterfall(request: dict) -> list[dict]:
+    """A /-/requests entry's segments back to back, as rows of phase, start, end (seconds) and duration (text).
+
+    Ollama's load_duration in its parts (waiting for a slot, loading or reloading, or "not
+    told apart" where the proxy cannot say), then prompt evaluation, generation, the rest of
+    Ollama's time and the proxy's with the network: together the request's duration. An
+    answer that reports no phases (the Responses and Anthropic APIs, cloud models) is shown
+    as the proxy saw it: until the first token, then streaming; one bar when even the first
+    token's time is unknown.
     """
     duration = request.get("duration_s") or 0.0
-    phases: list[tuple[str, float | None]] = [("model load", request.get("load_s")), ("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
-    if all(length is None for _, length in phases):
+    reason = request.get("load_reason")
+    if reason == "unknown":
+        waiting: list[tuple[str, float | None]] = [("queue or load (not told apart)", request.get("load_duration_s"))]
+    else:
+        load_name = "model reload" + (f" ({request['reload_cause']})" if request.get("reload_cause") else "") if reason == "reload" else "model load"
+        waiting = [("waiting for a slot", request.get("queue_wait_s")), (load_name, request.get("load_s"))]
+    ollama = [("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
+    phases: list[tuple[str, float | None]]
+    if all(length is None for _, length in [*waiting, *ollama]):
         first = request.get("time_to_first_token_s")
         if first is None:
             phases = [("whole request (no phases reported)", duration)]
         else:
             phases = [("until the first token", first), ("streaming the answer", max(0.0, duration - first))]
-    else:
-        known = sum(length or 0.0 for _, length in phases)
-        phases = [("queue and overhead", max(0.0, duration - known)), *phases]
+    elif "proxy_s" in request:
+        phases = [*waiting, *ollama, ("Ollama, other (templating, tokenizing)", request.get("ollama_other_s")), ("proxy and network", request.get("proxy_s"))]
+    else:  # an entry from a proxy before the parts were told apart
+        known = sum(length or 0.0 for _, length in [*waiting, *ollama])
+        phases = [("queue and overhead", max(0.0, duration - known)), *waiting, *ollama]
     rows, cursor = [], 0.0
     for name, length in phases:
-        if length is None:
+        if not length:
             continue
         rows.append({"phase": name, "start": cursor, "end": cursor + length, "duration": seconds(length)})
         cursor += length

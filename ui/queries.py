@@ -127,11 +127,15 @@ def joules_per_token(f: Filters, window: str) -> str:
 def per_model(f: Filters, window: str) -> dict[str, str]:
     by = "gen_ai_request_model"
     sel = f.labels()
+    cold, reload = f.labels('ollama_load_reason="cold"'), f.labels('ollama_load_reason="reload"')
     return {
         "requests": f"sum by ({by}) (increase(gen_ai_server_request_duration_seconds_count{sel}[{window}]))",
         "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{sel}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
         "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(gen_ai_server_request_duration_seconds_bucket{sel}[{window}])))",
-        "cold_loads": f"sum by ({by}) (increase(ollama_model_loads_total{sel}[{window}]))",
+        "cold_loads": f"sum by ({by}) (increase(ollama_model_loads_total{cold}[{window}]))",
+        "reloads": f"sum by ({by}) (increase(ollama_model_loads_total{reload}[{window}]))",
+        "queue_p95_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_queue_wait_seconds_bucket{sel}[{window}])))",
+        "context_fill_p95": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_context_fill_bucket{sel}[{window}])))",
     }
 
 
@@ -140,6 +144,39 @@ def loaded_models(f: Filters) -> dict[str, str]:
     return {
         "size_bytes": f"sum by (model) (ollama_loaded_model_size_bytes{sel})",
         "vram_bytes": f"sum by (model) (ollama_loaded_model_vram_bytes{sel})",
+    }
+
+
+# Why requests are slow: per model, from the proxy's scheduler view (otel_proxy/scheduling.py) ------------
+
+
+def scheduling(f: Filters, window: str) -> dict[str, str]:
+    """Per model: queue-wait p95, requests in flight, reloads in 10 minutes, context-fill p95."""
+    by = "gen_ai_request_model"
+    sel = f.labels()
+    reloads = f.labels('ollama_load_reason="reload"')
+    return {
+        "queue_p95_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_queue_wait_seconds_bucket{sel}[{window}])))",
+        "in_flight": f"sum by ({by}) (ollama_requests_in_flight{sel})",
+        "reloads_10m": f"sum by ({by}) (increase(ollama_model_loads_total{reloads}[10m]))",
+        "context_fill_p95": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_context_fill_bucket{sel}[{window}])))",
+    }
+
+
+def time_shares(f: Filters, window: str) -> dict[str, str]:
+    """Where the time of every generation went: seconds per second spent queueing, loading, on the prompt, generating, in all."""
+    sel = f.labels()
+
+    def spent(family: str) -> str:
+        return f"sum(rate({family}_sum{sel}[{window}]))"
+
+    return {
+        "queueing": spent("ollama_queue_wait_seconds"),
+        # load_duration is the queue wait and the loads: what is left of it loaded
+        "loading": f"({spent('ollama_load_duration_seconds')} - ({spent('ollama_queue_wait_seconds')} or vector(0)))",
+        "prompt evaluation": spent("ollama_prompt_eval_duration_seconds"),
+        "generation": spent("ollama_eval_duration_seconds"),
+        "all": spent("gen_ai_server_request_duration_seconds"),
     }
 
 

@@ -37,6 +37,23 @@ MEMORY = ((0.75, "good"), (0.90, "tight"))  # used fraction; above: nearly full
 RELIABILITY = ((0.95, "failing"), (0.99, "degraded"))  # success ratio below each bound; above: good
 LATENCY_ELEVATED = 1.5  # p95 now over the hour's p95
 LATENCY_HIGH = 3.0
+# Why requests are slow, and what to change (docs/metrics.md, "Why was that request slow").
+QUEUE_P95_S = 1.0  # a model's p95 wait for a slot above this: it is queue-bound
+RELOADS_10M = 3  # reloads of one model within 10 minutes from this many: clients switch runner options
+CONTEXT_FULL_P95 = 0.95  # a model's p95 context fill from this: prompts are being truncated
+
+
+@dataclass
+class ModelPressure:
+    """One model's scheduling numbers (None: no data) and what /-/requests says of its reloads and context."""
+
+    model: str
+    queue_p95_s: float | None = None
+    in_flight: float | None = None
+    reloads_10m: float | None = None
+    context_fill_p95: float | None = None
+    reload_causes: list[str] = field(default_factory=list)  # newest first, e.g. "num_ctx 4096 -> 8192"
+    context_length: int | None = None
 
 
 @dataclass
@@ -57,6 +74,37 @@ class Snapshot:
     power_w: float | None = None
     memory_ratio: float | None = None
     loaded_models: list[str] = field(default_factory=list)
+    pressure: list[ModelPressure] = field(default_factory=list)
+
+
+def _switching(causes: list[str]) -> str:
+    """ "num_ctx between 4096 and 8192" from causes such as "num_ctx 4096 -> 8192"."""
+    values: dict[str, set[str]] = {}
+    for cause in causes:
+        for change in cause.split(", "):
+            match = re.fullmatch(r"(\w+) (\S+) -> (\S+)", change)
+            if match:
+                values.setdefault(match.group(1), set()).update((match.group(2), match.group(3)))
+    if not values:
+        return "runner options"
+    option, seen = max(values.items(), key=lambda item: len(item[1]))
+    ordered = sorted(seen, key=lambda v: (len(v), v))
+    return f"{option} between {', '.join(ordered[:-1])} and {ordered[-1]}" if len(ordered) > 1 else f"{option} to {ordered[0]}"
+
+
+def advise(s: Snapshot) -> list[str]:
+    """The cause of slowness and its remedy, one sentence each, by the thresholds above; the worst first."""
+    advice: list[tuple[float, str]] = []
+    for p in s.pressure:
+        if p.queue_p95_s is not None and p.queue_p95_s > QUEUE_P95_S:
+            advice.append((p.queue_p95_s, f"{p.model} requests are queuing (p95 wait {fmt.seconds(p.queue_p95_s)}, {fmt.count(p.in_flight)} in flight): "
+                                          "raise OLLAMA_NUM_PARALLEL or add a host"))
+        if p.reloads_10m is not None and round(p.reloads_10m) >= RELOADS_10M:
+            advice.append((p.reloads_10m, f"{round(p.reloads_10m)} reloads of {p.model} in 10 min: clients switch {_switching(p.reload_causes)}; pin one value"))
+        if p.context_fill_p95 is not None and p.context_fill_p95 >= CONTEXT_FULL_P95:
+            context = f"{p.context_length}-token context" if p.context_length else "context"
+            advice.append((p.context_fill_p95 * 10, f"prompts fill {fmt.percent(min(p.context_fill_p95, 1.0))} of {p.model}'s {context}: raise num_ctx"))
+    return [text for _, text in sorted(advice, key=lambda item: -item[0])]
 
 
 def _band(value: float, bands: tuple[tuple[float, str], ...], above: str) -> str:
@@ -92,6 +140,7 @@ def assess(s: Snapshot) -> dict[str, str]:
     states["temperature"] = "not measured" if s.temperature_c is None else _band(s.temperature_c, TEMPERATURE, "hot")
     states["power"] = "not measured" if s.power_w is None else _band(s.power_w, POWER, "high")
     states["memory"] = "not measured" if s.memory_ratio is None else _band(s.memory_ratio, MEMORY, "nearly full")
+    states["advice"] = "; ".join(sorted(line.split(" (")[0].split(":")[0] for line in advise(s))) or "none"
     return states
 
 
@@ -108,6 +157,7 @@ def describe(s: Snapshot, states: dict[str, str]) -> list[str]:
         f"temperature: {states['temperature']} ({fmt.celsius(s.temperature_c)})",
         f"power: {states['power']} ({fmt.watts(s.power_w)})",
         f"memory: {states['memory']} ({fmt.percent(s.memory_ratio)} used)",
+        *(f"advice: {line}" for line in advise(s)),
     ]
 
 
@@ -128,6 +178,9 @@ def rules_sentence(s: Snapshot, states: dict[str, str]) -> str:
         parts.append(f"temperature {states['temperature']}")
     if states["memory"] != "not measured":
         parts.append(f"memory {states['memory']}")
+    advice = advise(s)
+    if advice:  # the cause of slowness and what to change come first: that is what a person acts on
+        return advice[0]
     return clean(", ".join(parts)) or head
 
 
@@ -137,7 +190,8 @@ def build_prompt(s: Snapshot, states: dict[str, str]) -> str:
         "You write the one-line status of a local LLM server for its dashboard.\n"
         f"Current state:\n{facts}\n"
         "Write one plain sentence under 100 characters that a person reads at a glance: say whether "
-        "the server is fine and name anything unusual (a spike, heat, errors, slowness). "
+        "the server is fine and name anything unusual (a spike, heat, errors, slowness); if there is advice, "
+        "give the first advice's cause and remedy. "
         "No quotes, no markdown, no preamble.\nStatus:"
     )
 
@@ -249,11 +303,31 @@ class StatusCache:
 STATUS = StatusCache()  # process-wide: shared by every browser tab of this Streamlit server
 
 
-def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m") -> Snapshot:
-    """The dashboard's current values, from the dashboard's own queries."""
+def pressure(prom: Prometheus, f: Filters, window: str, recent: list[dict]) -> list[ModelPressure]:
+    """Each model's scheduling numbers from Prometheus, with the reload causes and context length of its recent requests."""
+    answers = prom.side_by_side({name: partial(prom.vector, promql) for name, promql in queries.scheduling(f, window).items()})
+    models: dict[str, ModelPressure] = {}
+    for column, answer in answers.items():
+        for labels, value in answer:
+            name = labels.get("gen_ai_request_model", "")
+            if name and value is not None:
+                setattr(models.setdefault(name, ModelPressure(name)), column, value)
+    for entry in recent:  # newest first
+        found = models.get(entry.get("model") or "")
+        if found is None:
+            continue
+        if entry.get("reload_cause"):
+            found.reload_causes.append(entry["reload_cause"])
+        if found.context_length is None and entry.get("context_length"):
+            found.context_length = entry["context_length"]
+    return sorted(models.values(), key=lambda p: p.model)
+
+
+def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m", recent: list[dict] | None = None) -> Snapshot:
+    """The dashboard's current values, from the dashboard's own queries (and the proxy's recent requests, for causes)."""
     now = time.time()
     gpu_series = prom.range(queries.gpu_utilization(f), now - 300, now, 15)
-    recent = [value for series in gpu_series for _, value in series.points if value is not None]
+    gpu_recent = [value for series in gpu_series for _, value in series.points if value is not None]
     asked = {
         "up": f"max(ollama_up{f.host_only()})",
         "used": queries.memory_used_bytes(f),
@@ -273,17 +347,26 @@ def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m") -> Snapshot:
     up, used, limit = values.pop("up"), values.pop("used"), values.pop("limit")
     return Snapshot(
         ollama_up=None if up is None else up == 1,
-        gpu_recent=recent,
+        gpu_recent=gpu_recent,
         memory_ratio=used / limit if used is not None and limit else None,
         loaded_models=sorted(labels.get("model", "") for labels, _ in prom.vector(queries.loaded_models(f)["vram_bytes"])),
+        pressure=pressure(prom, f, window, recent or []),
         **values,
     )
+
+
+def recent_requests(proxy_url: str) -> list[dict]:
+    """The proxy's /-/requests, newest first; [] when it cannot be read (the causes are then not named)."""
+    try:
+        return list(httpx.get(proxy_url.rstrip("/") + "/-/requests", timeout=5, trust_env=False).json()["requests"])
+    except (httpx.HTTPError, ValueError, KeyError, TypeError):
+        return []
 
 
 def main() -> int:
     prom = Prometheus(os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"))
     try:
-        snapshot = read_snapshot(prom, Filters())
+        snapshot = read_snapshot(prom, Filters(), recent=recent_requests(os.environ.get("PROXY_URL", "http://127.0.0.1:8001")))
     except PrometheusError as exc:
         print(f"status unknown: {exc}")
         return 1

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import format as fmt
-from ui import queries
+from ui import queries, recent
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, read_snapshot
 
@@ -78,7 +78,7 @@ def card_values(url: str, host: str, model: str) -> dict[str, tuple[float | None
 
 @st.cache_data(ttl=4, show_spinner=False)
 def status_snapshot(url: str, host: str, model: str) -> Snapshot:
-    return read_snapshot(prometheus(url), Filters(host, model))
+    return read_snapshot(prometheus(url), Filters(host, model), recent=recent_requests(url, host)[0])
 
 
 @st.cache_data(ttl=4, show_spinner=False)
@@ -136,8 +136,20 @@ def latency_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
 
 
 @st.cache_data(ttl=4, show_spinner=False)
+def time_shares(url: str, host: str, model: str, window: str) -> dict[str, float | None]:
+    """What share of all generation time went to queueing, loading, the prompt and generating; {} without traffic."""
+    prom = prometheus(url)
+    spent = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in queries.time_shares(Filters(host, model), window).items()})
+    return fmt.shares(spent)
+
+
+@st.cache_data(ttl=4, show_spinner=False)
 def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
     prom, f = prometheus(url), Filters(host, model)
+    last_causes: dict[str, str] = {}
+    for entry in recent_requests(url, host)[0]:  # newest first
+        if entry.get("reload_cause") and entry.get("model"):
+            last_causes.setdefault(entry["model"], entry["reload_cause"])
     rows: dict[str, dict[str, float | None]] = {}
     asked = {(column, "gen_ai_request_model"): promql for column, promql in queries.per_model(f, window).items()}
     asked |= {(column, "model"): promql for column, promql in queries.loaded_models(f).items()}
@@ -152,7 +164,11 @@ def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
             "requests": fmt.count(row.get("requests")),
             "tokens/s (eval)": fmt.rate(row.get("tokens_per_second"), "tok/s"),
             "p95 latency": fmt.seconds(row.get("p95_latency_s")),
+            "queue wait p95": fmt.seconds(row.get("queue_p95_s")),
             "cold loads": fmt.count(row.get("cold_loads")),
+            "reloads": fmt.count(row.get("reloads")),
+            "last reload cause": last_causes.get(name, ""),
+            "context fill p95": fmt.percent(row.get("context_fill_p95")),
             "loaded now": "yes" if size is not None else "no",
             "VRAM": fmt.bytes_(vram),
             "in GPU": fmt.percent(vram / size if vram is not None and size else None),
@@ -180,8 +196,9 @@ def connections(prometheus_url: str, proxy_url: str, ollama_url: str) -> dict[st
 
 
 @st.cache_data(ttl=4, show_spinner=False)
-def recent_requests(proxy_url: str) -> list[dict]:
-    return httpx.get(proxy_url + "/-/requests", params={"limit": 100}, timeout=3, trust_env=False).json()["requests"]
+def recent_requests(prometheus_url: str, host: str) -> tuple[list[dict], list[str]]:
+    """The picked instance's requests (every proxy's for "all"), newest first, and the proxies that did not answer."""
+    return recent.merged_requests(recent.proxy_urls(prometheus(prometheus_url), host, PROXY_URL))
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -283,6 +300,13 @@ def live() -> None:
     if not table.empty:
         st.dataframe(table, width="stretch")
 
+    st.subheader("Where the time went")
+    shares = time_shares(PROMETHEUS_URL, host, model, window)
+    if not shares:
+        st.caption(f"{fmt.NO_DATA} no generation in this window")
+    else:
+        st.caption("Share of all generation time in the window: " + ", ".join(f"{name} {fmt.percent(share)}" for name, share in shares.items()))
+
     st.subheader("Models")
     models = model_table(PROMETHEUS_URL, host, model, window)
     if models.empty:
@@ -294,17 +318,16 @@ def live() -> None:
 live()
 
 st.subheader("Recent requests")
-try:
-    entries = recent_requests(PROXY_URL)
-except (httpx.HTTPError, ValueError, KeyError) as exc:
-    st.warning(f"The proxy's request list at {PROXY_URL}/-/requests cannot be read ({type(exc).__name__}).")
-    entries = []
+entries, unreachable = recent_requests(PROMETHEUS_URL, host)
+for url in unreachable:
+    st.warning(f"The proxy's request list at {url}/-/requests cannot be read.")
 if not entries:
     st.caption("No finished requests yet.")
 else:
     listing = pd.DataFrame([
         {
             "started": e["start_time"][11:19],
+            "instance": e["instance"],
             "route": e["route"],
             "model": e["model"] or "",
             "status": e["status"],
