@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from otel_proxy.app import create_app
+from otel_proxy.clients import ApiKeys, KeyFileError
 from otel_proxy.config import ProxySettings
 from ollama_otel_stack.service import add_flag, configure_logging, serve
 from ollama_otel_stack.telemetry import setup_telemetry
@@ -29,7 +31,16 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         parser, "--client-spans", "OTEL_PROXY_CLIENT_SPANS", DEFAULTS.client_spans, str,
         "who makes the client span of each call to Ollama: proxy (the proxy, with opentelemetry-instrumentation-httpx's attribute functions) or httpx (the instrumentation's wrapper, five times the cost)",
     )
+    add_flag(parser, "--max-clients", "OTEL_PROXY_MAX_CLIENTS", DEFAULTS.max_clients, int, "distinct X-Client-Name values in metrics before the rest become 'other'")
+    add_flag(parser, "--api-keys", "OTEL_PROXY_API_KEYS_FILE", "", str, "a file of `name: key` lines: every Ollama path then needs one of the keys")
+    add_flag(parser, "--metrics-token", "OTEL_PROXY_METRICS_TOKEN", "", str, "a token /metrics and /-/requests then need (Authorization: Bearer <token>)")
     args = parser.parse_args(argv)
+    keys = None
+    if args.api_keys:
+        try:
+            keys = ApiKeys.load(Path(args.api_keys))
+        except KeyFileError as exc:
+            parser.error(str(exc))
     if args.client_spans not in CLIENT_SPANS:
         parser.error(f"--client-spans must be one of {', '.join(CLIENT_SPANS)}, not {args.client_spans!r}")
     capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in {"true", "1", "yes"}
@@ -45,6 +56,9 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         ps_interval_s=args.ps_interval,
         capture_content=capture,
         client_spans=args.client_spans,
+        max_clients=args.max_clients,
+        api_keys=keys,
+        metrics_token=args.metrics_token or None,
     )
 
 

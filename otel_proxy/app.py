@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import ipaddress
 import contextlib
 import gc
 import logging
@@ -22,6 +25,7 @@ from starlette.routing import Route
 
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.client_spans import ClientSpanTransport, why_instrumented
+from otel_proxy.clients import ClientNames
 from otel_proxy.config import ProxySettings
 from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
@@ -37,6 +41,15 @@ log = logging.getLogger(__name__)
 # While a page renders, the event loop waits at most this long for the GIL (CPython's default is 5 ms).
 RENDER_SWITCH_S = 0.0005
 OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 class _DropAbortedStreamTracebacks(logging.Filter):
@@ -92,6 +105,7 @@ class ProxyApp:
             recent=self.recent,
             bookkeeper=self.bookkeeper,
             scheduler=self.scheduler,
+            clients=ClientNames(settings.max_clients),
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
         )
@@ -116,6 +130,9 @@ class ProxyApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         log.info("otel-proxy on http://%s:%d forwarding to %s", self.settings.host, self.settings.port, self.settings.upstream)
+        if self.settings.api_keys is None and not _is_loopback(self.settings.host):
+            log.warning("otel-proxy listens on %s with no API keys: anyone who can reach port %d can use Ollama (every model, pull and delete) "
+                        "and read /metrics and /-/requests; set --api-keys (and --metrics-token), or bind 127.0.0.1", self.settings.host, self.settings.port)
         # Everything imported and built so far lives as long as the process: keep it out of
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
@@ -143,7 +160,19 @@ class ProxyApp:
                     failing = True
                 await asyncio.sleep(self.settings.ps_interval_s)
 
+    def _refused(self, request: Request) -> Response | None:
+        """A 401 for /metrics and /-/requests without the scrape token, when --metrics-token is set."""
+        token = self.settings.metrics_token
+        if token is None:
+            return None
+        presented = request.headers.get("authorization", "")
+        if hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), hashlib.sha256(f"Bearer {token}".encode()).digest()):
+            return None
+        return JSONResponse({"error": "otel-proxy: this path needs the scrape token (Authorization: Bearer <--metrics-token>)"}, status_code=401)
+
     async def metrics(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
         self.bookkeeper.drain()
         # Rendered off the event loop: at 100 models a page takes ~200 ms of CPU, which on the
         # loop would stall every stream for as long (docs/benchmarks.md, "Scrapes and streams").
@@ -175,6 +204,8 @@ class ProxyApp:
         return JSONResponse({"status": "ready", "upstream": self.settings.upstream, "ollama_version": version})
 
     async def requests(self, request: Request) -> Response:
+        if refused := self._refused(request):
+            return refused
         try:
             limit = int(request.query_params.get("limit", self.settings.recent_requests))
         except ValueError:

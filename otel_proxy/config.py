@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from otel_proxy.clients import ApiKeys
+
 
 @dataclass(frozen=True)
 class ProxySettings:
@@ -21,7 +23,10 @@ class ProxySettings:
     body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
     max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # a load_duration under this was no load (scheduling only)
-    ps_interval_s: float = 5.0  # how often Ollama's /api/ps is read (resident models, context length, expiry)
+    ps_interval_s: float = 5.0
+    max_clients: int = 50  # distinct X-Client-Name values in the metrics; the rest are "other"
+    api_keys: ApiKeys | None = None  # with keys, every Ollama path needs one (otel_proxy/clients.py)
+    metrics_token: str | None = None  # with a token, /metrics and /-/requests need it (Authorization: Bearer)  # how often Ollama's /api/ps is read (resident models, context length, expiry)
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     # Who makes the CLIENT span of each call to Ollama: the proxy ("proxy": the span
     # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see

@@ -9,7 +9,6 @@ request, and listening for the client going away so the upstream call is cancell
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, cast
@@ -17,8 +16,10 @@ from typing import Any, cast
 import httpx
 from opentelemetry import context as otel_context
 
+from otel_proxy import ollama
+from otel_proxy.clients import KEY_HEADERS, presented_key
 from otel_proxy.config import ProxySettings
-from otel_proxy.observer import CLIENT_DISCONNECTED, ObserverContext, RequestObserver
+from otel_proxy.observer import CLIENT_DISCONNECTED, UNAUTHORIZED, ObserverContext, RequestObserver
 
 log = logging.getLogger(__name__)
 
@@ -176,9 +177,9 @@ async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_d
 
 
 async def send_error(send: Send, observer: RequestObserver, status: int, message: str) -> None:
-    """The proxy's own answer, in Ollama's error shape so clients show it as they would Ollama's."""
+    """The proxy's own answer, in the error shape of the API called (otel_proxy/ollama.py error_body)."""
     observer.response_started(status, "application/json")
-    body = json.dumps({"error": message}).encode()
+    body = ollama.error_body(observer.route, status, message)
     await send(
         {
             "type": "http.response.start",
@@ -230,6 +231,17 @@ class Forwarder:
             message = f"otel-proxy: request headers of {header_bytes} bytes exceed the limit of {self._settings.max_header_bytes}"
             await send_error(send, observer, 431, message)
             return
+        keys = self._settings.api_keys
+        if keys is not None:
+            key, problem = presented_key(scope["headers"])
+            name = keys.check(key) if key is not None and problem is None else None
+            if name is None:
+                # Never forwarded, never logged with the key; answered in the shape of the API called.
+                message = f"otel-proxy: {problem or ('the API key is not valid' if key is not None else 'an API key is required')}"
+                observer.failed(UNAUTHORIZED, message)
+                await send_error(send, observer, 401, message + " (Authorization: Bearer <key>, or x-api-key: <key>)")
+                return
+            observer.key_name = name
         prefix, rest = await _read_prefix(receive, self._settings.body_prefix_bytes)
         observer.learn_request(prefix, rest is None)
         body_done = asyncio.Event()
@@ -247,7 +259,10 @@ class Forwarder:
         except httpx.InvalidURL as exc:
             await send_error(send, observer, 400, f"otel-proxy: the request target is not a valid URL path ({exc})")
             return
-        headers = request_headers(scope["headers"], self._host, prefix if rest is None else None)
+        raw_headers = scope["headers"]
+        if keys is not None:  # the key stays with the proxy
+            raw_headers = [(name, value) for name, value in raw_headers if name.lower() not in KEY_HEADERS]
+        headers = request_headers(raw_headers, self._host, prefix if rest is None else None)
         # stream= rather than content=: httpx would re-parse the URL and re-derive the framing set above.
         request = httpx.Request(scope["method"], url, headers=headers, stream=stream, extensions={"timeout": self._timeout})
 

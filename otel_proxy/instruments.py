@@ -42,6 +42,8 @@ OLLAMA_PHASE_BUCKETS = (
     0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300,
 )  # fmt: skip
 
+# A client's requests, all models together: a chat turn to a long agent run.
+CLIENT_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)  # fmt: skip
 # Waiting for a slot or a load: milliseconds on a quiet server to minutes behind a long queue.
 QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)  # fmt: skip
 CONTEXT_FILL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)  # fmt: skip
@@ -195,6 +197,29 @@ class ProxyInstruments:
                 "ollama.model_loads",
                 unit="{load}",
                 description="Model loads, by ollama.load.reason: cold (the model was not resident) or reload (its runner options changed). A request that only waited is never one.",
+            )
+        )
+        # Who is using the server (otel_proxy/clients.py): counters and one histogram, per client only.
+        self.client_requests = wrap(
+            meter.create_counter(
+                "ollama.client.requests",
+                unit="{request}",
+                description="Generation and embedding requests per client (ollama.client), with error.type when they failed.",
+            )
+        )
+        self.client_tokens = wrap(
+            meter.create_counter(
+                "ollama.client.tokens",
+                unit="{token}",
+                description="Tokens per client and gen_ai.token.type (input, output), as Ollama reported them.",
+            )
+        )
+        self.client_request_duration = wrap(
+            meter.create_histogram(
+                "ollama.client.request.duration",
+                unit="s",
+                description="Generation and embedding requests per client, to the last byte: its share of the server's time, its latency.",
+                explicit_bucket_boundaries_advisory=CLIENT_DURATION_BUCKETS,
             )
         )
         self.queue_wait = wrap(

@@ -24,6 +24,7 @@ from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode
 
 from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
+from otel_proxy.clients import ClientNames, family_of
 from otel_proxy.config import ProxySettings
 from otel_proxy.instruments import CONTEXT_FULL, LOAD_REASONS, UNKNOWN_MODEL, ModelNames, ProxyInstruments, method_label
 from otel_proxy.ollama import Report, RequestFacts
@@ -36,6 +37,7 @@ log = logging.getLogger(__name__)
 
 PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
+UNAUTHORIZED = "unauthorized"
 
 
 def _caller_span(headers: Iterable[tuple[bytes, bytes]]) -> SpanContext | None:
@@ -59,6 +61,7 @@ class ObserverContext:
     recent: RecentRequests
     bookkeeper: Bookkeeper
     scheduler: SchedulerView
+    clients: ClientNames
     upstream_host: str
     upstream_port: int
 
@@ -84,6 +87,14 @@ class RequestObserver:
         self.watcher: Watcher = NOTHING_TO_WATCH
         self._request_body: bytes | None = None
         self._caller = _caller_span(scope["headers"])
+        self.key_name: str | None = None  # the API key's name, when keys are configured and it matched
+        self._user_agent = self._client_name = b""
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                self._user_agent = value
+            elif name == b"x-client-name":
+                self._client_name = value
+        self.client: str | None = None
         self._server_attributes: dict[str, Any] = {
             "http.request.method": self.method,
             "http.route": self.route,
@@ -181,7 +192,9 @@ class RequestObserver:
         first_output_at = self.watcher.first_output_at or self.first_chunk_at
         self.first_output_at = first_output_at
         time_to_first_chunk = None if first_output_at is None else first_output_at - self.started
+        self.client = self._client_label()
         if self.operation is not None:
+            self._record_client(report, duration)
             # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
             self.model_label = self._shared.models.label(self.facts.model, admit=self.status != 404)
             self._account_for_the_schedule(report, ended)
@@ -194,6 +207,24 @@ class RequestObserver:
             self._emit_server_span(end_ns)
 
         shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
+
+    def _client_label(self) -> str:
+        """The key's name, else X-Client-Name (bounded), else the User-Agent's family (otel_proxy/clients.py)."""
+        if self.key_name is not None:
+            return self.key_name
+        if self._client_name:
+            return self._shared.clients.label(self._client_name.decode("latin-1"))
+        return family_of(self._user_agent.decode("latin-1"))
+
+    def _record_client(self, report: Report, duration: float) -> None:
+        """Per client, on counters and one duration histogram only: never across the per-model families."""
+        instruments = self._shared.instruments
+        who = {"ollama.client": self.client}
+        instruments.client_requests.add(1, {**who, "error.type": self.error_type} if self.error_type else who)
+        instruments.client_request_duration.record(duration, who)
+        for kind, tokens in (("input", report.input_tokens), ("output", report.output_tokens)):
+            if tokens is not None:
+                instruments.client_tokens.add(tokens, {**who, "gen_ai.token.type": kind})
 
     def _account_for_the_schedule(self, report: Report, ended: float) -> None:
         """Ollama's load_duration in parts (otel_proxy/scheduling.py), and the request out of the view's in-flight set."""
@@ -292,6 +323,7 @@ class RequestObserver:
         attributes["ollama.response.reasoning"] = report.reasoning
         attributes["ollama.response.tool_calls"] = report.tool_calls
         attributes["ollama.model.cloud"] = ollama.is_cloud_model(self.facts.model)
+        attributes["ollama.client"] = self.client or ""
         if ttfc is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = ttfc
         status = UNSET
@@ -341,6 +373,7 @@ class RequestObserver:
             "trace_id": format(context.trace_id, "032x"),
             "trace_sampled": context.trace_flags.sampled,
             "method": self.method,
+            "client": self.client,
             "route": self.route,
             "operation": self.operation,
             "model": self.facts.model if self.model_label not in (None, "other") else self.model_label,

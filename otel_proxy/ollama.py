@@ -294,3 +294,20 @@ def report_from_tail(route: str, tail: bytes) -> Report:
 # Every /v1 stream chunk that carries content has a null finish reason (Go's encoding);
 # the closing chunk names the reason and the usage chunk has no choices at all.
 SSE_CONTENT_CHUNK_MARKER = b'"finish_reason":null'
+
+
+_OPENAI_ERROR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 404: "not_found_error"}
+_ANTHROPIC_ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+                          413: "request_too_large", 429: "rate_limit_error", 431: "invalid_request_error", 502: "api_error", 503: "overloaded_error"}
+
+
+def error_body(route: str, status: int, message: str) -> bytes:
+    """The proxy's own error answer in the shape of the API called, as Ollama writes each (openai.NewError,
+    anthropic.NewError, gin.H{"error": ...}), so a client shows it as it would Ollama's."""
+    if route == MESSAGES:
+        payload: dict[str, Any] = {"type": "error", "error": {"type": _ANTHROPIC_ERROR_TYPES.get(status, "api_error"), "message": message}}
+    elif route.startswith("/v1/"):
+        payload = {"error": {"message": message, "type": _OPENAI_ERROR_TYPES.get(status, "api_error"), "param": None, "code": None}}
+    else:
+        payload = {"error": message}
+    return json.dumps(payload, separators=(",", ":")).encode()
