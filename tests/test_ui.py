@@ -170,3 +170,37 @@ def test_the_page_in_headless_chromium(site: Site):
     assert cards["Memory used"].endswith("%")
     assert STATUS_TEXT in body and "Recent requests" in body
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 50_000
+
+
+def test_the_clients_table_splits_requests_and_tokens_exactly(site: Site, monkeypatch):
+    """Two clients (openai-python, ollama-python) through the proxy: the table's growth equals what each sent."""
+    import ollama as ollama_client
+    import openai
+    import streamlit as st
+
+    def table() -> dict[str, tuple[int, int, int]]:
+        st.cache_data.clear()
+        app = page(site.env(), monkeypatch)
+        frame = next(frame.value for frame in app.dataframe if "client" in frame.value.columns)
+        counts = {}
+        for _, row in frame.iterrows():
+            tokens_in, tokens_out = (int(part.replace(",", "")) for part in row["tokens in / out"].split(" / "))
+            counts[row["client"]] = (int(row["requests"].replace(",", "")), tokens_in, tokens_out)
+        return counts
+
+    httpx.post(site.proxy.url + "/api/chat", json={"model": "llama3.2:1b", "messages": [], "stream": False}, headers={"user-agent": "ollama-python/0.6.3"})
+    oai = openai.OpenAI(base_url=site.proxy.url + "/v1", api_key="x", max_retries=0)
+    oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "warm"}])
+    time.sleep(2.5)  # both series exist before the counted traffic
+    before, stats_before = table(), httpx.get(site.fake.url + "/fake/stats").json()["by_route"]
+    native = ollama_client.Client(host=site.proxy.url)
+    for _ in range(3):
+        oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "hello there"}])
+    for _ in range(2):
+        native.chat(model="llama3.2:1b", messages=[{"role": "user", "content": "hello there"}])
+    time.sleep(2.5)
+    after, stats_after = table(), httpx.get(site.fake.url + "/fake/stats").json()["by_route"]
+    for client, route, sent in (("openai-python", "/v1/chat/completions", 3), ("ollama-python", "/api/chat", 2)):
+        truth = tuple(stats_after[route][key] - stats_before[route][key] for key in ("requests", "prompt_tokens", "generated_tokens"))
+        grown = tuple(a - b for a, b in zip(after[client], before[client]))
+        assert grown == truth and truth[0] == sent, (client, grown, truth)

@@ -33,6 +33,7 @@ class Filters:
 
     host: str = ""  # matches the instance label's host part (the proxy and the collector of one machine)
     model: str = ""
+    client: str = ""  # the ollama_client label: on the client families only (docs/metrics.md)
 
     def labels(self, *extra: str, model_label: str = "gen_ai_request_model") -> str:
         matchers = list(extra)
@@ -44,6 +45,11 @@ class Filters:
 
     def host_only(self, *extra: str) -> str:
         return self.labels(*extra, model_label="")
+
+    def client_labels(self, *extra: str) -> str:
+        """The host and the client picked (the client families carry no model label)."""
+        matchers = [*extra] + ([f'ollama_client="{_quote(self.client)}"'] if self.client else [])
+        return self.host_only(*matchers)
 
 
 def _quote(value: str) -> str:
@@ -144,6 +150,29 @@ def loaded_models(f: Filters) -> dict[str, str]:
     return {
         "size_bytes": f"sum by (model) (ollama_loaded_model_size_bytes{sel})",
         "vram_bytes": f"sum by (model) (ollama_loaded_model_vram_bytes{sel})",
+    }
+
+
+# Who is using it: per client (ollama_client) -----------------------------------------------------------
+
+
+def per_client(f: Filters, window: str) -> dict[str, str]:
+    """Per client: requests, errors, tokens in and out, seconds of generation, p95 latency."""
+    by = "ollama_client"
+
+    def increase(family: str, *extra: str) -> str:
+        """The counter's growth over the window, exact (no extrapolation, as increase() does): the table
+        counts requests and tokens a person can check. A client new in the window grows from 0."""
+        now = f"sum by ({by}) ({family}{f.client_labels(*extra)})"
+        return f"{now} - (sum by ({by}) ({family}{f.client_labels(*extra)} offset {window}) or {now} * 0)"
+
+    return {
+        "requests": increase("ollama_client_requests_total"),
+        "errors": increase("ollama_client_requests_total", 'error_type!=""'),
+        "tokens_in": increase("ollama_client_tokens_total", 'gen_ai_token_type="input"'),
+        "tokens_out": increase("ollama_client_tokens_total", 'gen_ai_token_type="output"'),
+        "seconds": increase("ollama_client_request_duration_seconds_sum"),
+        "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_client_request_duration_seconds_bucket{f.client_labels()}[{window}])))",
     }
 
 

@@ -144,6 +144,28 @@ def time_shares(url: str, host: str, model: str, window: str) -> dict[str, float
 
 
 @st.cache_data(ttl=4, show_spinner=False)
+def client_table(url: str, host: str, client: str, window: str) -> pd.DataFrame:
+    prom = prometheus(url)
+    asked = queries.per_client(Filters(host, client=client), window)
+    rows: dict[str, dict[str, float | None]] = {}
+    for column, answer in prom.side_by_side({column: partial(prom.vector, promql) for column, promql in asked.items()}).items():
+        for labels, value in answer:
+            rows.setdefault(labels.get("ollama_client", "?"), {})[column] = value
+    total = sum(row.get("seconds") or 0.0 for row in rows.values())
+    return pd.DataFrame([
+        {
+            "client": name,
+            "requests": fmt.count(row.get("requests")),
+            "tokens in / out": f"{fmt.count(row.get('tokens_in'))} / {fmt.count(row.get('tokens_out'))}",
+            "share of generation time": fmt.percent((row.get("seconds") or 0.0) / total if total else None),
+            "p95 latency": fmt.seconds(row.get("p95_latency_s")),
+            "errors": fmt.count(row.get("errors") or 0.0 if row.get("requests") else None),
+        }
+        for name, row in sorted(rows.items(), key=lambda item: -(item[1].get("requests") or 0.0))
+    ])
+
+
+@st.cache_data(ttl=4, show_spinner=False)
 def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
     prom, f = prometheus(url), Filters(host, model)
     last_causes: dict[str, str] = {}
@@ -202,11 +224,12 @@ def recent_requests(prometheus_url: str, host: str) -> tuple[list[dict], list[st
 
 
 @st.cache_data(ttl=15, show_spinner=False)
-def filter_options(url: str) -> tuple[list[str], list[str]]:
+def filter_options(url: str) -> tuple[list[str], list[str], list[str]]:
     prom = prometheus(url)
     hosts = sorted({instance.rsplit(":", 1)[0] for instance in prom.label_values("instance", "up")})
     models = prom.label_values("gen_ai_request_model", "gen_ai_server_request_duration_seconds_count")
-    return hosts, [m for m in models if m not in ("other", "unknown")]
+    clients = prom.label_values("ollama_client", "ollama_client_requests_total")
+    return hosts, [m for m in models if m not in ("other", "unknown")], clients
 
 
 # The page -------------------------------------------------------------------------------------
@@ -217,14 +240,16 @@ st.title("Ollama monitor")
 with st.sidebar:
     window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
     try:
-        host_options, model_options = filter_options(PROMETHEUS_URL)
+        host_options, model_options, client_options = filter_options(PROMETHEUS_URL)
     except PrometheusError:
-        host_options, model_options = [], []
+        host_options, model_options, client_options = [], [], []
     host = st.selectbox("Instance", ["all", *host_options])
     model = st.selectbox("Model", ["all", *model_options])
+    client = st.selectbox("Client", ["all", *client_options], help="filters the Clients table (the per-model figures are not split by client)")
     st.caption(f"Prometheus: {PROMETHEUS_URL}")
 host = "" if host == "all" else host
 model = "" if model == "all" else model
+client = "" if client == "all" else client
 window, window_seconds = WINDOWS[window_label]
 
 
@@ -313,6 +338,13 @@ def live() -> None:
         st.caption("No model has been used or loaded in this window.")
     else:
         st.dataframe(models, hide_index=True, width="stretch")
+
+    st.subheader("Clients")
+    clients = client_table(PROMETHEUS_URL, host, client, window)
+    if clients.empty:
+        st.caption("No client has sent a request in this window.")
+    else:
+        st.dataframe(clients, hide_index=True, width="stretch")
 
 
 live()
