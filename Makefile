@@ -9,9 +9,10 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PIP_QUIET := -qq
 UV_VERSION := 0.13.9
-# System tools the tests use: Prometheus and promtool (end-to-end and rule tests), Chromium (browser test).
-SYSTEM_TOOLS := prometheus promtool chromium
-DEBIAN_PACKAGES := prometheus chromium
+# System tools the tests use: Prometheus and promtool (end-to-end and rule tests), Chromium (browser test),
+# and Podman with runc, netavark and debootstrap (compose.yaml brought up for real, tests/test_compose.py).
+SYSTEM_TOOLS := prometheus promtool chromium podman runc debootstrap
+DEBIAN_PACKAGES := prometheus chromium podman runc netavark aardvark-dns debootstrap
 
 .PHONY: test up down load venv test-venv tools lock bench clean
 

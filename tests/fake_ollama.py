@@ -50,6 +50,7 @@ from starlette.routing import Route
 from tests.fake_scheduler import Scheduler, runner_options
 from tests.fake_formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
+OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
 CLOUD_SUFFIXES = ("-cloud", ":cloud")
 
 
@@ -114,7 +115,7 @@ class Stats:
 
 
 class FakeOllama:
-    def __init__(self, token_delay: float, load_delay: float, version: str = "0.12.6") -> None:
+    def __init__(self, token_delay: float, load_delay: float, version: str = OLLAMA_VERSION) -> None:
         self.token_delay = token_delay
         self.load_delay = load_delay
         self.version = version

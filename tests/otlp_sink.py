@@ -12,7 +12,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportM
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest, ExportTraceServiceResponse
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tests.harness import free_port
@@ -54,11 +54,26 @@ class OtlpSink:
         return names
 
 
+def sink_app(sink: OtlpSink) -> Starlette:
+    async def received(request: Request) -> Response:
+        """What arrived, for a test outside this process (the compose test): span names by service."""
+        return JSONResponse({"spans": [
+            {"service": next((a.value.string_value for a in rs.resource.attributes if a.key == "service.name"), ""), "name": span.name}
+            for export in sink.traces for rs in export.resource_spans for ss in rs.scope_spans for span in ss.spans
+        ]})
+
+    return Starlette(routes=[
+        Route("/v1/traces", sink._traces, methods=["POST"]),
+        Route("/v1/metrics", sink._metrics, methods=["POST"]),
+        Route("/sink/received", received),
+    ])
+
+
 @contextmanager
 def otlp_sink() -> Iterator[OtlpSink]:
     sink = OtlpSink()
     port = free_port()
-    app = Starlette(routes=[Route("/v1/traces", sink._traces, methods=["POST"]), Route("/v1/metrics", sink._metrics, methods=["POST"])])
+    app = sink_app(sink)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -70,3 +85,28 @@ def otlp_sink() -> Iterator[OtlpSink]:
     finally:
         server.should_exit = True
         thread.join(5)
+
+
+def main() -> None:
+    """``python -m tests.otlp_sink --port 4318``: the receiver as a server of its own (compose's otel-collector and jaeger in the tests)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, nargs="+", default=[4318])
+    args = parser.parse_args()
+
+    async def serve() -> None:
+        import asyncio
+
+        sink = OtlpSink()
+        servers = [uvicorn.Server(uvicorn.Config(sink_app(sink), host=args.host, port=port, log_level="warning")) for port in args.port]
+        await asyncio.gather(*(server.serve() for server in servers))
+
+    import asyncio
+
+    asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

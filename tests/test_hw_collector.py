@@ -38,7 +38,7 @@ def test_collector_reports_host_values_in_range_and_no_gpu_series_without_a_gpu(
     assert not [s for s in metrics.samples if s.name.startswith("hw_gpu_")]
     assert metrics.value("hw_collector_source_up", source="psutil") == 1
     assert metrics.value("hw_collector_source_up", source="nvml") == 0
-    assert metrics.value("ollama_up", ollama_version="0.12.6") == 1
+    assert metrics.value("ollama_up", ollama_version="0.32.15") == 1
     assert metrics.value("ollama_loaded_models") == len(listed) >= 2
     for model in listed:
         assert metrics.value("ollama_loaded_model_size_bytes", model=model["name"]) == model["size"]

@@ -219,7 +219,7 @@ def test_ollama_ps_from_the_fake_ollama(fake):
     httpx.post(fake.url + "/api/generate", json={"model": "qwen2.5:7b", "prompt": "x", "stream": False}, timeout=30)
     listed = httpx.get(fake.url + "/api/ps").json()["models"]
     readings = OllamaSource(fake.url, timeout_s=2).read()
-    assert values(readings, m.OLLAMA_UP, **{"ollama.version": "0.12.6"}) == [1]
+    assert values(readings, m.OLLAMA_UP, **{"ollama.version": "0.32.15"}) == [1]
     assert values(readings, m.LOADED_MODELS) == [len(listed)]
     for model in listed:
         assert values(readings, m.LOADED_MODEL_SIZE, model=model["name"]) == [model["size"]]

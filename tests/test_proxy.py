@@ -283,7 +283,7 @@ def test_cold_loads_are_counted(fake):
 
 def test_ready_reports_the_ollama_version(fake, proxy):
     ready = httpx.get(proxy.url + "/-/ready")
-    assert ready.status_code == 200 and ready.json()["ollama_version"] == "0.12.6"
+    assert ready.status_code == 200 and ready.json()["ollama_version"] == "0.32.15"
 
 
 def test_cli_flags_win_over_environment_and_default_to_loopback(monkeypatch):

@@ -20,7 +20,7 @@ from tests.harness import PYTHON, ROOT, free_port, require_tool
 # clone on its own uses the copy taken from there into tests/data.
 SCHEMA = next(path for path in (ROOT.parent / "shared" / "schemas" / "compose-spec.json", ROOT / "tests" / "data" / "compose-spec.json") if path.exists())
 COMPOSE_FILES = ("compose.yaml", "compose.nvidia.yaml", "compose.mac.yaml")
-REQUIRED_SERVICES = {"ollama", "otel-proxy", "hw-collector", "otel-collector", "prometheus", "jaeger", "ui"}
+REQUIRED_SERVICES = {"ollama", "otel-proxy", "hw-collector", "otel-collector", "prometheus", "jaeger", "ui", "grafana"}
 # Collector components that no longer exist (logging: v0.111, jaeger: v0.85) or are deprecated aliases (v0.144).
 REMOVED_COMPONENTS = {"logging", "jaeger", "jaeger_thrift", "otlphttp"}
 DEPRECATED_EXPORTERS = {"otlp"}
@@ -177,3 +177,10 @@ def test_make_down_stops_a_background_run(tmp_path):
             up.kill()
     for pid in children:
         assert not __import__("psutil").pid_exists(pid) or __import__("psutil").Process(pid).status() == "zombie"
+
+
+def test_the_ollama_image_is_the_release_the_fake_speaks():
+    """compose.yaml's Ollama is the release whose wire formats tests/fake_ollama.py was written from, not last year's."""
+    from tests.fake_ollama import OLLAMA_VERSION
+
+    assert load("compose.yaml")["services"]["ollama"]["image"] == f"ollama/ollama:{OLLAMA_VERSION}"

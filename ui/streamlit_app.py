@@ -253,6 +253,14 @@ client = "" if client == "all" else client
 window, window_seconds = WINDOWS[window_label]
 
 
+def table_section(title: str, table: pd.DataFrame, when_empty: str) -> None:
+    st.subheader(title)
+    if table.empty:
+        st.caption(when_empty)
+    else:
+        st.dataframe(table, hide_index=True, width="stretch")
+
+
 @st.fragment(run_every=5)
 def live() -> None:
     now = time.time()
@@ -332,19 +340,8 @@ def live() -> None:
     else:
         st.caption("Share of all generation time in the window: " + ", ".join(f"{name} {fmt.percent(share)}" for name, share in shares.items()))
 
-    st.subheader("Models")
-    models = model_table(PROMETHEUS_URL, host, model, window)
-    if models.empty:
-        st.caption("No model has been used or loaded in this window.")
-    else:
-        st.dataframe(models, hide_index=True, width="stretch")
-
-    st.subheader("Clients")
-    clients = client_table(PROMETHEUS_URL, host, client, window)
-    if clients.empty:
-        st.caption("No client has sent a request in this window.")
-    else:
-        st.dataframe(clients, hide_index=True, width="stretch")
+    table_section("Models", model_table(PROMETHEUS_URL, host, model, window), "No model has been used or loaded in this window.")
+    table_section("Clients", client_table(PROMETHEUS_URL, host, client, window), "No client has sent a request in this window.")
 
 
 live()
