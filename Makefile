@@ -10,9 +10,10 @@ PIP := $(PY) -m pip --disable-pip-version-check
 PIP_QUIET := -qq
 UV_VERSION := 0.13.9
 # System tools the tests use: Prometheus and promtool (end-to-end and rule tests), Chromium (browser test),
-# and Podman with runc, netavark and debootstrap (compose.yaml brought up for real, tests/test_compose.py).
-SYSTEM_TOOLS := prometheus promtool chromium podman runc debootstrap
-DEBIAN_PACKAGES := prometheus chromium podman runc netavark aardvark-dns debootstrap
+# Podman with runc, netavark (which needs iptables) and debootstrap (compose.yaml brought up for real,
+# tests/test_compose.py), and Go (tests/go_upstream: Go's own net/http, what Ollama's HTTP layer is).
+SYSTEM_TOOLS := prometheus promtool chromium podman runc debootstrap iptables go
+DEBIAN_PACKAGES := prometheus chromium podman runc netavark aardvark-dns iptables debootstrap golang-go
 
 .PHONY: test up down load venv test-venv tools lock bench clean
 

@@ -14,6 +14,7 @@ from ollama_otel_stack.telemetry import setup_telemetry
 
 DEFAULTS = ProxySettings()
 CLIENT_SPANS = ("proxy", "httpx")
+UPSTREAM_TRANSPORTS = ("proxy", "httpx")
 
 
 def settings_from(argv: list[str] | None = None) -> ProxySettings:
@@ -31,6 +32,10 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         parser, "--client-spans", "OTEL_PROXY_CLIENT_SPANS", DEFAULTS.client_spans, str,
         "who makes the client span of each call to Ollama: proxy (the proxy, with opentelemetry-instrumentation-httpx's attribute functions) or httpx (the instrumentation's wrapper, five times the cost)",
     )
+    add_flag(
+        parser, "--upstream-transport", "OTEL_PROXY_UPSTREAM_TRANSPORT", DEFAULTS.upstream_transport, str,
+        "who speaks HTTP/1.1 to Ollama: proxy (its own transport, for speed) or httpx (httpx's default transport, httpcore)",
+    )
     add_flag(parser, "--max-clients", "OTEL_PROXY_MAX_CLIENTS", DEFAULTS.max_clients, int, "distinct X-Client-Name values in metrics before the rest become 'other'")
     add_flag(parser, "--api-keys", "OTEL_PROXY_API_KEYS_FILE", "", str, "a file of `name: key` lines: every Ollama path then needs one of the keys")
     add_flag(parser, "--metrics-token", "OTEL_PROXY_METRICS_TOKEN", "", str, "a token /metrics and /-/requests then need (Authorization: Bearer <token>)")
@@ -43,6 +48,8 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
             parser.error(str(exc))
     if args.client_spans not in CLIENT_SPANS:
         parser.error(f"--client-spans must be one of {', '.join(CLIENT_SPANS)}, not {args.client_spans!r}")
+    if args.upstream_transport not in UPSTREAM_TRANSPORTS:
+        parser.error(f"--upstream-transport must be one of {', '.join(UPSTREAM_TRANSPORTS)}, not {args.upstream_transport!r}")
     capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in {"true", "1", "yes"}
     return ProxySettings(
         host=args.host,
@@ -56,6 +63,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         ps_interval_s=args.ps_interval,
         capture_content=capture,
         client_spans=args.client_spans,
+        upstream_transport=args.upstream_transport,
         max_clients=args.max_clients,
         api_keys=keys,
         metrics_token=args.metrics_token or None,

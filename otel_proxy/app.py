@@ -60,11 +60,11 @@ class _DropAbortedStreamTracebacks(logging.Filter):
 
 
 def upstream_transport(settings: ProxySettings, after_send: Callable[[], None]) -> httpx.AsyncBaseTransport:
-    """The lean HTTP/1.1 transport for plain-http Ollama; httpx's own for an https upstream.
+    """The lean HTTP/1.1 transport for plain-http Ollama; httpx's own for an https upstream or on request.
 
     ``after_send`` runs each time a request is written to Ollama (the lean transport only).
     """
-    if urlsplit(settings.upstream).scheme == "http":
+    if urlsplit(settings.upstream).scheme == "http" and settings.upstream_transport == "proxy":
         return UpstreamTransport(after_send=after_send)
     # Streams can be long and many: never queue a request behind a pool limit.
     return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30))

@@ -32,6 +32,10 @@ class ProxySettings:
     # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see
     # otel_proxy/client_spans.py) or the instrumentation's own wrapper ("httpx").
     client_spans: str = "proxy"
+    # Who speaks HTTP/1.1 to a plain-http Ollama: the proxy's own transport ("proxy",
+    # otel_proxy/upstream.py, held to httpcore by tests/test_transport_conformance.py) or
+    # httpx's default one, httpcore ("httpx"). An https upstream always gets httpcore.
+    upstream_transport: str = "proxy"
 
     @property
     def timeout(self) -> httpx.Timeout:

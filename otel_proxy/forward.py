@@ -88,7 +88,9 @@ def _end_to_end(headers: list[tuple[bytes, bytes]], drop: frozenset[bytes]) -> l
     ]
 
 
-_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length"}
+# Expect: the proxy answers "100 Continue" itself (uvicorn writes it when the forwarder first
+# reads the body) and sends Ollama the body at once, so Ollama has nothing to continue.
+_REQUEST_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
 
 
 def request_headers(raw: list[tuple[bytes, bytes]], host: bytes, body: bytes | None) -> list[tuple[bytes, bytes]]:

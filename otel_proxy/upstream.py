@@ -26,9 +26,15 @@ READ_SIZE = 64 * 1024
 
 
 class _Response:
-    """Parser callbacks for one response: status, headers, body pieces, completion."""
+    """Parser callbacks for one response: status, headers, body pieces, completion.
 
-    __slots__ = ("headers", "body", "headers_done", "complete", "keep_alive", "parser")
+    Interim responses (1xx but 101, RFC 9110 §15.2) are read past: their headers are
+    dropped and the parser goes on to the final response on the same connection. Anything
+    the upstream sends after the final response is not ours to read: such a connection is
+    never reused, or the next request would get those bytes as its answer.
+    """
+
+    __slots__ = ("headers", "body", "headers_done", "complete", "keep_alive", "parser", "interim", "unsolicited")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
@@ -37,20 +43,38 @@ class _Response:
         self.complete = False
         self.keep_alive = False
         self.parser: Any = None
+        self.interim = False  # the message being parsed is an interim response
+        self.unsolicited = False  # bytes came after the final response
+
+    def on_message_begin(self) -> None:
+        if self.complete:
+            self.unsolicited = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if not self.complete:
+            self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
+        if self.complete:
+            return
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            self.interim = True
+            self.headers.clear()
+            return
         self.headers_done = True
         # llhttp forgets this once the message is complete, so ask while the headers are fresh.
         self.keep_alive = self.parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
-        self.body.append(bytes(body))
+        if not self.complete:
+            self.body.append(bytes(body))
 
     def on_message_complete(self) -> None:
-        self.complete = True
+        if self.interim:
+            self.interim = False
+        else:
+            self.complete = True
 
 
 class _Connection:
@@ -61,7 +85,12 @@ class _Connection:
         self.writer = writer
 
     def usable(self) -> bool:
-        return not self.writer.is_closing() and not self.reader.at_eof()
+        """Open, and nothing arrived while idle: httpcore drops a readable idle connection, and so does this.
+
+        ``StreamReader._buffer`` (CPython 3.11-3.13): the bytes read from the socket and not yet taken.
+        tests/test_upstream.py fails if it stops saying so.
+        """
+        return not self.writer.is_closing() and not self.reader.at_eof() and not self.reader._buffer
 
     def close(self) -> None:
         self.writer.close()
@@ -171,7 +200,8 @@ class _BodyStream(httpx.AsyncByteStream):
             watchdog.stop()
 
     async def aclose(self) -> None:
-        if self._state.complete and not self._until_eof and self._state.keep_alive:
+        state = self._state
+        if state.complete and not self._until_eof and state.keep_alive and not state.unsolicited:
             self._transport._release(self._connection)
         else:
             self._connection.close()
@@ -259,11 +289,16 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 raise httpx.RemoteProtocolError("upstream closed the connection without sending a response")
             try:
                 parser.feed_data(data)
+            except httptools.HttpParserUpgrade:
+                state.headers_done = True  # a 101: checked below
             except httptools.HttpParserError as exc:
                 raise httpx.RemoteProtocolError(f"upstream sent an invalid response: {exc}") from exc
 
         status = parser.get_status_code()
-        bodyless = request.method == "HEAD" or status in (204, 304) or 100 <= status < 200
+        if status == 101:
+            # The proxy forwards no Upgrade (hop-by-hop), so a switch of protocols is nothing it asked for.
+            raise httpx.RemoteProtocolError("upstream switched protocols (101) though no upgrade was asked for")
+        bodyless = request.method == "HEAD" or status in (204, 304)
         if bodyless:
             state.complete = True
             state.body.clear()

@@ -649,6 +649,25 @@ class FakeOllama:
         return JSONResponse({"ok": True})
 
 
+def echo_request_id(app: Any) -> Any:
+    """The fake's answers carry the caller's ``x-fake-request-id`` back (Ollama has no such header):
+    a test that sends many requests at once can tell each answer is its own request's."""
+
+    async def with_echo(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        request_id = next((value for name, value in scope.get("headers", ()) if name == b"x-fake-request-id"), None)
+        if request_id is None:
+            return await app(scope, receive, send)
+
+        async def send_with_id(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), (b"x-fake-request-id", request_id)]}
+            await send(message)
+
+        await app(scope, receive, send_with_id)
+
+    return with_echo
+
+
 def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
     fake = FakeOllama(token_delay, load_delay)
     routes = [
@@ -688,7 +707,7 @@ def main() -> None:
     args = parser.parse_args()
     # Like Ollama (Go's http.Server with no IdleTimeout), idle keep-alive connections stay open: a day.
     uvicorn.run(
-        create_app(args.token_delay, args.load_delay), host=args.host, port=args.port,
+        echo_request_id(create_app(args.token_delay, args.load_delay)), host=args.host, port=args.port,
         log_level="warning", access_log=False, timeout_keep_alive=86_400,
     )
 

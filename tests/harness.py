@@ -175,3 +175,20 @@ def monitored_ollama(sysfs: Path, token_delay: float = 0.004, load_delay: float 
         prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}) as prom,
     ):
         yield fake, proxy, collector, prom
+
+
+GO_UPSTREAM = ROOT / "tests" / "go_upstream"
+
+
+@contextmanager
+def go_upstream() -> Iterator[Server]:
+    """tests/go_upstream (Go's own net/http, stdlib only) built with the machine's Go, on a free port."""
+    go = require_tool("go")
+    with tempfile.TemporaryDirectory() as directory:
+        binary = Path(directory) / "go-upstream"
+        # A cache of its own: the build writes nowhere in the checkout or the home directory.
+        env = {**os.environ, "GOCACHE": os.environ.get("GOCACHE", str(Path(directory) / "cache")), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
+        subprocess.run([go, "build", "-o", str(binary), "."], cwd=GO_UPSTREAM, env=env, check=True, capture_output=True)
+        port = free_port()
+        with run_server([str(binary), "-addr", f"127.0.0.1:{port}"], port, "/echo?id=ready") as server:
+            yield server

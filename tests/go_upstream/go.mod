@@ -1,0 +1,3 @@
+module ollama-otel-stack/tests/go_upstream
+
+go 1.19
