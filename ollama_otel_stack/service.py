@@ -42,10 +42,16 @@ def configure_logging() -> None:
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per upstream call is the metrics' job
 
 
-def serve(app: Any, host: str, port: int) -> None:
-    """Run an ASGI app with uvicorn's fastest settings; access logging is the metrics' job."""
+def serve(app: Any, host: str, port: int, http: Callable[..., Any] | str = "auto", tls: tuple[str, str] | None = None) -> None:
+    """Run an ASGI app with uvicorn's fastest settings; access logging is the metrics' job.
+
+    ``http``: uvicorn's HTTP protocol (a name, or a factory of its protocol objects);
+    ``tls``: the certificate and key files to serve https with.
+    """
+    certfile, keyfile = tls or (None, None)
     uvicorn.run(
-        app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+        app, host=host, port=port, http=http, ssl_certfile=certfile, ssl_keyfile=keyfile,
+        log_level="warning", access_log=False, lifespan="on",
         server_header=False, date_header=False,  # the upstream's own headers pass through
         proxy_headers=False,  # nothing here reads the client's address: skip X-Forwarded-* on every request
         timeout_keep_alive=IDLE_CONNECTION_TIMEOUT_S,

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 from pathlib import Path
 
 from otel_proxy.app import create_app
-from otel_proxy.clients import ApiKeys, KeyFileError
+from otel_proxy.client_protocol import ClientProtocol
+from otel_proxy.clients import KeyFile, KeyFileError
 from otel_proxy.config import ProxySettings
 from ollama_otel_stack.service import add_flag, configure_logging, serve
 from ollama_otel_stack.telemetry import setup_telemetry
@@ -38,14 +40,35 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     )
     add_flag(parser, "--max-clients", "OTEL_PROXY_MAX_CLIENTS", DEFAULTS.max_clients, int, "distinct X-Client-Name values in metrics before the rest become 'other'")
     add_flag(parser, "--api-keys", "OTEL_PROXY_API_KEYS_FILE", "", str, "a file of `name: key` lines: every Ollama path then needs one of the keys")
-    add_flag(parser, "--metrics-token", "OTEL_PROXY_METRICS_TOKEN", "", str, "a token /metrics and /-/requests then need (Authorization: Bearer <token>)")
+    add_flag(parser, "--max-concurrent-per-key", "OTEL_PROXY_MAX_CONCURRENT_PER_KEY", DEFAULTS.max_concurrent_per_key, int, "with --api-keys: requests one key may have in flight at once, 0 for no limit (past it: 429)")
+    add_flag(parser, "--metrics-token", "OTEL_PROXY_METRICS_TOKEN", "", str, "a token /metrics, /-/requests and /-/ready then need (Authorization: Bearer <token>); visible in ps, prefer --metrics-token-file")
+    add_flag(parser, "--metrics-token-file", "OTEL_PROXY_METRICS_TOKEN_FILE", "", str, "a file holding that token")
+    add_flag(parser, "--tls-cert", "OTEL_PROXY_TLS_CERT", "", str, "a PEM certificate (chain): the proxy then serves https")
+    add_flag(parser, "--tls-key", "OTEL_PROXY_TLS_KEY", "", str, "the certificate's PEM private key")
     args = parser.parse_args(argv)
     keys = None
     if args.api_keys:
         try:
-            keys = ApiKeys.load(Path(args.api_keys))
+            keys = KeyFile(Path(args.api_keys))
         except KeyFileError as exc:
             parser.error(str(exc))
+    if args.max_concurrent_per_key < 0 or (args.max_concurrent_per_key and keys is None):
+        parser.error("--max-concurrent-per-key needs --api-keys (it limits each key) and a count of 0 or more")
+    token = args.metrics_token or None
+    if args.metrics_token_file:
+        if token is not None:
+            parser.error("give --metrics-token or --metrics-token-file, not both")
+        try:
+            token = Path(args.metrics_token_file).read_text().strip()
+        except OSError as exc:
+            parser.error(f"--metrics-token-file {args.metrics_token_file}: cannot be read ({exc.strerror})")
+        if not token:
+            parser.error(f"--metrics-token-file {args.metrics_token_file} is empty")
+    if bool(args.tls_cert) != bool(args.tls_key):
+        parser.error("--tls-cert and --tls-key go together")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key)):
+        if path and not os.access(path, os.R_OK):
+            parser.error(f"{flag} {path} cannot be read")
     if args.client_spans not in CLIENT_SPANS:
         parser.error(f"--client-spans must be one of {', '.join(CLIENT_SPANS)}, not {args.client_spans!r}")
     if args.upstream_transport not in UPSTREAM_TRANSPORTS:
@@ -66,7 +89,9 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         upstream_transport=args.upstream_transport,
         max_clients=args.max_clients,
         api_keys=keys,
-        metrics_token=args.metrics_token or None,
+        max_concurrent_per_key=args.max_concurrent_per_key,
+        metrics_token=token,
+        tls=(args.tls_cert, args.tls_key) if args.tls_cert else None,
     )
 
 
@@ -75,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from(argv)
     telemetry = setup_telemetry("otel-proxy", settings.instance_id)
     try:
-        serve(create_app(settings, telemetry), settings.host, settings.port)
+        protocol = functools.partial(ClientProtocol, max_head_bytes=settings.max_header_bytes)
+        serve(create_app(settings, telemetry), settings.host, settings.port, http=protocol, tls=settings.tls)
     finally:
         telemetry.shutdown()
 

@@ -9,6 +9,7 @@ import ipaddress
 import contextlib
 import gc
 import logging
+import signal
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,7 @@ from starlette.routing import Route
 
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.client_spans import ClientSpanTransport, why_instrumented
-from otel_proxy.clients import ClientNames
+from otel_proxy.clients import ClientNames, KeyFile, presented_key
 from otel_proxy.config import ProxySettings
 from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
@@ -40,6 +41,7 @@ log = logging.getLogger(__name__)
 
 # While a page renders, the event loop waits at most this long for the GIL (CPython's default is 5 ms).
 RENDER_SWITCH_S = 0.0005
+KEY_FILE_CHECK_S = 1.0
 OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
 
 
@@ -68,6 +70,13 @@ def upstream_transport(settings: ProxySettings, after_send: Callable[[], None]) 
         return UpstreamTransport(after_send=after_send)
     # Streams can be long and many: never queue a request behind a pool limit.
     return httpx.AsyncHTTPTransport(limits=httpx.Limits(max_connections=None, max_keepalive_connections=256, keepalive_expiry=30))
+
+
+async def _watch_key_file(keys: KeyFile) -> None:
+    """The keys file read again when it changes (SIGHUP reads it at once)."""
+    while True:
+        await asyncio.sleep(KEY_FILE_CHECK_S)
+        keys.reload_if_changed()
 
 
 class ProxyApp:
@@ -136,9 +145,14 @@ class ProxyApp:
         # Everything imported and built so far lives as long as the process: keep it out of
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
-        watcher = asyncio.create_task(self._watch_resident_models())
+        watchers = [asyncio.create_task(self._watch_resident_models())]
+        keys = self.settings.api_keys
+        if isinstance(keys, KeyFile):
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
+            watchers.append(asyncio.create_task(_watch_key_file(keys)))
         yield
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
         self.bookkeeper.drain()
         await self.client.aclose()
 
@@ -161,14 +175,18 @@ class ProxyApp:
                 await asyncio.sleep(self.settings.ps_interval_s)
 
     def _refused(self, request: Request) -> Response | None:
-        """A 401 for /metrics and /-/requests without the scrape token, when --metrics-token is set."""
+        """A 401 for /metrics, /-/requests and /-/ready without the scrape token, when one is set.
+
+        The token is presented as a key is (otel_proxy/clients.py ``presented_key``: one Authorization
+        or x-api-key header, the same rules) and compared in constant time.
+        """
         token = self.settings.metrics_token
         if token is None:
             return None
-        presented = request.headers.get("authorization", "")
-        if hmac.compare_digest(hashlib.sha256(presented.encode()).digest(), hashlib.sha256(f"Bearer {token}".encode()).digest()):
+        presented, problem = presented_key(request.headers.raw)
+        if problem is None and presented is not None and hmac.compare_digest(hashlib.sha256(presented).digest(), hashlib.sha256(token.encode()).digest()):
             return None
-        return JSONResponse({"error": "otel-proxy: this path needs the scrape token (Authorization: Bearer <--metrics-token>)"}, status_code=401)
+        return JSONResponse({"error": f"otel-proxy: this path needs the scrape token (Authorization: Bearer <--metrics-token>){'; ' + problem if problem else ''}"}, status_code=401)
 
     async def metrics(self, request: Request) -> Response:
         if refused := self._refused(request):
@@ -193,7 +211,9 @@ class ProxyApp:
         return JSONResponse({"status": "healthy"})
 
     async def ready(self, request: Request) -> Response:
-        """Ready when Ollama answers its version endpoint."""
+        """Ready when Ollama answers its version endpoint (which names Ollama's URL and version: behind the scrape token)."""
+        if refused := self._refused(request):
+            return refused
         url = self.settings.upstream.rstrip("/") + "/api/version"
         try:
             answer = await self.client.get(url, timeout=self.settings.connect_timeout_s)

@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
+import os
 import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+
+log = logging.getLogger(__name__)
 
 OTHER_CLIENT = "other"
 # (family, pattern matched against the User-Agent, first match wins): the official SDKs first.
@@ -141,3 +145,51 @@ def presented_key(headers: list[tuple[bytes, bytes]]) -> tuple[bytes | None, str
 
 
 KEY_HEADERS = frozenset({b"authorization", b"x-api-key"})
+
+
+def carries_a_key(name: bytes) -> bool:
+    """A header that holds or may be taken for a credential: the key headers and their underscore
+    variants (``x_api_key``), which some servers read as the same header. Never forwarded when keys are
+    configured (nginx drops headers with underscores by default for the same reason)."""
+    return name.lower().replace(b"_", b"-") in KEY_HEADERS
+
+
+class KeyFile:
+    """The --api-keys file, read again on SIGHUP and whenever it changes.
+
+    Each request checks against the keys in force when it arrived; a request in flight is never
+    touched. A file that no longer reads as keys keeps the old ones in force, and the log says why.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.keys = ApiKeys.load(path)
+        self._stamp = self._stat()
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            stat = os.stat(self.path)
+        except OSError:
+            return None
+        return stat.st_mtime_ns, stat.st_size, stat.st_ino
+
+    def check(self, presented: bytes) -> str | None:
+        return self.keys.check(presented)
+
+    def reload_if_changed(self) -> bool:
+        stamp = self._stat()
+        if stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        return self.reload()
+
+    def reload(self) -> bool:
+        """Read the file again; True when its keys are now the ones in force."""
+        try:
+            keys = ApiKeys.load(self.path)
+        except KeyFileError as exc:
+            log.error("%s; the %d keys read before stay in force", exc, len(self.keys.pairs))
+            return False
+        self.keys = keys
+        log.info("--api-keys %s read again: %d keys (%s)", self.path, len(keys.pairs), ", ".join(name for name, _ in keys.pairs))
+        return True

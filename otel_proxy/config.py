@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from otel_proxy.clients import ApiKeys
+from otel_proxy.clients import ApiKeys, KeyFile
 
 
 @dataclass(frozen=True)
@@ -21,12 +21,14 @@ class ProxySettings:
     max_models: int = 100  # distinct gen_ai.request.model values; the rest become "other"
     recent_requests: int = 200  # finished requests kept for /-/requests
     body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
-    max_header_bytes: int = 64 << 10  # larger request headers get 431, never forwarded (Ollama's own limit is 1 MiB)
+    max_header_bytes: int = 64 << 10  # a larger request head gets 431 as it is parsed, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # a load_duration under this was no load (scheduling only)
     ps_interval_s: float = 5.0
     max_clients: int = 50  # distinct X-Client-Name values in the metrics; the rest are "other"
-    api_keys: ApiKeys | None = None  # with keys, every Ollama path needs one (otel_proxy/clients.py)
-    metrics_token: str | None = None  # with a token, /metrics and /-/requests need it (Authorization: Bearer)  # how often Ollama's /api/ps is read (resident models, context length, expiry)
+    api_keys: ApiKeys | KeyFile | None = None  # with keys, every Ollama path needs one (otel_proxy/clients.py)
+    max_concurrent_per_key: int = 0  # with keys: requests one key may have in flight at once (0: no limit); past it 429
+    metrics_token: str | None = None  # with a token, /metrics, /-/requests and /-/ready need it (as a key is presented)
+    tls: tuple[str, str] | None = None  # certificate and key files: the proxy then serves https
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     # Who makes the CLIENT span of each call to Ollama: the proxy ("proxy": the span
     # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see

@@ -17,9 +17,9 @@ import httpx
 from opentelemetry import context as otel_context
 
 from otel_proxy import ollama
-from otel_proxy.clients import KEY_HEADERS, presented_key
+from otel_proxy.clients import carries_a_key, presented_key
 from otel_proxy.config import ProxySettings
-from otel_proxy.observer import CLIENT_DISCONNECTED, UNAUTHORIZED, ObserverContext, RequestObserver
+from otel_proxy.observer import CLIENT_DISCONNECTED, RATE_LIMITED, UNAUTHORIZED, ObserverContext, RequestObserver
 
 log = logging.getLogger(__name__)
 
@@ -207,6 +207,7 @@ class Forwarder:
         self._host = httpx.URL(self._upstream).netloc
         self._timeout = settings.timeout.as_dict()
         self._urls: dict[bytes, httpx.URL] = {}
+        self._in_flight_per_key: dict[str, int] = {}
 
     def _url(self, target: bytes) -> httpx.URL:
         """Ollama's URL for a request target, parsed once: httpx's parser costs more than the rest of a request."""
@@ -219,31 +220,58 @@ class Forwarder:
         return url
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        observer = RequestObserver(self._observers, scope)
+        target = scope["raw_path"]
+        if scope["query_string"]:
+            target += b"?" + scope["query_string"]
         try:
-            await self._forward(scope, receive, send, observer)
+            url: httpx.URL | None = self._url(target)
+        except httpx.InvalidURL as exc:
+            url, problem = None, exc
+        # Routed and recorded on the path Ollama will see: httpx removes dot segments (/x/../api/generate).
+        observer = RequestObserver(self._observers, scope, url.path if url is not None else scope["path"])
+        try:
+            if url is None:
+                await send_error(send, observer, 400, f"otel-proxy: the request target is not a valid URL path ({problem})")
+            else:
+                await self._admit(scope, receive, send, observer, url)
         except ClientDisconnected:
             observer.failed(CLIENT_DISCONNECTED, "the client disconnected before its request was sent")
         finally:
             observer.finish()
 
-    async def _forward(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver) -> None:
-        header_bytes = sum(len(name) + len(value) + 4 for name, value in scope["headers"])
-        if header_bytes > self._settings.max_header_bytes:
-            message = f"otel-proxy: request headers of {header_bytes} bytes exceed the limit of {self._settings.max_header_bytes}"
-            await send_error(send, observer, 431, message)
-            return
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver, url: httpx.URL) -> None:
+        """With keys: only a request with a valid one, and no more than --max-concurrent-per-key of each at once."""
         keys = self._settings.api_keys
-        if keys is not None:
-            key, problem = presented_key(scope["headers"])
-            name = keys.check(key) if key is not None and problem is None else None
-            if name is None:
-                # Never forwarded, never logged with the key; answered in the shape of the API called.
-                message = f"otel-proxy: {problem or ('the API key is not valid' if key is not None else 'an API key is required')}"
-                observer.failed(UNAUTHORIZED, message)
-                await send_error(send, observer, 401, message + " (Authorization: Bearer <key>, or x-api-key: <key>)")
-                return
-            observer.key_name = name
+        if keys is None:
+            await self._forward(scope, receive, send, observer, url)
+            return
+        key, problem = presented_key(scope["headers"])
+        name = keys.check(key) if key is not None and problem is None else None
+        if name is None:
+            # Never forwarded, never logged with the key; answered in the shape of the API called.
+            message = f"otel-proxy: {problem or ('the API key is not valid' if key is not None else 'an API key is required')}"
+            observer.failed(UNAUTHORIZED, message)
+            await send_error(send, observer, 401, message + " (Authorization: Bearer <key>, or x-api-key: <key>)")
+            return
+        observer.key_name = name
+        limit = self._settings.max_concurrent_per_key
+        in_flight = self._in_flight_per_key.get(name, 0)
+        if limit and in_flight >= limit:
+            message = f"otel-proxy: the key {name!r} has {in_flight} requests in flight, its limit (--max-concurrent-per-key); retry when one ends"
+            observer.failed(RATE_LIMITED, message)
+            await send_error(send, observer, 429, message)
+            return
+        self._in_flight_per_key[name] = in_flight + 1
+        try:
+            await self._forward(scope, receive, send, observer, url)
+        finally:
+            left = self._in_flight_per_key[name] - 1
+            if left:
+                self._in_flight_per_key[name] = left
+            else:
+                del self._in_flight_per_key[name]
+
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver, url: httpx.URL) -> None:
         prefix, rest = await _read_prefix(receive, self._settings.body_prefix_bytes)
         observer.learn_request(prefix, rest is None)
         body_done = asyncio.Event()
@@ -253,17 +281,9 @@ class Forwarder:
             stream = httpx.ByteStream(prefix)
         else:
             stream = _RestOfBody(prefix, rest, body_done)
-        target = scope["raw_path"]
-        if scope["query_string"]:
-            target += b"?" + scope["query_string"]
-        try:
-            url = self._url(target)
-        except httpx.InvalidURL as exc:
-            await send_error(send, observer, 400, f"otel-proxy: the request target is not a valid URL path ({exc})")
-            return
         raw_headers = scope["headers"]
-        if keys is not None:  # the key stays with the proxy
-            raw_headers = [(name, value) for name, value in raw_headers if name.lower() not in KEY_HEADERS]
+        if self._settings.api_keys is not None:  # the key stays with the proxy
+            raw_headers = [(name, value) for name, value in raw_headers if not carries_a_key(name)]
         headers = request_headers(raw_headers, self._host, prefix if rest is None else None)
         # stream= rather than content=: httpx would re-parse the URL and re-derive the framing set above.
         request = httpx.Request(scope["method"], url, headers=headers, stream=stream, extensions={"timeout": self._timeout})

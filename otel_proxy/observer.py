@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
 UNAUTHORIZED = "unauthorized"
+RATE_LIMITED = "rate_limited"
+REFUSED = frozenset({UNAUTHORIZED, RATE_LIMITED})  # counted in the metrics, kept out of /-/requests
+MAX_URL_PATH = 1024  # characters of a path kept in a span's url.path
 
 
 def _caller_span(headers: Iterable[tuple[bytes, bytes]]) -> SpanContext | None:
@@ -67,12 +70,13 @@ class ObserverContext:
 
 
 class RequestObserver:
-    def __init__(self, shared: ObserverContext, scope: dict[str, Any]) -> None:
+    def __init__(self, shared: ObserverContext, scope: dict[str, Any], path: str) -> None:
+        """``path``: the request's path as Ollama will see it."""
         self._shared = shared
         self.started = time.perf_counter()
         self._started_ns = time.time_ns()
         self.method: str = method_label(scope["method"])  # a made-up method cannot grow the metrics
-        self.route = ollama.route_of(scope["path"])
+        self.route = ollama.route_of(path)
         self.operation = ollama.OPERATIONS.get(self.route)
         self.facts = RequestFacts(None, False)
         self.model_label: str | None = None
@@ -98,7 +102,7 @@ class RequestObserver:
         self._server_attributes: dict[str, Any] = {
             "http.request.method": self.method,
             "http.route": self.route,
-            "url.path": scope["path"],
+            "url.path": path[:MAX_URL_PATH],
             "url.scheme": scope.get("scheme", "http"),
             "network.protocol.version": scope.get("http_version", "1.1"),
         }
@@ -206,7 +210,8 @@ class RequestObserver:
         if self._server_span.trace_flags.sampled:
             self._emit_server_span(end_ns)
 
-        shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
+        if self.error_type not in REFUSED:  # refused requests must not push real ones out of the log
+            shared.recent.add(self._recent_entry(report, duration, time_to_first_chunk, ended))
 
     def _client_label(self) -> str:
         """The key's name, else X-Client-Name (bounded), else the User-Agent's family (otel_proxy/clients.py)."""

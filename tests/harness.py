@@ -10,7 +10,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,8 +64,9 @@ def run_server(
     env: dict[str, str] | None = None,
     timeout: float = 30.0,
     host: str = "127.0.0.1",
+    ready_check: Callable[[str], object] | None = None,
 ) -> Iterator[Server]:
-    """Start ``args`` (a command that listens on ``port``), yield once ``ready_path`` answers."""
+    """Start ``args`` (a command that listens on ``port``), yield once ``ready_path`` answers (to ``ready_check``, or a plain GET)."""
     log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     process = subprocess.Popen(list(args), cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
@@ -76,7 +77,7 @@ def run_server(
             if process.poll() is not None:
                 raise AssertionError(f"{args[0]} exited with {process.returncode}:\n{server.log()}")
             try:
-                httpx.get(server.url + ready_path, timeout=1.0)
+                (ready_check or (lambda url: httpx.get(url, timeout=1.0)))(server.url + ready_path)
                 break
             except httpx.HTTPError:
                 if time.monotonic() > deadline:
