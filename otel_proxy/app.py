@@ -32,6 +32,7 @@ from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ModelNames, ProxyInstruments
 from otel_proxy.observer import ObserverContext
 from otel_proxy.recent import RecentRequests
+from ollama_otel_stack.model_names import ModelCatalog
 from otel_proxy.scheduling import SchedulerView
 from otel_proxy.spans import FinishedSpans
 from otel_proxy.upstream import UpstreamTransport
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 # While a page renders, the event loop waits at most this long for the GIL (CPython's default is 5 ms).
 RENDER_SWITCH_S = 0.0005
 KEY_FILE_CHECK_S = 1.0
+TAGS_EVERY = 6  # /api/tags once every six /api/ps reads (30 s by default), and at once when /api/ps names a model it lacks
 OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
 
 
@@ -88,7 +90,8 @@ class ProxyApp:
         self.recent = RecentRequests(settings.recent_requests)
         self._render_lock = threading.Lock()
         self.bookkeeper = Bookkeeper()
-        self.scheduler = SchedulerView()
+        self.scheduler = SchedulerView(settings.cold_load_threshold_s)
+        self.catalog = ModelCatalog()
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
         instrumented = why_instrumented(settings.client_spans)
@@ -114,6 +117,7 @@ class ProxyApp:
             recent=self.recent,
             bookkeeper=self.bookkeeper,
             scheduler=self.scheduler,
+            catalog=self.catalog,
             clients=ClientNames(settings.max_clients),
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
@@ -154,19 +158,31 @@ class ProxyApp:
         for watcher in watchers:
             watcher.cancel()
         self.bookkeeper.drain()
+        self.scheduler.flush()
         await self.client.aclose()
 
     async def _watch_resident_models(self) -> None:
-        """Ollama's /api/ps every --ps-interval, off the hot path, into the scheduler view (in request order)."""
-        url = self.settings.upstream.rstrip("/") + "/api/ps"
+        """Ollama's /api/ps every --ps-interval, off the hot path, into the scheduler view (in request order),
+        and its /api/tags every TAGS_EVERY reads: the models' names (ollama_otel_stack/model_names.py)."""
+        base = self.settings.upstream.rstrip("/")
+        url = base + "/api/ps"
         async with httpx.AsyncClient(timeout=self.settings.connect_timeout_s, trust_env=False) as client:  # no spans: not a client's request
             failing = False
+            reads, stale = 0, True
             while True:
                 try:
+                    if stale or reads % TAGS_EVERY == 0:
+                        tags = await client.get(base + "/api/tags")
+                        if tags.status_code == 200:
+                            self.catalog.refresh(tags.json())
+                        stale = False
+                    reads += 1
                     answer = await client.get(url)
                     listed = answer.json().get("models") if answer.status_code == 200 else None
                     if isinstance(listed, list):
-                        self.bookkeeper.defer(lambda listed=listed: self.scheduler.observe_ps(listed))
+                        stale = any(isinstance(entry, dict) and not self.catalog.is_listed(str(entry.get("name") or entry.get("model") or "")) for entry in listed)
+                        named = [{**entry, "name": self.catalog.canonical(entry.get("name") or entry.get("model") or "")} for entry in listed if isinstance(entry, dict)]
+                        self.bookkeeper.defer(lambda named=named: self.scheduler.observe_ps(named))
                         failing = False
                 except (httpx.HTTPError, ValueError, AttributeError) as exc:
                     if not failing:

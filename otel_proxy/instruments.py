@@ -49,6 +49,8 @@ QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 30
 CONTEXT_FILL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)  # fmt: skip
 CONTEXT_FULL = 0.95  # at or above: the prompt was (very likely) truncated
 LOAD_REASONS = ("cold", "reload")
+# Where a request's time went before it ran (otel_proxy/scheduling.py): ollama.scheduler.time's ollama.phase.
+PHASES = ("pending", "drain", "load", "slot", "unknown")
 
 OTHER_MODEL = "other"
 UNKNOWN_MODEL = "unknown"
@@ -226,8 +228,15 @@ class ProxyInstruments:
             meter.create_histogram(
                 "ollama.queue_wait",
                 unit="s",
-                description="The part of Ollama's load_duration a request spent waiting: for a slot of a loaded runner, for a load another request started, or for the old runner's requests before a reload.",
+                description="The time a request spent waiting in Ollama: in the pending queue behind loads (any model's), for the old runner's requests before a reload, and for a free OLLAMA_NUM_PARALLEL slot.",
                 explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
+            )
+        )
+        self.scheduler_time = wrap(
+            meter.create_counter(
+                "ollama.scheduler.time",
+                unit="s",
+                description="Seconds of requests' time before they ran, by ollama.phase: pending (the load queue, with ollama.behind naming the model whose load held it up), drain (before a reload), load, slot (waiting for a free slot), unknown (load_duration not told apart).",
             )
         )
         self.requests_in_flight = wrap(
@@ -283,6 +292,8 @@ def series_per_model() -> dict[str, int]:
         "ollama_eval_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),
         "ollama_model_loads": len(LOAD_REASONS),
         "ollama_queue_wait_seconds": histogram_series(QUEUE_WAIT_BUCKETS),
+        # one a phase; pending one more for each other model whose loads held this one up
+        "ollama_scheduler_time_seconds": len(PHASES),
         "ollama_requests_in_flight": 1,
         "ollama_context_fill": histogram_series(CONTEXT_FILL_BUCKETS),
         "ollama_context_full": 1,

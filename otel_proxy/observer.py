@@ -26,6 +26,7 @@ from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.clients import ClientNames, family_of
 from otel_proxy.config import ProxySettings
+from ollama_otel_stack.model_names import ModelCatalog
 from otel_proxy.instruments import CONTEXT_FULL, LOAD_REASONS, UNKNOWN_MODEL, ModelNames, ProxyInstruments, method_label
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
@@ -64,6 +65,7 @@ class ObserverContext:
     recent: RecentRequests
     bookkeeper: Bookkeeper
     scheduler: SchedulerView
+    catalog: ModelCatalog
     clients: ClientNames
     upstream_host: str
     upstream_port: int
@@ -87,7 +89,8 @@ class RequestObserver:
         self.first_output_at: float | None = None
         self.arrival: Arrival | None = None  # what the proxy knew of Ollama's scheduler when the request arrived
         self._in_flight_attributes: dict[str, Any] | None = None
-        self.decomposition = Decomposition(None, None, None)
+        self.decomposition = Decomposition()
+        self.model: str | None = None  # the model's one name (ollama_otel_stack/model_names.py), as Ollama runs it
         self.watcher: Watcher = NOTHING_TO_WATCH
         self._request_body: bytes | None = None
         self._caller = _caller_span(scope["headers"])
@@ -144,8 +147,9 @@ class RequestObserver:
         }
         if self.facts.model:
             shared = self._shared
-            self.arrival = shared.scheduler.arrive(self.facts.model, self.facts.options, self.started)
-            self._in_flight_attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": shared.models.label(self.facts.model, admit=False)}
+            self.model = shared.catalog.canonical(self.facts.model)
+            self.arrival = shared.scheduler.arrive(self.model, self.facts.options, self.started)
+            self._in_flight_attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": shared.models.label(self.model, admit=False)}
             shared.instruments.requests_in_flight.add(1, self._in_flight_attributes)
 
     def upstream_context(self) -> otel_context.Context:
@@ -159,7 +163,9 @@ class RequestObserver:
         self.watcher = watcher_for(self.route, content_type)
 
     def first_chunk(self) -> None:
-        self.first_chunk_at = time.perf_counter()
+        self.first_chunk_at = at = time.perf_counter()
+        if self.operation is not None:
+            self._shared.bookkeeper.defer(lambda: self.arrival is not None and self._shared.scheduler.responded(self.arrival, at))
 
     def failed(self, error_type: str, message: str) -> None:
         if self.error_type is None or self.error_type.isdigit():
@@ -197,11 +203,23 @@ class RequestObserver:
         self.first_output_at = first_output_at
         time_to_first_chunk = None if first_output_at is None else first_output_at - self.started
         self.client = self._client_label()
+        if self.operation is not None and self.arrival is not None:
+            # The account of its time may wait for requests ahead of it in Ollama's queue (otel_proxy/scheduling.py).
+            ok = self.status == 200 and self.error_type is None
+            shared.scheduler.end(self.arrival, ended, ok, report.load_s)
+            if self._in_flight_attributes is not None:
+                instruments.requests_in_flight.add(-1, self._in_flight_attributes)
+            shared.scheduler.settle(self.arrival, report, lambda parts: self._record_the_rest(report, duration, time_to_first_chunk, ended, parts))
+        else:
+            self._record_the_rest(report, duration, time_to_first_chunk, ended, Decomposition())
+
+    def _record_the_rest(self, report: Report, duration: float, time_to_first_chunk: float | None, ended: float, parts: Decomposition) -> None:
+        shared = self._shared
+        self.decomposition = parts
         if self.operation is not None:
             self._record_client(report, duration)
             # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
-            self.model_label = self._shared.models.label(self.facts.model, admit=self.status != 404)
-            self._account_for_the_schedule(report, ended)
+            self.model_label = shared.models.label(self.model, admit=self.status != 404)
             self._record_generation(report, duration, time_to_first_chunk, ended)
 
         end_ns = self._started_ns + int(duration * 1e9)
@@ -230,18 +248,6 @@ class RequestObserver:
         for kind, tokens in (("input", report.input_tokens), ("output", report.output_tokens)):
             if tokens is not None:
                 instruments.client_tokens.add(tokens, {**who, "gen_ai.token.type": kind})
-
-    def _account_for_the_schedule(self, report: Report, ended: float) -> None:
-        """Ollama's load_duration in parts (otel_proxy/scheduling.py), and the request out of the view's in-flight set."""
-        if self.arrival is None:
-            return
-        shared = self._shared
-        ok = self.status == 200 and self.error_type is None
-        self.decomposition = shared.scheduler.decompose(self.arrival, report.load_s, shared.settings.cold_load_threshold_s)
-        ran_on_the_runner = report.load_s is not None and self.decomposition.load_reason is None
-        shared.scheduler.end(self.arrival, ended, ok, ran_on_the_runner)
-        if self._in_flight_attributes is not None:
-            shared.instruments.requests_in_flight.add(-1, self._in_flight_attributes)
 
     def _is_streaming_generation(self) -> bool:
         return self.facts.stream and self.operation not in (None, ollama.EMBEDDINGS)
@@ -275,31 +281,53 @@ class RequestObserver:
             instruments.time_per_output_token.record(per_token, attributes)
         # Ollama's phases are the model's, whichever API asked: per model only (docs/metrics.md, series budget).
         per_model = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": self.model_label}
+        parts = self.decomposition
         for histogram, seconds in (
             (instruments.load_duration, report.load_s),
             (instruments.prompt_eval_duration, report.prompt_eval_s),
             (instruments.eval_duration, report.eval_s),
-            (instruments.queue_wait, self.decomposition.queue_wait_s),
+            (instruments.queue_wait, parts.waiting_s),
         ):
             if seconds is not None:
                 histogram.record(seconds, per_model)
-        if self.decomposition.load_reason in LOAD_REASONS:
-            instruments.model_loads.add(1, {**per_model, "ollama.load.reason": self.decomposition.load_reason})
+        self._record_phases(per_model, parts)
+        if parts.load_reason in LOAD_REASONS:
+            instruments.model_loads.add(1, {**per_model, "ollama.load.reason": parts.load_reason})
         fill = self._context_fill(report)
         if fill is not None:
             instruments.context_fill.record(fill, per_model)
             if fill >= CONTEXT_FULL:
                 instruments.context_full.add(1, per_model)
 
+    def _record_phases(self, per_model: dict[str, Any], parts: Decomposition) -> None:
+        """ollama.scheduler.time: each phase that took time; the pending wait by the model it waited behind."""
+        counter = self._shared.instruments.scheduler_time
+        for phase, seconds in (("drain", parts.drain_s), ("load", parts.load_s), ("slot", parts.slot_s), ("unknown", parts.unknown_s)):
+            if seconds:
+                counter.add(seconds, {**per_model, "ollama.phase": phase})
+        for behind, seconds in parts.behind:
+            counter.add(seconds, {**per_model, "ollama.phase": "pending", "ollama.behind": self._shared.models.label(behind, admit=False)})
+        unattributed = (parts.pending_s or 0.0) - sum(seconds for _, seconds in parts.behind)
+        if unattributed > 1e-9:  # a joined request's wait past the hand-overs ahead of it: its own model's load
+            counter.add(unattributed, {**per_model, "ollama.phase": "pending", "ollama.behind": self.model_label})
+
     def _context_fill(self, report: Report) -> float | None:
         length = self.arrival.context_length if self.arrival is not None else None
         return context_fill(report.input_tokens, report.output_tokens, length)
 
+    def _streamed_generation_s(self, ended: float) -> float | None:
+        """From the first streamed output to the end: the generation time of an answer Ollama did not time.
+        None for an answer that came in one piece (its last chunk's microseconds are no generation time)."""
+        if not self._is_streaming_generation() or self.first_output_at is None or ended <= self.first_output_at:
+            return None
+        return ended - self.first_output_at
+
     def _time_per_output_token(self, report: Report, ended: float) -> float | None:
-        if report.eval_s is not None and report.output_tokens:
+        if report.eval_s and report.output_tokens:
             return report.eval_s / report.output_tokens
-        if self.first_output_at is not None and report.output_tokens and report.output_tokens > 1:
-            return (ended - self.first_output_at) / (report.output_tokens - 1)
+        streamed = self._streamed_generation_s(ended)
+        if streamed is not None and report.output_tokens and report.output_tokens > 1:
+            return streamed / (report.output_tokens - 1)
         return None
 
     def _emit_server_span(self, end_ns: int) -> None:
@@ -316,7 +344,10 @@ class RequestObserver:
     def _emit_genai_span(self, span: SpanContext, attributes: dict[str, Any], report: Report, ttfc: float | None, end_ns: int) -> None:
         if not span.trace_flags.sampled:
             return
-        if report.response_model:
+        # The model as Ollama ran it (its one name); gen_ai.request.model stays as the client sent it.
+        if self.model and not ollama.is_cloud_model(self.facts.model):
+            attributes["gen_ai.response.model"] = self.model
+        elif report.response_model:
             attributes["gen_ai.response.model"] = report.response_model
         if report.input_tokens is not None:
             attributes["gen_ai.usage.input_tokens"] = report.input_tokens
@@ -343,21 +374,23 @@ class RequestObserver:
 
     def _emit_phase_spans(self, parent: SpanContext, report: Report, end_ns: int) -> None:
         """Ollama's phases on the timeline, back to back as Ollama runs them and ending with the last chunk:
-        the wait for a slot (ollama.queue) and the load (ollama.load) that make up load_duration, then
-        prompt evaluation and generation; each as wide as its real share of the request."""
+        the pending wait behind loads (ollama.queue), the drain before a reload (ollama.drain) and the load
+        (ollama.load) that make up load_duration, the wait for a slot (ollama.slot_wait), then prompt
+        evaluation and generation; each as wide as its real share of the request."""
         parts = self.decomposition
         load_attributes: dict[str, Any] = {}
         if parts.load_reason is not None:
             load_attributes["ollama.load.reason"] = parts.load_reason
         if parts.reload_cause:
             load_attributes["ollama.load.cause"] = parts.reload_cause
-        if report.load_s is not None and parts.queue_wait_s is None and parts.load_s is None:
-            head = [("ollama.load", report.load_s, {"ollama.load.reason": "unknown"})]  # not told apart: one span, said so
+        queue_attributes = {"ollama.behind": tuple(model for model, _ in parts.behind)} if parts.behind else {}
+        if parts.unknown_s is not None:
+            head = [("ollama.load", parts.unknown_s, {"ollama.load.reason": "unknown"})]  # not told apart: one span, said so
         else:
-            head = [("ollama.queue", parts.queue_wait_s, {}), ("ollama.load", parts.load_s, load_attributes)]
+            head = [("ollama.queue", parts.pending_s, queue_attributes), ("ollama.drain", parts.drain_s, {}), ("ollama.load", parts.load_s, load_attributes)]
         phases = [
             (name, round(seconds * 1e9), attributes)
-            for name, seconds, attributes in (*head, ("ollama.prompt_eval", report.prompt_eval_s, {}), ("ollama.eval", report.eval_s, {}))
+            for name, seconds, attributes in (*head, ("ollama.slot_wait", parts.slot_s, {}), ("ollama.prompt_eval", report.prompt_eval_s, {}), ("ollama.eval", report.eval_s, {}))
             if seconds  # a phase that took no time (no load) has no span
         ]
         cursor = max(self._started_ns, end_ns - sum(length for _, length, _ in phases))
@@ -368,11 +401,13 @@ class RequestObserver:
 
     def _recent_entry(self, report: Report, duration: float, ttfc: float | None, ended: float) -> dict[str, Any]:
         context = self._server_span
+        parts = self.decomposition
         tokens_per_second = None
+        streamed = self._streamed_generation_s(ended)
         if report.output_tokens and report.eval_s:
             tokens_per_second = report.output_tokens / report.eval_s
-        elif report.output_tokens and self.first_output_at is not None and ended > self.first_output_at:
-            tokens_per_second = report.output_tokens / (ended - self.first_output_at)
+        elif report.output_tokens and streamed is not None:
+            tokens_per_second = report.output_tokens / streamed
         return {
             "start_time": datetime.fromtimestamp(self._started_ns / 1e9, tz=timezone.utc).isoformat(),
             "trace_id": format(context.trace_id, "032x"),
@@ -381,7 +416,8 @@ class RequestObserver:
             "client": self.client,
             "route": self.route,
             "operation": self.operation,
-            "model": self.facts.model if self.model_label not in (None, "other") else self.model_label,
+            "model": self.model if self.model_label not in (None, "other") else self.model_label,
+            "requested_model": self.facts.model,
             "stream": self.facts.stream,
             "status": self.status,
             "duration_s": duration,
@@ -389,17 +425,22 @@ class RequestObserver:
             "input_tokens": report.input_tokens,
             "output_tokens": report.output_tokens,
             "tokens_per_second": tokens_per_second,
-            "load_duration_s": report.load_s,  # Ollama's, whole: the next three are its parts
-            "queue_wait_s": self.decomposition.queue_wait_s,
-            "load_s": self.decomposition.load_s,
-            "load_reason": self.decomposition.load_reason,
-            "reload_cause": self.decomposition.reload_cause,
+            "load_duration_s": report.load_s,  # Ollama's, whole: pending, drain and load (or unknown) are its parts
+            "queue_wait_s": parts.waiting_s,  # pending, drain and slot wait together
+            "pending_wait_s": parts.pending_s,
+            "waited_behind": [model for model, _ in parts.behind],
+            "drain_s": parts.drain_s,
+            "load_s": parts.load_s,
+            "unknown_s": parts.unknown_s,
+            "load_reason": parts.load_reason,
+            "reload_cause": parts.reload_cause,
+            "slot_wait_s": parts.slot_s,
             "prompt_eval_s": report.prompt_eval_s,
             "eval_s": report.eval_s,
             "ollama_total_s": report.total_s,
-            # The rest of Ollama's time (tokenizing, templating) and the proxy's own (network, relaying):
-            # with the phases above they add up to duration_s.
-            "ollama_other_s": _rest(report.total_s, report.load_s, report.prompt_eval_s, report.eval_s),
+            # The rest of Ollama's time (parsing, templating, tokenizing) and the proxy's own (network, relaying):
+            # with the parts above they add up to duration_s.
+            "ollama_other_s": _rest(report.total_s, parts.pending_s, parts.drain_s, parts.load_s, parts.unknown_s, parts.slot_s, report.prompt_eval_s, report.eval_s),
             "proxy_s": _rest(duration, report.total_s),
             "context_length": self.arrival.context_length if self.arrival is not None else None,
             "context_fill": self._context_fill(report),

@@ -47,7 +47,7 @@ from starlette.routing import Route
 
 
 
-from tests.fake_scheduler import Scheduler, runner_options
+from tests.fake_scheduler import GIB, SINGLE_SLOT_FAMILIES, Scheduler, runner_options
 from tests.fake_formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
@@ -60,6 +60,18 @@ def _reject_constant(name: str) -> None:
 THINKING = ["Let ", "me ", "think. "]  # a reasoning model's thinking before it answers
 TOOL_CALL_TOKENS = 6  # what a tool call costs in eval_count
 PROMPT_TOKEN_NS = 20_000  # prompt evaluation: 20 µs a token, as a small GPU does
+
+
+def stored_name(name: str) -> str:
+    """A model name as Ollama stores it (types/model/name.go ``ParseName``, then ``DisplayShortest``):
+    the default host and namespace left out, the default tag written out."""
+    rest = name
+    for default in ("registry.ollama.ai/", "library/"):
+        if rest.lower().startswith(default):
+            rest = rest[len(default):]
+    if ":" not in rest.rsplit("/", 1)[-1]:
+        rest += ":latest"
+    return rest
 
 
 def now_rfc3339() -> str:
@@ -75,13 +87,28 @@ class FakeModel:
     parameter_size: str = "1.2B"
     answer: str | None = None  # fixed text instead of "tok0 tok1 ..."
     chunk_text: str | None = None  # every streamed token is this text (large responses for back-pressure tests)
+    blob: str = ""  # the weights (schedulerModelKey); two names with one blob are one model (an `ollama cp` alias)
+    train_ctx: int = 131072  # the training context: the ceiling of num_ctx
+    mlx: bool = False  # served by x/mlxrunner: one request at a time
+    embedding: bool = False  # no completion capability: loaded with one slot (server/sched.go Scheduler.load)
+
+    def __post_init__(self) -> None:
+        self.blob = self.blob or self.name
+
+    @property
+    def digest(self) -> str:
+        """The manifest's digest, as /api/tags lists it: the same for two names of one blob."""
+        return hashlib.sha256(self.blob.encode()).hexdigest()
 
 
 DEFAULT_MODELS = {
     "llama3.2:1b": FakeModel("llama3.2:1b", 1_321_098_329, 1_321_098_329),
+    # `ollama pull llama3.2` and `llama3.2:3b`: one manifest, two names (what people type is "llama3.2")
+    "llama3.2:latest": FakeModel("llama3.2:latest", 2_019_393_189, 2_019_393_189, parameter_size="3.2B", blob="llama3.2-3b"),
+    "llama3.2:3b": FakeModel("llama3.2:3b", 2_019_393_189, 2_019_393_189, parameter_size="3.2B", blob="llama3.2-3b"),
     "qwen2.5:7b": FakeModel("qwen2.5:7b", 6_010_000_000, 4_500_000_000, family="qwen2", parameter_size="7.6B"),
     "phi3:mini": FakeModel("phi3:mini", 2_400_000_000, 2_400_000_000, family="phi3", parameter_size="3.8B"),
-    "nomic-embed-text:latest": FakeModel("nomic-embed-text:latest", 274_302_450, 274_302_450, family="nomic-bert", parameter_size="137M"),
+    "nomic-embed-text:latest": FakeModel("nomic-embed-text:latest", 274_302_450, 274_302_450, family="nomic-bert", parameter_size="137M", embedding=True),
 }
 FAULT_MODELS = {"fault-reset", "fault-stall", "fault-malformed", "fault-nobody"}
 
@@ -128,16 +155,28 @@ class FakeOllama:
 
     # Helpers ----------------------------------------------------------------------------
 
-    def _slot(self, model: str, body: dict[str, Any], request: Request):  # -> an async context manager yielding load_duration (ns)
-        """A runner slot for the request (tests/fake_scheduler.py), held while it generates."""
+    def find(self, name: str) -> FakeModel | None:
+        """The stored model a request names, matched without regard to case (server/images.go ``getExistingName``)."""
+        wanted = stored_name(name).lower()
+        return next((model for stored, model in self.models.items() if stored.lower() == wanted), None)
+
+    def _slot(self, model: str, body: dict[str, Any], request: Request, started: float | None = None):  # -> an async context manager yielding a Ticket
+        """A runner for the request (tests/fake_scheduler.py), held while it generates; ``started``: the handler's start."""
         options = body.get("options") if isinstance(body.get("options"), dict) else None
         # The request's id in the truth log: the caller's own, else the trace id of its traceparent (what the proxy's /-/requests lists).
         traceparent = request.headers.get("traceparent", "").split("-")
         request_id = request.headers.get("x-fake-request-id") or (traceparent[1] if len(traceparent) == 4 else "")
-        return self.scheduler.slot(model, options, body.get("keep_alive"), request_id)
+        stored = self.find(model)
+        place = {"key": stored.blob, "name": stored.name, "train_ctx": stored.train_ctx, "mlx": stored.mlx,
+                 "one_slot": stored.embedding or stored.family in SINGLE_SLOT_FAMILIES} if stored else {}
+        return self.scheduler.slot(model, options, body.get("keep_alive"), request_id, started=started, **place)
+
+    def num_ctx(self, model: str, options: dict[str, Any] | None) -> int:
+        stored = self.find(model)
+        return runner_options(options, self.scheduler.default_ctx(), stored.train_ctx if stored else 131072)["num_ctx"]
 
     def _tokens(self, model: str, count: int) -> list[str]:
-        fixed = self.models.get(model)
+        fixed = self.find(model)
         if fixed is not None and fixed.answer is not None:
             return [fixed.answer]
         if fixed is not None and fixed.chunk_text is not None:
@@ -184,7 +223,7 @@ class FakeOllama:
             return self._error(400, "json: cannot unmarshal number into Go struct field .model of type string" if model is not None else "model is required", openai, anthropic)
         if not model:
             return self._error(400, "model is required", openai, anthropic)
-        if model not in self.models and model not in FAULT_MODELS and not model.endswith(CLOUD_SUFFIXES):
+        if self.find(model) is None and model not in FAULT_MODELS and not model.endswith(CLOUD_SUFFIXES):
             return self._error(404, f'model "{model}" not found, try pulling it first', openai, anthropic)
         return body
 
@@ -265,19 +304,20 @@ class FakeOllama:
             pieces, done_reason = self._pieces(model, body, limit, think=bool(body.get("think")))
         eval_count = self._eval_count(pieces)
         # Ollama truncates a prompt longer than the runner's context to fit it.
-        prompt_tokens = min(prompt_tokens, runner_options(options)["num_ctx"])
+        prompt_tokens = min(prompt_tokens, self.num_ctx(model, options))
         prompt_ns = prompt_tokens * PROMPT_TOKEN_NS
         if body.get("stream", True) is False:
             started = time.perf_counter()
             await asyncio.sleep(self.answer_delay)
-            async with self._slot(model, body, request) as load_ns:
+            async with self._slot(model, body, request, started) as ticket:
                 await asyncio.sleep(prompt_ns / 1e9)
                 eval_started = time.perf_counter()
                 await asyncio.sleep(self.token_delay * len(pieces))
                 eval_ns = int((time.perf_counter() - eval_started) * 1e9)
+                ticket.ran(prompt_ns / 1e9, eval_ns / 1e9)
             self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
             whole = Piece(thinking="".join(p.thinking for p in pieces), tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
-            answer = final("".join(p.content for p in pieces), started, load_ns, prompt_ns, eval_ns, eval_count, whole)
+            answer = final("".join(p.content for p in pieces), started, ticket.load_ns, prompt_ns, eval_ns, eval_count, whole)
             return Response(go_json(answer), media_type="application/json; charset=utf-8")
 
         async def stream():
@@ -285,7 +325,7 @@ class FakeOllama:
             started = time.perf_counter()
             try:
                 await asyncio.sleep(self.answer_delay)
-                async with self._slot(model, body, request) as load_ns:
+                async with self._slot(model, body, request, started) as ticket:
                     await asyncio.sleep(prompt_ns / 1e9)
                     eval_started = time.perf_counter()
                     for piece in pieces:
@@ -294,7 +334,9 @@ class FakeOllama:
                         sent.append(line)
                         yield line
                     eval_ns = int((time.perf_counter() - eval_started) * 1e9)
-                line = go_json(final("", started, load_ns, prompt_ns, eval_ns, eval_count)) + b"\n"
+                    ticket.ran(prompt_ns / 1e9, eval_ns / 1e9)
+                    # total_duration is taken just before the final chunk, while the request still holds its runner
+                    line = go_json(final("", started, ticket.load_ns, prompt_ns, eval_ns, eval_count)) + b"\n"
                 sent.append(line)
                 self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
                 self._digest(request, sent)
@@ -327,8 +369,8 @@ class FakeOllama:
         if isinstance(body, Response):
             return body
         started = time.perf_counter()
-        async with self._slot(body["model"], body, request) as load_ns:
-            pass
+        async with self._slot(body["model"], body, request, started) as ticket:
+            load_ns = ticket.load_ns
         inputs = body.get("input", "")
         texts = inputs if isinstance(inputs, list) else [inputs]
         prompt_tokens = sum(max(1, len(str(text).split())) for text in texts)
@@ -353,8 +395,9 @@ class FakeOllama:
 
     async def ps(self, request: Request) -> Response:
         running = []
-        for runner in self.scheduler.resident():
-            name, model = runner.model, self.models.get(runner.model)
+        # server/routes.go PsHandler: DisplayShortest of the name that loaded the runner, longest to live first.
+        for runner in sorted(self.scheduler.resident(), key=lambda runner: -runner.expires_at.timestamp()):
+            name, model = runner.name, self.find(runner.name)
             if model is None:
                 continue
             running.append(
@@ -362,10 +405,10 @@ class FakeOllama:
                     "name": name,
                     "model": name,
                     "size": model.size,
-                    "digest": hashlib.sha256(name.encode()).hexdigest(),
+                    "digest": model.digest,
                     "details": {
                         "parent_model": "",
-                        "format": "gguf",
+                        "format": "safetensors" if model.mlx else "gguf",
                         "family": model.family,
                         "families": [model.family],
                         "parameter_size": model.parameter_size,
@@ -381,7 +424,7 @@ class FakeOllama:
     async def tags(self, request: Request) -> Response:
         self.stats.requests[request.url.path] += 1
         models = [
-            {"name": m.name, "model": m.name, "modified_at": now_rfc3339(), "size": m.size, "digest": hashlib.sha256(m.name.encode()).hexdigest()}
+            {"name": m.name, "model": m.name, "modified_at": now_rfc3339(), "size": m.size, "digest": m.digest}
             for m in self.models.values()
         ]
         return Response(go_json({"models": models}), media_type="application/json; charset=utf-8")
@@ -612,23 +655,34 @@ class FakeOllama:
         )
 
     async def fake_schedule(self, request: Request) -> Response:
-        """The scheduler's ground truth: what happened to each request (queue wait, load, reason, cause)."""
-        return JSONResponse([vars(entry) for entry in self.scheduler.log])
+        """The scheduler's ground truth: every part of each request's time (tests/fake_scheduler.py ``Truth``)."""
+        return JSONResponse([{**vars(entry), "waiting_s": entry.waiting_s} for entry in self.scheduler.log])
 
     async def fake_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_json())
 
     async def fake_configure(self, request: Request) -> Response:
-        """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``remove_models``,
-        ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``."""
+        """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``add_models``
+        ({name: FakeModel's fields}), ``aliases`` ({new name: existing name}, as ``ollama cp``), ``remove_models``,
+        ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
+        ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs)."""
         body = await request.json()
+        for name, fields in (body.get("add_models") or {}).items():
+            self.models[name] = FakeModel(name, **{"size": 2_000_000_000, "size_vram": 2_000_000_000, **fields})
+        for alias, existing in (body.get("aliases") or {}).items():
+            self.models[alias] = FakeModel(**{**vars(self.models[existing]), "name": alias})
+        if "total_vram_gib" in body:
+            self.scheduler.total_vram = int(float(body["total_vram_gib"]) * GIB)
+        if "context_length" in body:
+            self.scheduler.context_env = int(body["context_length"]) or None
         for model, text in (body.get("answers") or {}).items():
             self.models.setdefault(model, FakeModel(model, 2_000_000_000, 2_000_000_000)).answer = text
         for model, text in (body.get("chunk_texts") or {}).items():
             self.models.setdefault(model, FakeModel(model, 2_000_000_000, 2_000_000_000)).chunk_text = text
         for model in body.get("remove_models") or []:
-            self.models.pop(model, None)
-            self.scheduler.runners.pop(model, None)
+            gone = self.models.pop(model, None)
+            if gone is not None and not any(other.blob == gone.blob for other in self.models.values()):
+                self.scheduler.unload(gone.blob)
         if "answer_delay" in body:
             self.answer_delay = float(body["answer_delay"])
         if "answer_tokens" in body:

@@ -1,16 +1,33 @@
-"""The fake Ollama's scheduler, as Ollama's (server/sched.go, server/routes.go) behaves.
+"""The fake Ollama's scheduler, rule by rule as Ollama's (ollama/ollama fb30760, shared/ollama-facts.md).
 
-A model runs in a runner loaded with the request's runner options (``num_ctx`` and the
-other options that need a new runner). A runner serves ``parallel`` requests at a time
-(OLLAMA_NUM_PARALLEL); more wait for a slot. A request for a model with no runner, or
-whose runner expired (``keep_alive``, default 5 minutes), loads one: a cold load. A
-request whose options differ from the loaded runner's waits until that runner is idle,
-then the runner is reloaded with the new options. ``load_duration`` spans all of it, from
-the handler's start to the moment a runner slot is handed over, exactly as Ollama's does
-(``checkpointLoaded.Sub(checkpointStart)``), Ollama's ~1.5 ms of scheduling included.
+1. **Warm hand-over** (server/sched.go ``Scheduler.GetRunner``, ``LlmRequest.useLoadedRunner``):
+   a loaded runner for the model's blob whose runner options match (``runnerRef.needsReload``
+   false) takes the request at once and counts it (``refCount``), however many already run on
+   it, and also while it drains for a reload.
+2. **The slot semaphore** (llm/llama_server.go ``llamaServerRunner.Completion`` / ``Embedding``:
+   ``s.sem.Acquire``): ``numParallel`` requests run at a time; the rest wait *after* the
+   hand-over, so the wait is outside ``load_duration`` (and outside prompt and eval): it shows
+   only in ``total_duration``. An MLX runner (x/mlxrunner) serves one request at a time, and
+   server/sched.go ``Scheduler.load`` gives one slot to embedding models and to the
+   architectures not safe in parallel (``SINGLE_SLOT_FAMILIES``).
+3. **The pending queue** (server/sched.go ``processPending``): a request with no usable runner
+   waits in ``pendingReqCh``, served one at a time **for all models**, by one goroutine; a
+   request that finds the runner loaded by the one before it is handed over.
+4. **Reloads** (server/sched.go ``processPending``, ``processCompleted``): when the options
+   differ, the old runner gets ``sessionDuration = 0``; the pending loop waits until its
+   ``refCount`` is 0 (requests with the old options still join it meanwhile), unloads it,
+   then loads.
+5. **Context length** (server/routes.go ``Serve``, envconfig ``ContextLength``): the request's
+   ``num_ctx``, else OLLAMA_CONTEXT_LENGTH, else chosen from total VRAM (≥ 47 GiB: 262144,
+   ≥ 23 GiB: 32768, else 4096), then clamped to the model's training context (server/sched.go
+   ``effectiveContext``) with a floor of 4.
+6. **Keep-alive** (server/sched.go ``processCompleted``): a runner idle for ``keep_alive``
+   (default 5 minutes, 0: at once) is unloaded.
 
-Every request leaves a line in ``log``: what really happened (queue wait, load, its
-reason and cause), the ground truth the proxy's decomposition is tested against.
+``load_duration`` is ``checkpointLoaded − checkpointStart`` (server/routes.go): from the
+handler's start to the hand-over, Ollama's body parsing and ping included
+(``SCHEDULING_OVERHEAD_S``). Every request leaves a ``Truth`` in ``log``: each part of its time,
+named; the ground truth the proxy's account is tested against.
 """
 
 from __future__ import annotations
@@ -25,15 +42,28 @@ from typing import Any
 
 SCHEDULING_OVERHEAD_S = 0.0015
 DEFAULT_KEEP_ALIVE_S = 300.0
-DEFAULT_NUM_CTX = 4096
+GIB = 1 << 30
+# server/sched.go Scheduler.load: "Some architectures are not safe with num_parallel > 1" (ollama/ollama#4165)
+SINGLE_SLOT_FAMILIES = frozenset({"mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen3next", "lfm2", "lfm2moe", "nemotron_h", "nemotron_h_moe", "nemotron_h_omni"})
 RUNNER_OPTIONS = ("num_ctx", "num_gpu", "num_batch", "main_gpu", "use_mmap", "num_thread")  # api.Runner's fields
 
 
-def runner_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    """The options that decide the runner (api.Runner), with Ollama's default context length."""
+def default_num_ctx(total_vram: int, context_env: int | None = None) -> int:
+    """OLLAMA_CONTEXT_LENGTH when set, else the default server/routes.go ``Serve`` picks from total VRAM."""
+    if context_env:
+        return context_env
+    if total_vram >= 47 * GIB:
+        return 262144
+    if total_vram >= 23 * GIB:
+        return 32768
+    return 4096
+
+
+def runner_options(options: dict[str, Any] | None, default_ctx: int = 4096, train_ctx: int = 131072) -> dict[str, Any]:
+    """The options that decide the runner (api.Runner), ``num_ctx`` resolved and clamped (``effectiveContext``)."""
     options = options or {}
     chosen = {name: options[name] for name in RUNNER_OPTIONS if name in options}
-    chosen.setdefault("num_ctx", DEFAULT_NUM_CTX)
+    chosen["num_ctx"] = max(4, min(int(chosen.get("num_ctx", default_ctx)), train_ctx))
     return chosen
 
 
@@ -54,38 +84,79 @@ def keep_alive_seconds(value: Any) -> float:
 
 @dataclass
 class Runner:
-    model: str
+    key: str  # schedulerModelKey: the model's blob
+    name: str  # DisplayShortest of the request that loaded it: what /api/ps lists
     options: dict[str, Any]
     slots: asyncio.Semaphore
-    busy: int = 0  # requests holding or waiting for a slot
+    refs: int = 0  # refCount: requests handed this runner and not yet ended
+    draining: bool = False  # sessionDuration = 0: unloaded once refs is 0
+    drained: asyncio.Event = field(default_factory=asyncio.Event)
     expires: float = float("inf")  # monotonic
     expires_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
-    idle: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
 class Truth:
+    """What happened to one request, every part of its time named (seconds)."""
+
     request_id: str
+    model: str  # as the client sent it
+    runner: str  # the runner's name in /api/ps
+    pending_s: float = 0.0  # waiting in the pending queue behind other requests' loads
+    behind: list[str] = field(default_factory=list)  # the loads it waited behind: "model (cold)" or "model (reload)"
+    drain_s: float = 0.0  # waiting for the old runner's requests before a reload
+    load_s: float = 0.0
+    load_reason: str | None = None  # "cold", "reload" or None
+    reload_cause: str | None = None
+    slot_s: float = 0.0  # waiting for a free slot, after the hand-over
+    prompt_s: float = 0.0
+    eval_s: float = 0.0
+    load_duration_s: float = 0.0  # what Ollama reports
+    num_ctx: int = 0
+
+    @property
+    def waiting_s(self) -> float:
+        return self.pending_s + self.drain_s + self.slot_s
+
+
+@dataclass
+class _Pending:
+    """An entry of the pending queue as it is served, for those that waited behind it."""
+
     model: str
-    queue_s: float
-    load_s: float
-    load_reason: str | None  # "cold", "reload" or None
-    reload_cause: str | None
-    num_ctx: int
+    reason: str | None = None
+
+
+class Ticket:
+    """What a request holds while it runs: Ollama's ``load_duration`` and the place to log its phases."""
+
+    def __init__(self, load_ns: int, truth: Truth) -> None:
+        self.load_ns = load_ns
+        self.truth = truth
+
+    def ran(self, prompt_s: float, eval_s: float) -> None:
+        self.truth.prompt_s, self.truth.eval_s = prompt_s, eval_s
 
 
 class Scheduler:
-    def __init__(self, load_delay: float, parallel: int = 64) -> None:
+    def __init__(self, load_delay: float, parallel: int = 64, total_vram: int = 8 * GIB) -> None:
         self.load_delay = load_delay
-        self.parallel = parallel
-        self.runners: dict[str, Runner] = {}
+        self.parallel = parallel  # OLLAMA_NUM_PARALLEL (Ollama's default is 1; the tests that need it set it)
+        self.total_vram = total_vram
+        self.context_env: int | None = None  # OLLAMA_CONTEXT_LENGTH
+        self.runners: dict[str, Runner] = {}  # s.loaded, keyed by blob
         self.log: list[Truth] = []
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._pending = asyncio.Lock()  # processPending: one at a time, first come first served
+        self._served: list[_Pending] = []  # every pending entry, in the order it was served
+        self._serving = False
+
+    def default_ctx(self) -> int:
+        return default_num_ctx(self.total_vram, self.context_env)
 
     def _expire(self, now: float) -> None:
-        for model, runner in list(self.runners.items()):
-            if runner.busy == 0 and runner.expires <= now:
-                del self.runners[model]
+        for key, runner in list(self.runners.items()):
+            if runner.refs == 0 and runner.expires <= now:
+                del self.runners[key]
 
     def resident(self) -> list[Runner]:
         self._expire(time.monotonic())
@@ -94,46 +165,91 @@ class Scheduler:
     def unload_all(self) -> None:
         self.runners.clear()
 
+    def unload(self, key: str) -> None:
+        self.runners.pop(key, None)
+
+    def _usable(self, key: str, wanted: dict[str, Any]) -> Runner | None:
+        self._expire(time.monotonic())
+        runner = self.runners.get(key)
+        return runner if runner is not None and runner.options == wanted else None
+
     @asynccontextmanager
-    async def slot(self, model: str, options: dict[str, Any] | None = None, keep_alive: Any = None, request_id: str = "") -> AsyncIterator[int]:
-        """Hold a runner slot for ``model`` while the block runs; yields Ollama's load_duration in ns."""
-        arrived = time.perf_counter()
-        wanted = runner_options(options)
-        reason = cause = None
-        load_s = 0.0
-        lock = self._locks.setdefault(model, asyncio.Lock())
-        async with lock:  # Ollama's scheduler decides one pending request at a time
-            self._expire(time.monotonic())
-            runner = self.runners.get(model)
-            if runner is not None and runner.options != wanted:
-                while runner.busy:  # a reload waits for the old runner's requests to finish
-                    runner.idle.clear()
-                    await runner.idle.wait()
-                changed = [f"{name} {runner.options.get(name)} -> {wanted.get(name)}" for name in sorted(set(runner.options) | set(wanted))
-                           if runner.options.get(name) != wanted.get(name)]
-                reason, cause = "reload", ", ".join(changed)
-                del self.runners[model]
-                runner = None
-            if runner is None:
-                reason = reason or "cold"
-                started = time.perf_counter()
-                await asyncio.sleep(self.load_delay)
-                load_s = time.perf_counter() - started
-                runner = self.runners[model] = Runner(model, wanted, asyncio.Semaphore(self.parallel))
-            runner.busy += 1
+    async def slot(
+        self,
+        model: str,
+        options: dict[str, Any] | None = None,
+        keep_alive: Any = None,
+        request_id: str = "",
+        *,
+        key: str | None = None,
+        name: str | None = None,
+        train_ctx: int = 131072,
+        mlx: bool = False,
+        one_slot: bool = False,
+        started: float | None = None,
+    ) -> AsyncIterator[Ticket]:
+        """Run a request on a runner for ``model`` (blob ``key``, listed as ``name``) while the block runs;
+        ``one_slot``: an embedding model or an architecture Ollama runs with one slot."""
+        arrived = time.perf_counter() if started is None else started
+        key, name = key or model, name or model
+        wanted = runner_options(options, self.default_ctx(), train_ctx)
+        truth = Truth(request_id, model, name, num_ctx=int(wanted["num_ctx"]))
+        runner = self._usable(key, wanted)
+        if runner is None:
+            runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth)
+        runner.refs += 1  # useLoadedRunner: handed over, whatever already runs on it
         try:
-            await runner.slots.acquire()
-            try:
-                await asyncio.sleep(SCHEDULING_OVERHEAD_S)  # Ollama's own scheduling, measured like the rest
-                waited = time.perf_counter() - arrived
-                self.log.append(Truth(request_id, model, max(0.0, waited - load_s), load_s, reason, cause, int(wanted["num_ctx"])))
-                yield int(waited * 1e9)
-            finally:
-                runner.slots.release()
+            await asyncio.sleep(SCHEDULING_OVERHEAD_S)  # body parsing, the ping: inside load_duration
+            load_ns = int((time.perf_counter() - arrived) * 1e9)
+            truth.load_duration_s = load_ns / 1e9
+            waiting = time.perf_counter()
+            async with runner.slots:  # llamaServerRunner.Completion: s.sem.Acquire, after checkpointLoaded
+                truth.slot_s = time.perf_counter() - waiting
+                self.log.append(truth)
+                yield Ticket(load_ns, truth)
         finally:
-            runner.busy -= 1
-            seconds = keep_alive_seconds(keep_alive)
+            runner.refs -= 1
+            seconds = 0.0 if runner.draining else keep_alive_seconds(keep_alive)
             runner.expires = time.monotonic() + seconds
             runner.expires_at = datetime.now(timezone.utc) + (timedelta(days=3650) if seconds == float("inf") else timedelta(seconds=seconds))
-            if runner.busy == 0:
-                runner.idle.set()
+            if runner.refs == 0:
+                runner.drained.set()
+
+    async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth) -> Runner:
+        """processPending: wait for the queue (behind every model's loads), then drain, unload, load."""
+        queued = time.perf_counter()
+        first = len(self._served) - (1 if self._serving else 0)  # the entry being served now holds this one up too
+        async with self._pending:
+            self._serving = True
+            try:
+                truth.pending_s = time.perf_counter() - queued
+                truth.behind = [f"{entry.model} ({entry.reason})" for entry in self._served[first:] if entry.reason]
+                entry = _Pending(name)
+                self._served.append(entry)
+                while True:
+                    self._expire(time.monotonic())
+                    runner = self.runners.get(key)
+                    if runner is None:
+                        break
+                    if runner.options == wanted:
+                        return runner  # loaded by a request ahead of this one
+                    changed = [f"{option} {runner.options.get(option)} -> {wanted.get(option)}" for option in sorted(set(runner.options) | set(wanted))
+                               if runner.options.get(option) != wanted.get(option)]
+                    truth.load_reason, truth.reload_cause = "reload", ", ".join(changed)
+                    runner.draining = True  # sessionDuration = 0; old-option requests still join it meanwhile
+                    draining = time.perf_counter()
+                    while runner.refs:
+                        runner.drained.clear()
+                        await runner.drained.wait()
+                    truth.drain_s += time.perf_counter() - draining
+                    if self.runners.get(key) is runner:
+                        del self.runners[key]  # the unload
+                truth.load_reason = truth.load_reason or "cold"
+                entry.reason = truth.load_reason
+                loading = time.perf_counter()
+                await asyncio.sleep(self.load_delay)
+                truth.load_s = time.perf_counter() - loading
+                runner = self.runners[key] = Runner(key, name, wanted, asyncio.Semaphore(1 if one_slot else self.parallel))
+                return runner
+            finally:
+                self._serving = False

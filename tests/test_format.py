@@ -52,16 +52,20 @@ def test_age():
 
 
 def test_waterfall_lays_every_second_of_a_request_back_to_back():
-    entry = {"duration_s": 3.0, "load_duration_s": 1.5, "queue_wait_s": 1.0, "load_s": 0.5, "load_reason": "reload", "reload_cause": "num_ctx 4096 -> 8192",
+    entry = {"duration_s": 3.5, "load_duration_s": 1.5, "pending_wait_s": 0.75, "waited_behind": ["qwen2.5:7b"], "drain_s": 0.25, "load_s": 0.5,
+             "load_reason": "reload", "reload_cause": "num_ctx 4096 -> 8192", "slot_wait_s": 0.5, "unknown_s": None,
              "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_other_s": 0.125, "proxy_s": 0.125, "time_to_first_token_s": 1.8}
     rows = fmt.waterfall(entry)
     assert [(r["phase"], r["start"], r["end"]) for r in rows] == [
-        ("waiting for a slot", 0.0, 1.0), ("model reload (num_ctx 4096 -> 8192)", 1.0, 1.5), ("prompt evaluation", 1.5, 1.75),
-        ("generation", 1.75, 2.75), ("Ollama, other (templating, tokenizing)", 2.75, 2.875), ("proxy and network", 2.875, 3.0),
+        ("waiting behind loads (qwen2.5:7b)", 0.0, 0.75), ("draining the old runner", 0.75, 1.0), ("model reload (num_ctx 4096 -> 8192)", 1.0, 1.5),
+        ("waiting for a slot", 1.5, 2.0), ("prompt evaluation", 2.0, 2.25), ("generation", 2.25, 3.25),
+        ("Ollama, other (templating, tokenizing)", 3.25, 3.375), ("proxy and network", 3.375, 3.5),
     ]
-    assert rows[1]["duration"] == "500 ms"
-    unknown = fmt.waterfall({**entry, "load_reason": "unknown", "queue_wait_s": None, "load_s": None})
-    assert unknown[0]["phase"] == "queue or load (not told apart)" and unknown[0]["end"] == 1.5
+    assert rows[2]["duration"] == "500 ms"
+    unknown = fmt.waterfall({**entry, "load_reason": "unknown", "pending_wait_s": None, "drain_s": None, "load_s": None, "unknown_s": 1.5})
+    assert [(r["phase"], r["end"]) for r in unknown[:2]] == [("queue or load (not told apart)", 1.5), ("waiting for a slot", 2.0)]
+    before = fmt.waterfall({"duration_s": 3.0, "queue_wait_s": 1.0, "load_s": 0.5, "load_reason": "cold", "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_other_s": 0.125, "proxy_s": 0.125})
+    assert [r["phase"] for r in before[:2]] == ["waiting for a slot", "model load"]  # an entry from a proxy before the slot wait was told apart
 
 
 def test_waterfall_of_an_older_entry_puts_the_unexplained_time_first():
@@ -80,5 +84,7 @@ def test_waterfall_of_an_answer_without_phases_shows_what_the_proxy_saw():
 
 def test_shares_of_the_generation_time_say_no_data_rather_than_zero():
     assert fmt.shares({"queueing": 1.0, "loading": 0.5, "prompt evaluation": None, "generation": 2.5, "all": 5.0}) == {
-        "queueing": 0.2, "loading": 0.1, "prompt evaluation": None, "generation": 0.5}
+        "queueing": 0.2, "loading": 0.1, "prompt evaluation": None, "generation": 0.5, fmt.REST: pytest.approx(0.2)}
+    assert sum(fmt.shares({"slot": 3.0, "generation": 2.0, "all": 4.0}).values()) == 1.25  # more than the whole: never a negative rest
+    assert fmt.shares({"slot": 3.0, "generation": 2.0, "all": 4.0})[fmt.REST] == 0.0
     assert fmt.shares({"queueing": None, "all": None}) == {} and fmt.shares({"queueing": 0.0, "all": 0.0}) == {}

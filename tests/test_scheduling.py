@@ -51,39 +51,108 @@ def joined(fake: Server, proxy: Server) -> list[tuple[dict, dict]]:
     return pairs
 
 
-def test_loads_by_reason_and_queue_wait_match_what_the_scheduler_did(scheduled):
+PARTS = ("pending_wait_s", "drain_s", "load_s", "slot_wait_s")
+TRUTH = {"pending_wait_s": "pending_s", "drain_s": "drain_s", "load_s": "load_s", "slot_wait_s": "slot_s"}
+
+
+def assert_parts_match(pairs: list[tuple[dict, dict]], tolerance_s: float = 0.05) -> None:
+    """Each request's pending wait, drain, load and slot wait as the scheduler logged them, and its parts add up."""
+    for seen, truth in pairs:
+        assert seen["load_reason"] == truth["load_reason"], (seen, truth)  # a request that only waited is never a load
+        if truth["load_reason"] == "reload":
+            assert seen["reload_cause"] == truth["reload_cause"]
+        for part, true_part in TRUTH.items():
+            assert seen[part] == pytest.approx(truth[true_part], abs=tolerance_s), (part, seen, truth)
+        parts = [seen[name] for name in (*PARTS, "prompt_eval_s", "eval_s", "ollama_other_s", "proxy_s")]
+        assert sum(parts) == pytest.approx(seen["duration_s"], abs=1e-4)  # to a tenth of a millisecond: the fake rounds its nanoseconds
+        assert seen["pending_wait_s"] + seen["drain_s"] + seen["load_s"] <= seen["load_duration_s"] + 1e-9
+
+
+def test_loads_and_every_wait_match_what_the_scheduler_did(scheduled):
     fake, proxy = scheduled
-    concurrently([lambda: generate(proxy) for _ in range(4)])  # one cold load, three wait for it and for the slot
-    concurrently([lambda: generate(proxy) for _ in range(3)])  # resident: all wait for the one slot
+    concurrently([lambda: generate(proxy) for _ in range(4)])  # one cold load; three wait for it in the pending queue, then for the slot
+    concurrently([lambda: generate(proxy) for _ in range(3)])  # resident: handed over at once, then wait for the one slot
     generate(proxy, num_ctx=8192)  # a reload, nothing in flight
     # A reload behind a request still on the old runner (50 ms later: requests that race to the
     # proxy and to Ollama in the same instant can reach them in different orders).
-    concurrently([lambda: generate(proxy, num_ctx=8192), lambda: (time.sleep(0.05), generate(proxy, num_ctx=4096))])
+    concurrently([lambda: generate(proxy, num_ctx=8192, tokens=30), lambda: (time.sleep(0.05), generate(proxy, num_ctx=4096))])
     time.sleep(0.3)
     pairs = joined(fake, proxy)
     truth_loads = Counter(truth["load_reason"] for _, truth in pairs if truth["load_reason"])
     metrics = scrape(proxy.url)
     counted = {reason: metrics.value("ollama_model_loads_total", ollama_load_reason=reason, gen_ai_request_model=MODEL) for reason in ("cold", "reload")}
     assert counted == {"cold": truth_loads["cold"], "reload": truth_loads["reload"]} and truth_loads["cold"] == 1 and truth_loads["reload"] >= 2
-    for seen, truth in pairs:
-        assert seen["load_reason"] == truth["load_reason"], (seen, truth)  # a request that only waited is never a load
-        if truth["load_reason"] == "reload":
-            assert seen["reload_cause"] == truth["reload_cause"]
-    queued_truth = sum(truth["queue_s"] for _, truth in pairs)
-    queued_seen = sum(seen["queue_wait_s"] for seen, _ in pairs)
-    assert queued_truth > 1.0 and queued_seen == pytest.approx(queued_truth, rel=0.15), (queued_seen, queued_truth)
-    assert metrics.value("ollama_queue_wait_seconds_sum", gen_ai_request_model=MODEL) == pytest.approx(queued_seen)
+    assert_parts_match(pairs)
+    waited_truth = sum(truth["waiting_s"] for _, truth in pairs)
+    waited_seen = sum(seen["queue_wait_s"] for seen, _ in pairs)
+    assert sum(truth["slot_s"] for _, truth in pairs) > 0.3 and sum(truth["drain_s"] for _, truth in pairs) > 0.15
+    assert waited_truth > 1.0 and waited_seen == pytest.approx(waited_truth, rel=0.15), (waited_seen, waited_truth)
+    assert metrics.value("ollama_queue_wait_seconds_sum", gen_ai_request_model=MODEL) == pytest.approx(waited_seen)
+    for phase, part in (("slot", "slot_wait_s"), ("drain", "drain_s"), ("load", "load_s"), ("pending", "pending_wait_s")):
+        assert metrics.value("ollama_scheduler_time_seconds_total", ollama_phase=phase, gen_ai_request_model=MODEL) == pytest.approx(sum(seen[part] for seen, _ in pairs)), phase
     assert metrics.value("ollama_requests_in_flight", gen_ai_request_model=MODEL) == 0
 
 
-def test_each_requests_segments_add_up_to_its_duration(scheduled):
+def test_slot_waits_with_no_loads_are_counted(scheduled):
+    """One slot, five overlapping requests to a loaded model: no load at all, and 4 of them wait after the hand-over."""
     fake, proxy = scheduled
-    concurrently([lambda: generate(proxy) for _ in range(3)])
-    for seen, _ in joined(fake, proxy):
-        parts = [seen[name] for name in ("queue_wait_s", "load_s", "prompt_eval_s", "eval_s", "ollama_other_s", "proxy_s")]
-        assert all(part is not None and part >= 0 for part in parts), seen
-        assert sum(parts) == pytest.approx(seen["duration_s"], abs=1e-4)  # to a tenth of a millisecond: the fake rounds its nanoseconds
-        assert seen["queue_wait_s"] + seen["load_s"] == pytest.approx(seen["load_duration_s"])
+    generate(proxy)
+    configure_fake(fake, reset_stats=True)
+    concurrently([lambda: generate(proxy, tokens=10) for _ in range(5)])
+    pairs = joined(fake, proxy)
+    assert all(truth["load_reason"] is None and truth["pending_s"] == 0 for _, truth in pairs)
+    slots_truth = sum(truth["slot_s"] for _, truth in pairs)
+    assert slots_truth > 0.6  # 0.1 s a request: 0.1 + 0.2 + 0.3 + 0.4 = 1.0, less the overlap of their arrivals
+    assert sum(seen["slot_wait_s"] for seen, _ in pairs) == pytest.approx(slots_truth, rel=0.1)
+    assert_parts_match(pairs)
+
+
+def test_a_load_waits_behind_another_models_load_and_names_it(scheduled):
+    """Ollama's pending queue is one for all models: a cold load of qwen2.5 holds up the load of llama3.2."""
+    fake, proxy = scheduled
+    other = "qwen2.5:7b"
+
+    def generate_other() -> None:
+        httpx.post(proxy.url + "/api/generate", json={"model": other, "prompt": "hi", "options": {"num_predict": 20}}, timeout=60).raise_for_status()
+
+    concurrently([generate_other, lambda: (time.sleep(0.1), generate(proxy, tokens=2))])
+    pairs = joined(fake, proxy)
+    mine = next((seen, truth) for seen, truth in pairs if truth["model"] == MODEL)
+    assert mine[1]["behind"] == [f"{other} (cold)"] and mine[1]["pending_s"] > 0.2
+    assert mine[0]["waited_behind"] == [other]
+    assert_parts_match(pairs)
+    counted = scrape(proxy.url).value("ollama_scheduler_time_seconds_total", ollama_phase="pending", ollama_behind=other, gen_ai_request_model=MODEL)
+    assert counted == pytest.approx(mine[1]["pending_s"], abs=0.05)  # the proxy times from its own arrivals: a few ms of forwarding either side
+
+
+def test_untyped_and_aliased_names_are_one_model_as_ollama_runs_it(scheduled):
+    """llama3.2, Llama3.2:LATEST and llama3.2:3b are one manifest (one blob, one runner): one label, one load."""
+    fake, proxy = scheduled
+    time.sleep(0.3)  # the proxy has read /api/tags
+    for name in ("llama3.2", "Llama3.2:LATEST", "llama3.2:3b", "registry.ollama.ai/library/llama3.2"):
+        httpx.post(proxy.url + "/api/generate", json={"model": name, "prompt": "hi", "options": {"num_predict": 2}}, timeout=60).raise_for_status()
+    time.sleep(0.5)  # and /api/ps
+    truth = httpx.get(fake.url + "/fake/schedule").json()
+    assert [entry["load_reason"] for entry in truth] == ["cold", None, None, None]
+    metrics = scrape(proxy.url)
+    assert metrics.value("ollama_model_loads_total", ollama_load_reason="cold", gen_ai_request_model="llama3.2:3b") == 1
+    assert metrics.value("gen_ai_server_request_duration_seconds_count", gen_ai_request_model="llama3.2:3b") == 4
+    assert not [labels for labels in metrics.series("gen_ai_server_request_duration_seconds_count") if labels.get("gen_ai_request_model", "").lower().startswith("llama3.2") and labels["gen_ai_request_model"] != "llama3.2:3b"]
+    entries = httpx.get(proxy.url + "/-/requests").json()["requests"]
+    assert {entry["model"] for entry in entries} == {"llama3.2:3b"}
+    assert sorted(entry["requested_model"] for entry in entries) == sorted(["llama3.2", "Llama3.2:LATEST", "llama3.2:3b", "registry.ollama.ai/library/llama3.2"])
+
+
+def test_a_reload_against_the_default_context_names_both_values(scheduled):
+    """With 24 GiB of VRAM Ollama's default num_ctx is 32768; the proxy learns it from /api/ps and names it in the cause."""
+    fake, proxy = scheduled
+    configure_fake(fake, total_vram_gib=24)
+    generate(proxy)
+    time.sleep(0.5)  # /api/ps: context_length 32768 for a runner loaded without num_ctx
+    generate(proxy, num_ctx=8192)
+    newest = httpx.get(proxy.url + "/-/requests").json()["requests"][0]
+    assert (newest["load_reason"], newest["reload_cause"]) == ("reload", "num_ctx 32768 -> 8192")
+    assert httpx.get(fake.url + "/fake/schedule").json()[-1]["reload_cause"] == "num_ctx 32768 -> 8192"
 
 
 def test_a_request_that_fills_the_context_is_flagged(scheduled):
@@ -109,7 +178,8 @@ def test_what_the_proxy_cannot_tell_is_unknown_never_a_guess():
         generate(proxy)
         newest = httpx.get(proxy.url + "/-/requests").json()["requests"][0]
         metrics = scrape(proxy.url)
-    assert (newest["load_reason"], newest["queue_wait_s"], newest["load_s"]) == ("unknown", None, None)
+    assert (newest["load_reason"], newest["pending_wait_s"], newest["load_s"]) == ("unknown", None, None)
+    assert newest["unknown_s"] == newest["load_duration_s"]
     assert newest["load_duration_s"] >= LOAD_S
     assert metrics.value("ollama_model_loads_total", ollama_load_reason="cold") == 1  # the first request's, seen at start
 

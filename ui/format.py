@@ -84,19 +84,27 @@ def plain(text: str) -> str:
     return "".join("\\" + ch if ch in _MARKDOWN_SPECIALS else ch for ch in text)
 
 
+REST = "other (Ollama's overhead, the network, answers Ollama did not time)"
+
+
 def shares(spent: dict[str, float | None]) -> dict[str, float | None]:
-    """Each part's share of ``spent["all"]`` (seconds per second of each); {} when nothing was spent, None for a part with no data."""
+    """Each part's share of ``spent["all"]`` (seconds per second of each), and the rest under REST, so that the
+    shares add up to 1; {} when nothing was spent, None for a part with no data."""
     whole = spent.get("all")
     if _missing(whole) or not whole:
         return {}
-    return {name: (None if _missing(value) else max(0.0, value) / whole) for name, value in spent.items() if name != "all"}  # type: ignore[operator]
+    parts = {name: (None if _missing(value) else max(0.0, value) / whole) for name, value in spent.items() if name != "all"}  # type: ignore[operator]
+    known = sum(share for share in parts.values() if share is not None)
+    parts[REST] = max(0.0, 1.0 - known)
+    return parts
 
 
 def waterfall(request: dict) -> list[dict]:
     """A /-/requests entry's segments back to back, as rows of phase, start, end (seconds) and duration (text).
 
-    Ollama's load_duration in its parts (waiting for a slot, loading or reloading, or "not
-    told apart" where the proxy cannot say), then prompt evaluation, generation, the rest of
+    Ollama's load_duration in its parts (waiting behind loads, draining, loading or reloading,
+    or "not told apart" where the proxy cannot say), the wait for a slot, then prompt
+    evaluation, generation, the rest of
     Ollama's time and the proxy's with the network: together the request's duration. An
     answer that reports no phases (the Responses and Anthropic APIs, cloud models) is shown
     as the proxy saw it: until the first token, then streaming; one bar when even the first
@@ -104,11 +112,19 @@ def waterfall(request: dict) -> list[dict]:
     """
     duration = request.get("duration_s") or 0.0
     reason = request.get("load_reason")
+    behind = ", ".join(request.get("waited_behind") or [])
     if reason == "unknown":
-        waiting: list[tuple[str, float | None]] = [("queue or load (not told apart)", request.get("load_duration_s"))]
+        waiting: list[tuple[str, float | None]] = [("queue or load (not told apart)", request.get("unknown_s", request.get("load_duration_s")))]
     else:
         load_name = "model reload" + (f" ({request['reload_cause']})" if request.get("reload_cause") else "") if reason == "reload" else "model load"
-        waiting = [("waiting for a slot", request.get("queue_wait_s")), (load_name, request.get("load_s"))]
+        waiting = [
+            ("waiting behind loads" + (f" ({behind})" if behind else ""), request.get("pending_wait_s")),
+            ("draining the old runner", request.get("drain_s")),
+            (load_name, request.get("load_s")),
+        ]
+        if "pending_wait_s" not in request:  # an entry from a proxy before the slot wait was told apart
+            waiting = [("waiting for a slot", request.get("queue_wait_s")), (load_name, request.get("load_s"))]
+    waiting.append(("waiting for a slot", request.get("slot_wait_s")))
     ollama = [("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
     phases: list[tuple[str, float | None]]
     if all(length is None for _, length in [*waiting, *ollama]):

@@ -192,17 +192,30 @@ def scheduling(f: Filters, window: str) -> dict[str, str]:
     }
 
 
+TIME_PHASES = {  # ollama.scheduler.time's phases (otel_proxy/scheduling.py), as the page names them
+    "pending": "waiting behind loads",
+    "drain": "draining for a reload",
+    "load": "loading",
+    "slot": "waiting for a slot",
+    "unknown": "load or wait, not told apart",
+}
+
+
 def time_shares(f: Filters, window: str) -> dict[str, str]:
-    """Where the time of every generation went: seconds per second spent queueing, loading, on the prompt, generating, in all."""
+    """Where the time of every generation went: seconds per second in each phase before it ran, on the prompt,
+    generating, and in all (what is left of "all" is Ollama's overhead, the network and answers Ollama did not time)."""
     sel = f.labels()
 
     def spent(family: str) -> str:
         return f"sum(rate({family}_sum{sel}[{window}]))"
 
+    def phase(name: str) -> str:
+        selector = f.labels(f'ollama_phase="{name}"')
+        return f"sum(rate(ollama_scheduler_time_seconds_total{selector}[{window}]))"
+
+    shares = {label: phase(name) for name, label in TIME_PHASES.items()}
     return {
-        "queueing": spent("ollama_queue_wait_seconds"),
-        # load_duration is the queue wait and the loads: what is left of it loaded
-        "loading": f"({spent('ollama_load_duration_seconds')} - ({spent('ollama_queue_wait_seconds')} or vector(0)))",
+        **shares,
         "prompt evaluation": spent("ollama_prompt_eval_duration_seconds"),
         "generation": spent("ollama_eval_duration_seconds"),
         "all": spent("gen_ai_server_request_duration_seconds"),
