@@ -30,6 +30,8 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     add_flag(parser, "--recent-requests", "OTEL_PROXY_RECENT_REQUESTS", DEFAULTS.recent_requests, int, "finished requests kept for /-/requests")
     add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "a load_duration under this many seconds was no model load")
     add_flag(parser, "--ps-interval", "OTEL_PROXY_PS_INTERVAL", DEFAULTS.ps_interval_s, float, "seconds between reads of Ollama's /api/ps (resident models)")
+    add_flag(parser, "--num-parallel", "OLLAMA_NUM_PARALLEL", DEFAULTS.num_parallel, int,
+             "Ollama's OLLAMA_NUM_PARALLEL (read from the same variable): the slot count that times the slot waits of answers Ollama does not time")
     add_flag(
         parser, "--client-spans", "OTEL_PROXY_CLIENT_SPANS", DEFAULTS.client_spans, str,
         "who makes the client span of each call to Ollama: proxy (the proxy, with opentelemetry-instrumentation-httpx's attribute functions) or httpx (the instrumentation's wrapper, five times the cost)",
@@ -84,6 +86,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         recent_requests=args.recent_requests,
         cold_load_threshold_s=args.cold_load_threshold,
         ps_interval_s=args.ps_interval,
+        num_parallel=max(1, args.num_parallel),
         capture_content=capture,
         client_spans=args.client_spans,
         upstream_transport=args.upstream_transport,

@@ -12,6 +12,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 # While a page renders, the event loop waits at most this long for the GIL (CPython's default is 5 ms).
 RENDER_SWITCH_S = 0.0005
 KEY_FILE_CHECK_S = 1.0
+FIRST_READ_WAIT_S = 2.0  # how long the proxy waits, at start, for Ollama's /api/ps before it serves
 TAGS_EVERY = 6  # /api/tags once every six /api/ps reads (30 s by default), and at once when /api/ps names a model it lacks
 OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
 
@@ -90,7 +92,10 @@ class ProxyApp:
         self.recent = RecentRequests(settings.recent_requests)
         self._render_lock = threading.Lock()
         self.bookkeeper = Bookkeeper()
-        self.scheduler = SchedulerView(settings.cold_load_threshold_s)
+        self.scheduler = SchedulerView(settings.cold_load_threshold_s, settings.num_parallel)
+        self._first_read = asyncio.Event()  # the first /api/ps read is in, or has failed
+        self._loaded = asyncio.Event()  # set when a runner was just loaded: /api/ps is read at once, for its context length
+        self.scheduler.on_load = self._loaded.set
         self.catalog = ModelCatalog()
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
@@ -150,6 +155,10 @@ class ProxyApp:
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
         watchers = [asyncio.create_task(self._watch_resident_models())]
+        # Serve once the first /api/ps is in (or has failed), so that the first requests are told
+        # cold from warm; an Ollama that does not answer soon holds nothing up.
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._first_read.wait(), FIRST_READ_WAIT_S)
         keys = self.settings.api_keys
         if isinstance(keys, KeyFile):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
@@ -162,7 +171,7 @@ class ProxyApp:
         await self.client.aclose()
 
     async def _watch_resident_models(self) -> None:
-        """Ollama's /api/ps every --ps-interval, off the hot path, into the scheduler view (in request order),
+        """Ollama's /api/ps every --ps-interval and right after each load, off the hot path, into the scheduler view (in request order),
         and its /api/tags every TAGS_EVERY reads: the models' names (ollama_otel_stack/model_names.py)."""
         base = self.settings.upstream.rstrip("/")
         url = base + "/api/ps"
@@ -177,18 +186,23 @@ class ProxyApp:
                             self.catalog.refresh(tags.json())
                         stale = False
                     reads += 1
+                    read_at = time.perf_counter()
                     answer = await client.get(url)
                     listed = answer.json().get("models") if answer.status_code == 200 else None
                     if isinstance(listed, list):
                         stale = any(isinstance(entry, dict) and not self.catalog.is_listed(str(entry.get("name") or entry.get("model") or "")) for entry in listed)
                         named = [{**entry, "name": self.catalog.canonical(entry.get("name") or entry.get("model") or "")} for entry in listed if isinstance(entry, dict)]
-                        self.bookkeeper.defer(lambda named=named: self.scheduler.observe_ps(named))
+                        self.bookkeeper.defer(lambda named=named, read_at=read_at: self.scheduler.observe_ps(named, read_at))
                         failing = False
                 except (httpx.HTTPError, ValueError, AttributeError) as exc:
                     if not failing:
                         log.info("Ollama's /api/ps at %s cannot be read (%s): queue and load are told apart once it answers", url, exc)
                     failing = True
-                await asyncio.sleep(self.settings.ps_interval_s)
+                self._first_read.set()
+                # the next read: after --ps-interval, or at once when a load has just ended
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._loaded.wait(), self.settings.ps_interval_s)
+                self._loaded.clear()
 
     def _refused(self, request: Request) -> Response | None:
         """A 401 for /metrics, /-/requests and /-/ready without the scrape token, when one is set.

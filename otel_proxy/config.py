@@ -24,6 +24,7 @@ class ProxySettings:
     max_header_bytes: int = 64 << 10  # a larger request head gets 431 as it is parsed, never forwarded (Ollama's own limit is 1 MiB)
     cold_load_threshold_s: float = 0.1  # a load_duration under this was no load (scheduling only)
     ps_interval_s: float = 5.0
+    num_parallel: int = 1  # Ollama's OLLAMA_NUM_PARALLEL (its default is 1): replays the slot waits of answers Ollama did not time
     max_clients: int = 50  # distinct X-Client-Name values in the metrics; the rest are "other"
     api_keys: ApiKeys | KeyFile | None = None  # with keys, every Ollama path needs one (otel_proxy/clients.py)
     max_concurrent_per_key: int = 0  # with keys: requests one key may have in flight at once (0: no limit); past it 429

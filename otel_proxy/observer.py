@@ -148,7 +148,8 @@ class RequestObserver:
         if self.facts.model:
             shared = self._shared
             self.model = shared.catalog.canonical(self.facts.model)
-            self.arrival = shared.scheduler.arrive(self.model, self.facts.options, self.started)
+            # Ollama's own /api routes answer with its durations; the OpenAI and Anthropic ones do not.
+            self.arrival = shared.scheduler.arrive(self.model, self.facts.options, self.started, timed=self.route.startswith("/api/"))
             self._in_flight_attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": shared.models.label(self.model, admit=False)}
             shared.instruments.requests_in_flight.add(1, self._in_flight_attributes)
 
@@ -209,7 +210,8 @@ class RequestObserver:
             shared.scheduler.end(self.arrival, ended, ok, report.load_s)
             if self._in_flight_attributes is not None:
                 instruments.requests_in_flight.add(-1, self._in_flight_attributes)
-            shared.scheduler.settle(self.arrival, report, lambda parts: self._record_the_rest(report, duration, time_to_first_chunk, ended, parts))
+            shared.scheduler.settle(self.arrival, report, lambda parts: self._record_the_rest(report, duration, time_to_first_chunk, ended, parts),
+                                    answered_at=first_output_at or ended)
         else:
             self._record_the_rest(report, duration, time_to_first_chunk, ended, Decomposition())
 
@@ -305,11 +307,14 @@ class RequestObserver:
         for phase, seconds in (("drain", parts.drain_s), ("load", parts.load_s), ("slot", parts.slot_s), ("unknown", parts.unknown_s)):
             if seconds:
                 counter.add(seconds, {**per_model, "ollama.phase": phase})
+        # ollama.behind names another model whose load held this one up; waiting for its own model's load has none.
+        own = parts.pending_s or 0.0
         for behind, seconds in parts.behind:
-            counter.add(seconds, {**per_model, "ollama.phase": "pending", "ollama.behind": self._shared.models.label(behind, admit=False)})
-        unattributed = (parts.pending_s or 0.0) - sum(seconds for _, seconds in parts.behind)
-        if unattributed > 1e-9:  # a joined request's wait past the hand-overs ahead of it: its own model's load
-            counter.add(unattributed, {**per_model, "ollama.phase": "pending", "ollama.behind": self.model_label})
+            if behind != self.model:
+                counter.add(seconds, {**per_model, "ollama.phase": "pending", "ollama.behind": self._shared.models.label(behind, admit=False)})
+                own -= seconds
+        if own > 1e-9:
+            counter.add(own, {**per_model, "ollama.phase": "pending"})
 
     def _context_fill(self, report: Report) -> float | None:
         length = self.arrival.context_length if self.arrival is not None else None

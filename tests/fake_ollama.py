@@ -47,11 +47,16 @@ from starlette.routing import Route
 
 
 
-from tests.fake_scheduler import GIB, SINGLE_SLOT_FAMILIES, Scheduler, runner_options
+from tests.fake_scheduler import GIB, GO_ZERO_TIME, SINGLE_SLOT_FAMILIES, Scheduler, runner_options
 from tests.fake_formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
 CLOUD_SUFFIXES = ("-cloud", ":cloud")
+
+
+def go_time(value: datetime) -> str:
+    """A time.Time as encoding/json writes it (RFC 3339, nanoseconds): the zero time as 0001-01-01T00:00:00Z."""
+    return "0001-01-01T00:00:00Z" if value == GO_ZERO_TIME else value.isoformat()
 
 
 def _reject_constant(name: str) -> None:
@@ -107,6 +112,7 @@ DEFAULT_MODELS = {
     "llama3.2:latest": FakeModel("llama3.2:latest", 2_019_393_189, 2_019_393_189, parameter_size="3.2B", blob="llama3.2-3b"),
     "llama3.2:3b": FakeModel("llama3.2:3b", 2_019_393_189, 2_019_393_189, parameter_size="3.2B", blob="llama3.2-3b"),
     "qwen2.5:7b": FakeModel("qwen2.5:7b", 6_010_000_000, 4_500_000_000, family="qwen2", parameter_size="7.6B"),
+    "qwen2.5:latest": FakeModel("qwen2.5:latest", 6_010_000_000, 4_500_000_000, family="qwen2", parameter_size="7.6B", blob="qwen2.5:7b"),
     "phi3:mini": FakeModel("phi3:mini", 2_400_000_000, 2_400_000_000, family="phi3", parameter_size="3.8B"),
     "nomic-embed-text:latest": FakeModel("nomic-embed-text:latest", 274_302_450, 274_302_450, family="nomic-bert", parameter_size="137M", embedding=True),
 }
@@ -414,7 +420,7 @@ class FakeOllama:
                         "parameter_size": model.parameter_size,
                         "quantization_level": "Q4_K_M",
                     },
-                    "expires_at": runner.expires_at.isoformat(),
+                    "expires_at": go_time(runner.expires_at),
                     "size_vram": model.size_vram,
                     "context_length": runner.options["num_ctx"],
                 }

@@ -22,7 +22,10 @@
    ≥ 23 GiB: 32768, else 4096), then clamped to the model's training context (server/sched.go
    ``effectiveContext``) with a floor of 4.
 6. **Keep-alive** (server/sched.go ``processCompleted``): a runner idle for ``keep_alive``
-   (default 5 minutes, 0: at once) is unloaded.
+   (default 5 minutes, 0: at once) is unloaded. Its ``expiresAt`` is set only when it goes idle
+   (its last request ends), from the ``keep_alive`` of the latest request handed it
+   (``useLoadedRunner``); until then /api/ps (server/routes.go ``PsHandler``) shows the Go zero
+   time on a fresh runner, and the previous, perhaps past, expiry on a busy one.
 
 ``load_duration`` is ``checkpointLoaded − checkpointStart`` (server/routes.go): from the
 handler's start to the hand-over, Ollama's body parsing and ping included
@@ -42,6 +45,7 @@ from typing import Any
 
 SCHEDULING_OVERHEAD_S = 0.0015
 DEFAULT_KEEP_ALIVE_S = 300.0
+GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)  # time.Time{}, which encoding/json writes as 0001-01-01T00:00:00Z
 GIB = 1 << 30
 # server/sched.go Scheduler.load: "Some architectures are not safe with num_parallel > 1" (ollama/ollama#4165)
 SINGLE_SLOT_FAMILIES = frozenset({"mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen3next", "lfm2", "lfm2moe", "nemotron_h", "nemotron_h_moe", "nemotron_h_omni"})
@@ -92,7 +96,8 @@ class Runner:
     draining: bool = False  # sessionDuration = 0: unloaded once refs is 0
     drained: asyncio.Event = field(default_factory=asyncio.Event)
     expires: float = float("inf")  # monotonic
-    expires_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    expires_at: datetime = GO_ZERO_TIME  # runnerRef.expiresAt: unset until the runner first goes idle
+    session_s: float = DEFAULT_KEEP_ALIVE_S  # runnerRef.sessionDuration: the latest hand-over's keep_alive
 
 
 @dataclass
@@ -198,6 +203,8 @@ class Scheduler:
         if runner is None:
             runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth)
         runner.refs += 1  # useLoadedRunner: handed over, whatever already runs on it
+        if keep_alive is not None:
+            runner.session_s = keep_alive_seconds(keep_alive)  # useLoadedRunner: pending.sessionDuration, when the request set one
         try:
             await asyncio.sleep(SCHEDULING_OVERHEAD_S)  # body parsing, the ping: inside load_duration
             load_ns = int((time.perf_counter() - arrived) * 1e9)
@@ -209,10 +216,10 @@ class Scheduler:
                 yield Ticket(load_ns, truth)
         finally:
             runner.refs -= 1
-            seconds = 0.0 if runner.draining else keep_alive_seconds(keep_alive)
-            runner.expires = time.monotonic() + seconds
-            runner.expires_at = datetime.now(timezone.utc) + (timedelta(days=3650) if seconds == float("inf") else timedelta(seconds=seconds))
-            if runner.refs == 0:
+            if runner.refs == 0:  # processCompleted: gone idle, the timer (re)set from now
+                seconds = 0.0 if runner.draining else runner.session_s
+                runner.expires = time.monotonic() + seconds
+                runner.expires_at = datetime.now(timezone.utc) + (timedelta(days=3650) if seconds == float("inf") else timedelta(seconds=seconds))
                 runner.drained.set()
 
     async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth) -> Runner:

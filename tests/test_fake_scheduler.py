@@ -7,10 +7,11 @@ and checks the parts of each request's time against what Ollama's source says th
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime, timezone
 
 import pytest
 
-from tests.fake_scheduler import GIB, SCHEDULING_OVERHEAD_S, Scheduler, Truth, default_num_ctx, runner_options
+from tests.fake_scheduler import DEFAULT_KEEP_ALIVE_S, GIB, GO_ZERO_TIME, SCHEDULING_OVERHEAD_S, Scheduler, Truth, default_num_ctx, runner_options
 
 LOAD = 0.2
 TOLERANCE = 0.03  # seconds: the event loop's own jitter on a shared machine
@@ -148,3 +149,27 @@ def test_two_names_of_one_blob_share_one_runner_listed_under_the_name_that_loade
     first, second, second_ns, names = asyncio.run(main())
     assert (first.load_reason, second.load_reason, names) == ("cold", None, ["llama3.2:latest"])
     assert second_ns / 1e9 < 0.02
+
+
+def test_expires_at_is_set_when_the_runner_goes_idle_and_not_before():
+    """server/sched.go processCompleted sets expiresAt when refCount drops to 0; until a runner first goes idle
+    it is the zero time (server/routes.go PsHandler lists it as it is), and a busy runner keeps its old one."""
+    async def main():
+        scheduler = Scheduler(0.05)
+        seen = {}
+
+        async def look(after: float, label: str) -> None:
+            await asyncio.sleep(after)
+            seen[label] = [runner.expires_at for runner in scheduler.resident()]
+
+        await asyncio.gather(run(scheduler, "a", 0.3), look(0.15, "loading-done-busy"))
+        seen["idle"] = [runner.expires_at for runner in scheduler.resident()]
+        await asyncio.gather(run(scheduler, "a", 0.3, keep_alive="1h"), look(0.1, "busy-again"))
+        seen["idle-again"] = [runner.expires_at for runner in scheduler.resident()]
+        return seen
+    seen = asyncio.run(main())
+    assert seen["loading-done-busy"] == [GO_ZERO_TIME]
+    (idle,) = seen["idle"]
+    assert (idle - datetime.now(timezone.utc)).total_seconds() == pytest.approx(DEFAULT_KEEP_ALIVE_S, abs=2)
+    assert seen["busy-again"] == [idle]  # while busy, the old expiry stays
+    assert (seen["idle-again"][0] - datetime.now(timezone.utc)).total_seconds() == pytest.approx(3600, abs=2)

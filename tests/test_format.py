@@ -54,7 +54,7 @@ def test_age():
 def test_waterfall_lays_every_second_of_a_request_back_to_back():
     entry = {"duration_s": 3.5, "load_duration_s": 1.5, "pending_wait_s": 0.75, "waited_behind": ["qwen2.5:7b"], "drain_s": 0.25, "load_s": 0.5,
              "load_reason": "reload", "reload_cause": "num_ctx 4096 -> 8192", "slot_wait_s": 0.5, "unknown_s": None,
-             "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_other_s": 0.125, "proxy_s": 0.125, "time_to_first_token_s": 1.8}
+             "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_total_s": 3.375, "ollama_other_s": 0.125, "proxy_s": 0.125, "time_to_first_token_s": 1.8}
     rows = fmt.waterfall(entry)
     assert [(r["phase"], r["start"], r["end"]) for r in rows] == [
         ("waiting behind loads (qwen2.5:7b)", 0.0, 0.75), ("draining the old runner", 0.75, 1.0), ("model reload (num_ctx 4096 -> 8192)", 1.0, 1.5),
@@ -64,7 +64,7 @@ def test_waterfall_lays_every_second_of_a_request_back_to_back():
     assert rows[2]["duration"] == "500 ms"
     unknown = fmt.waterfall({**entry, "load_reason": "unknown", "pending_wait_s": None, "drain_s": None, "load_s": None, "unknown_s": 1.5})
     assert [(r["phase"], r["end"]) for r in unknown[:2]] == [("queue or load (not told apart)", 1.5), ("waiting for a slot", 2.0)]
-    before = fmt.waterfall({"duration_s": 3.0, "queue_wait_s": 1.0, "load_s": 0.5, "load_reason": "cold", "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_other_s": 0.125, "proxy_s": 0.125})
+    before = fmt.waterfall({"duration_s": 3.0, "queue_wait_s": 1.0, "load_s": 0.5, "load_reason": "cold", "prompt_eval_s": 0.25, "eval_s": 1.0, "ollama_total_s": 2.875, "ollama_other_s": 0.125, "proxy_s": 0.125})
     assert [r["phase"] for r in before[:2]] == ["waiting for a slot", "model load"]  # an entry from a proxy before the slot wait was told apart
 
 
@@ -80,6 +80,19 @@ def test_waterfall_of_an_answer_without_phases_shows_what_the_proxy_saw():
     rows = fmt.waterfall({"duration_s": 3.0, "load_s": None, "prompt_eval_s": None, "eval_s": None, "time_to_first_token_s": 1.25})
     assert [(r["phase"], r["start"], r["end"]) for r in rows] == [("until the first token", 0.0, 1.25), ("streaming the answer", 1.25, 3.0)]
     assert [r["phase"] for r in fmt.waterfall({"duration_s": 0.4, "time_to_first_token_s": None})] == ["whole request (no phases reported)"]
+
+
+def test_waterfall_of_an_answer_ollama_did_not_time_shows_the_waits_the_proxy_told():
+    """A /v1 answer: Ollama reports no durations, but the slot wait (replayed) and a reload's waits are known."""
+    entry = {"duration_s": 3.0, "time_to_first_token_s": 1.5, "pending_wait_s": 0.25, "drain_s": 0.5, "load_s": None, "slot_wait_s": 0.25,
+             "load_reason": "reload", "reload_cause": "num_ctx 8192 -> 4096", "prompt_eval_s": None, "eval_s": None,
+             "ollama_total_s": None, "ollama_other_s": None, "proxy_s": None}
+    rows = fmt.waterfall(entry)
+    assert [(r["phase"], r["start"], r["end"]) for r in rows] == [
+        ("waiting behind loads", 0.0, 0.25), ("draining the old runner", 0.25, 0.75), ("waiting for a slot", 0.75, 1.0),
+        ("load, prompt and first token (not told apart)", 1.0, 1.5), ("streaming the answer", 1.5, 3.0)]
+    warm = fmt.waterfall({**entry, "pending_wait_s": 0.0, "drain_s": 0.0, "load_s": 0.0, "load_reason": None, "time_to_first_token_s": None})
+    assert [(r["phase"], r["end"]) for r in warm] == [("waiting for a slot", 0.25), ("the rest (not told apart)", 3.0)]
 
 
 def test_shares_of_the_generation_time_say_no_data_rather_than_zero():

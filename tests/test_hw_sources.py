@@ -21,7 +21,8 @@ from hw_collector.sources.amd_sysfs import AmdSysfsSource
 from hw_collector.sources.ioreg import parse as parse_ioreg
 from hw_collector.sources.macmon import MacmonSource, parse_line
 from hw_collector.sources.nvml import NvmlSource
-from hw_collector.sources.ollama_ps import OllamaSource, unix_seconds
+from hw_collector.sources.ollama_ps import OllamaSource
+from ollama_otel_stack.go_time import unix_seconds
 from hw_collector.sources.rapl import GRANT_ACCESS, RaplSource
 from tests.harness import PYTHON, ROOT, require_tool
 
@@ -224,13 +225,15 @@ def test_ollama_ps_from_the_fake_ollama(fake):
     for model in listed:
         assert values(readings, m.LOADED_MODEL_SIZE, model=model["name"]) == [model["size"]]
         assert values(readings, m.LOADED_MODEL_VRAM, model=model["name"]) == [model["size_vram"]]
-        assert values(readings, m.LOADED_MODEL_EXPIRY, model=model["name"]) == [pytest.approx(unix_seconds(model["expires_at"]))]
+        expiry = unix_seconds(model["expires_at"])  # None while a runner has not gone idle: no series then
+        assert values(readings, m.LOADED_MODEL_EXPIRY, model=model["name"]) == ([] if expiry is None else [pytest.approx(expiry)])
 
 
 def test_go_timestamps_with_nanoseconds_and_offsets():
     assert unix_seconds("2024-06-04T14:38:31.837531234-07:00") == pytest.approx(1717537111.837531)
     assert unix_seconds("2026-11-27T20:00:00Z") == 1795809600.0
     assert unix_seconds("not a time") is None
+    assert unix_seconds("0001-01-01T00:00:00Z") is None  # Go's zero time: a runner not yet idle has no expiry
 
 
 class Flaky:

@@ -194,3 +194,20 @@ def test_a_model_that_expired_loads_cold_again(scheduled):
     assert [truth["load_reason"] for _, truth in sorted(pairs, key=lambda p: p[0]["start_time"])] == ["cold", "cold"]
     assert [seen["load_reason"] for seen, _ in pairs] == ["cold", "cold"]
     assert scrape(proxy.url).value("ollama_model_loads_total", ollama_load_reason="cold") == 2
+
+
+def test_a_busy_runners_expiry_is_not_taken_for_an_unload():
+    """/api/ps shows no expiry (Go's zero time) for a runner still busy after its load, and an old one for a busy
+    runner (server/sched.go sets expiresAt when the runner goes idle): the request soon after is warm, not cold.
+    (/api/ps is read right after the load, while the first request runs, then only every second.) On the OpenAI
+    API, whose answers carry no load_duration to correct a wrong view."""
+    with fake_ollama(token_delay=0.01, load_delay=LOAD_S) as fake, otel_proxy(fake.url, "--ps-interval", "1") as proxy:
+        for _ in range(3):
+            body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40, "stream": True}  # 0.4 s each
+            httpx.post(proxy.url + "/v1/chat/completions", json=body, timeout=30).raise_for_status()
+            time.sleep(0.05)  # the proxy has taken in the end
+        pairs = joined(fake, proxy)
+        cold = scrape(proxy.url).value("ollama_model_loads_total", ollama_load_reason="cold")
+    assert [truth["load_reason"] for _, truth in pairs] == [None, None, "cold"]
+    assert [seen["load_reason"] for seen, _ in pairs] == [None, None, "cold"]
+    assert cold == 1

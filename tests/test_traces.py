@@ -22,9 +22,10 @@ class InProcessProxy:
     def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "proxy") -> None:
         self.exporter = InMemorySpanExporter()
         port = free_port()
-        settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content, client_spans=client_spans)
+        settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content, client_spans=client_spans, ps_interval_s=0.2)
         telemetry = setup_telemetry("otel-proxy", "test", environ={}, extra_span_processors=[SimpleSpanProcessor(self.exporter)])
-        config = uvicorn.Config(create_app(settings, telemetry), host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+        self.app = create_app(settings, telemetry)
+        config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
         self.url = f"http://127.0.0.1:{port}"
         self.thread = threading.Thread(target=self.server.run, daemon=True)
@@ -40,6 +41,15 @@ class InProcessProxy:
     def __exit__(self, *exc: object) -> None:
         self.server.should_exit = True
         self.thread.join(10)
+
+    def read_ps_again(self, timeout: float = 10.0) -> None:
+        """Returns once the proxy's scheduler view has taken in an /api/ps answer read after this call."""
+        # one read may already be under way with the old answer: wait for the one after it
+        target = self.app.scheduler.ps_reads + 2
+        deadline = time.monotonic() + timeout
+        while self.app.scheduler.ps_reads < target:
+            assert time.monotonic() < deadline, "the proxy did not read /api/ps"
+            time.sleep(0.02)
 
     def spans_of_trace(self, trace_id: int, at_least: int, timeout: float = 5.0) -> list:
         deadline = time.monotonic() + timeout
@@ -63,7 +73,7 @@ TRACEPARENT = f"00-{CLIENT_TRACE}-00f067aa0ba902b7-01"
 def test_a_streaming_generation_makes_server_genai_httpx_and_phase_spans(fake, traced):
     secret = "platypus-secret-prompt"
     configure_fake(fake, unload=True)  # a cold load, whatever ran before
-    time.sleep(0.3)  # the proxy has read /api/ps: nothing is resident
+    traced.read_ps_again()  # the proxy knows that nothing is resident
     with httpx.stream(
         "POST", traced.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": secret, "options": {"num_predict": 5}},
         headers={"traceparent": TRACEPARENT},

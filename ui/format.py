@@ -127,12 +127,21 @@ def waterfall(request: dict) -> list[dict]:
     waiting.append(("waiting for a slot", request.get("slot_wait_s")))
     ollama = [("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
     phases: list[tuple[str, float | None]]
+    first = request.get("time_to_first_token_s")
     if all(length is None for _, length in [*waiting, *ollama]):
-        first = request.get("time_to_first_token_s")
         if first is None:
             phases = [("whole request (no phases reported)", duration)]
         else:
             phases = [("until the first token", first), ("streaming the answer", max(0.0, duration - first))]
+    elif "proxy_s" in request and request.get("ollama_total_s") is None:
+        # Ollama timed nothing (the OpenAI and Anthropic APIs): the waits the proxy could tell, then what it saw.
+        known = [(name, length) for name, length in waiting if length is not None]
+        waited = sum(length for _, length in known)
+        rest = "prompt and first token" if request.get("load_s") == 0.0 else "load, prompt and first token (not told apart)"
+        if first is None:
+            phases = [*known, ("the rest (not told apart)", max(0.0, duration - waited))]
+        else:
+            phases = [*known, (rest, max(0.0, first - waited)), ("streaming the answer", max(0.0, duration - max(first, waited)))]
     elif "proxy_s" in request:
         phases = [*waiting, *ollama, ("Ollama, other (templating, tokenizing)", request.get("ollama_other_s")), ("proxy and network", request.get("proxy_s"))]
     else:  # an entry from a proxy before the parts were told apart

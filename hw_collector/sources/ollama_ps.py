@@ -6,25 +6,14 @@ whenever /api/ps names a model it does not list."""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime
-
 import httpx
 
 from hw_collector import instruments as m
+from ollama_otel_stack.go_time import unix_seconds
 from ollama_otel_stack.model_names import ModelCatalog
 from hw_collector.sources import Reading
 
-_FRACTION = re.compile(r"(\.\d{6})\d+")
 TAGS_EVERY = 6
-
-
-def unix_seconds(rfc3339: str) -> float | None:
-    """Go writes nanoseconds; Python 3.11 reads at most microseconds."""
-    try:
-        return datetime.fromisoformat(_FRACTION.sub(r"\1", rfc3339)).timestamp()
-    except ValueError:
-        return None
 
 
 def parse_ps(body: dict, catalog: ModelCatalog | None = None) -> list[Reading]:
@@ -37,7 +26,7 @@ def parse_ps(body: dict, catalog: ModelCatalog | None = None) -> list[Reading]:
             readings.append(Reading(m.LOADED_MODEL_SIZE, model["size"], attributes))
         if isinstance(model.get("size_vram"), int):
             readings.append(Reading(m.LOADED_MODEL_VRAM, model["size_vram"], attributes))
-        expiry = unix_seconds(model.get("expires_at") or "")
+        expiry = unix_seconds(model.get("expires_at"))
         if expiry is not None:
             readings.append(Reading(m.LOADED_MODEL_EXPIRY, expiry, attributes))
     return readings
