@@ -13,7 +13,7 @@ import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
@@ -69,6 +69,7 @@ class ObserverContext:
     clients: ClientNames
     upstream_host: str
     upstream_port: int
+    phases_started: set[str] = field(default_factory=set)  # model labels whose ollama.scheduler.time series exist
 
 
 class RequestObserver:
@@ -165,7 +166,7 @@ class RequestObserver:
 
     def first_chunk(self) -> None:
         self.first_chunk_at = at = time.perf_counter()
-        if self.operation is not None:
+        if self.operation is not None and self.status == 200:  # an error's body is no hand-over (a 404 for a model Ollama lacks)
             self._shared.bookkeeper.defer(lambda: self.arrival is not None and self._shared.scheduler.responded(self.arrival, at))
 
     def failed(self, error_type: str, message: str) -> None:
@@ -210,8 +211,11 @@ class RequestObserver:
             shared.scheduler.end(self.arrival, ended, ok, report.load_s)
             if self._in_flight_attributes is not None:
                 instruments.requests_in_flight.add(-1, self._in_flight_attributes)
-            shared.scheduler.settle(self.arrival, report, lambda parts: self._record_the_rest(report, duration, time_to_first_chunk, ended, parts),
-                                    answered_at=first_output_at or ended)
+            if ok:
+                shared.scheduler.settle(self.arrival, report, lambda parts: self._record_the_rest(report, duration, time_to_first_chunk, ended, parts),
+                                        answered_at=first_output_at or ended)
+            else:  # a failed request: whether it waited or loaded is not known (a 404 loaded nothing)
+                self._record_the_rest(report, duration, time_to_first_chunk, ended, Decomposition())
         else:
             self._record_the_rest(report, duration, time_to_first_chunk, ended, Decomposition())
 
@@ -304,7 +308,13 @@ class RequestObserver:
     def _record_phases(self, per_model: dict[str, Any], parts: Decomposition) -> None:
         """ollama.scheduler.time: each phase that took time; the pending wait by the model it waited behind."""
         counter = self._shared.instruments.scheduler_time
-        for phase, seconds in (("drain", parts.drain_s), ("load", parts.load_s), ("slot", parts.slot_s), ("unknown", parts.unknown_s)):
+        phases = (("pending", None), ("drain", parts.drain_s), ("load", parts.load_s), ("slot", parts.slot_s), ("unknown", parts.unknown_s))
+        label = per_model.get("gen_ai.request.model")
+        if label not in self._shared.phases_started:  # each phase's series from 0, so that rate() counts its first wait
+            self._shared.phases_started.add(label)
+            for phase, _ in phases:
+                counter.add(0.0, {**per_model, "ollama.phase": phase})
+        for phase, seconds in phases[1:]:
             if seconds:
                 counter.add(seconds, {**per_model, "ollama.phase": phase})
         # ollama.behind names another model whose load held this one up; waiting for its own model's load has none.

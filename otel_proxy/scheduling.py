@@ -64,7 +64,7 @@ PENDING = (JOINED, COLD, RELOAD, UNKNOWN)  # kinds that go through Ollama's pend
 NOT_YET = object()  # a hand-over not known yet: the request has neither answered nor ended
 
 
-@dataclass
+@dataclass(slots=True)
 class Runner:
     """A runner of a model as far as the proxy knows it.
 
@@ -81,7 +81,7 @@ class Runner:
     drains: list[set[int]] = field(default_factory=list)  # for each reload waiting on it: every request it must see end
 
 
-@dataclass
+@dataclass(slots=True)
 class ModelView:
     resident: bool | None = None  # None: not known yet
     runners: list[Runner] = field(default_factory=list)  # the loaded one first (if any), then pending loads in order
@@ -99,7 +99,7 @@ class ModelView:
         return self.runners[0] if self.runners and self.runners[0].loader is None else None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Arrival:
     serial: int
     model: str
@@ -115,7 +115,7 @@ class Arrival:
     timed: bool = True  # on an API whose answers carry Ollama's durations (the native /api ones)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Decomposition:
     """A request's time before it ran, in parts (seconds); None where the proxy cannot tell."""
 
@@ -319,6 +319,8 @@ class SchedulerView:
                     break
         self._queue.pop(arrival.serial, None)
         self._retire_drained()
+        if not view.in_flight and not view.runners and not view.resident and not view.defaults and view.context_length is None:
+            del self._models[arrival.model]  # nothing learnt of it (a name Ollama does not have): kept no longer than its requests
         self._handed[arrival.serial] = None if load_s is None else arrival.arrived + load_s
         self._ended[arrival.serial] = at
         for remembered in (self._handed, self._ended, self._responded, self._arrivals):

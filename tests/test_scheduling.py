@@ -211,3 +211,18 @@ def test_a_busy_runners_expiry_is_not_taken_for_an_unload():
     assert [truth["load_reason"] for _, truth in pairs] == [None, None, "cold"]
     assert [seen["load_reason"] for seen, _ in pairs] == [None, None, "cold"]
     assert cold == 1
+
+
+def test_a_model_ollama_lacks_is_neither_loaded_nor_kept(scheduled):
+    """Ollama's 404 for a model it does not have: no load counted, no wait, nothing remembered of the name;
+    a real model's cold load right after is still a cold load."""
+    fake, proxy = scheduled
+    missing = httpx.post(proxy.url + "/api/generate", json={"model": "no-such-model:1b", "prompt": "hi"}, timeout=30)
+    assert missing.status_code == 404
+    generate(proxy)
+    entries = httpx.get(proxy.url + "/-/requests").json()["requests"]
+    lacking = next(entry for entry in entries if entry["requested_model"] == "no-such-model:1b")
+    assert (lacking["load_reason"], lacking["queue_wait_s"]) == (None, None)
+    metrics = scrape(proxy.url)
+    assert metrics.series("ollama_model_loads_total", ollama_load_reason="cold") == [
+        {"gen_ai_provider_name": "ollama", "gen_ai_request_model": MODEL, "ollama_load_reason": "cold"}]

@@ -90,11 +90,30 @@ def test_prometheus_scrapes_both_services_every_five_seconds():
 def test_alert_rules_pass_promtool_and_their_unit_tests():
     promtool = require_tool("promtool")
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=ROOT, capture_output=True, text=True)
-    assert check.returncode == 0 and "10 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "12 rules found" in check.stdout, check.stdout + check.stderr
     names = {rule["alert"] for group in load("alerts.yml")["groups"] for rule in group["rules"]}
     assert {"OtelProxyDown", "OllamaUnreachable", "OllamaUpstreamErrors", "TimeToFirstTokenHigh", "GpuHot", "HostMemoryNearlyFull"} <= names
     unit = subprocess.run([promtool, "test", "rules", "tests/alerts_test.yml"], cwd=ROOT, capture_output=True, text=True)
     assert unit.returncode == 0 and "SUCCESS" in unit.stdout, unit.stdout + unit.stderr
+
+
+def test_each_kind_of_advice_is_an_alert_rule_with_the_pages_threshold():
+    """The page's advice (ui/status.py) and the alert rules say the same thing at the same point."""
+    from ui import status
+
+    rules = {rule["alert"]: rule for group in load("alerts.yml")["groups"] for rule in group["rules"]}
+    thresholds = {
+        "OllamaSlotBound": (status.SLOT_WAIT_S, ">", "raise OLLAMA_NUM_PARALLEL or add a host"),
+        "OllamaLoadQueueBound": (status.HELD_UP_10M_S, ">=", "or give it its own host"),
+        "OllamaFrequentReloads": (status.RELOADS_10M, ">=", "pin one value"),
+        "OllamaContextFull": (status.CONTEXT_FULL_P95, ">=", "raise num_ctx"),
+        "OllamaPartialOffload": (status.CPU_SHARE, ">=", "a smaller quantisation or num_ctx would fit VRAM"),
+    }
+    for name, (value, comparison, remedy) in thresholds.items():
+        first_comparison = re.search(r"\)\s*(>=|>)\s*([0-9.]+)", rules[name]["expr"])
+        assert first_comparison is not None, name
+        assert (first_comparison.group(1), float(first_comparison.group(2))) == (comparison, value), name
+        assert rules[name]["annotations"]["summary"].endswith(remedy), name
 
 
 def test_collector_pipelines_reference_only_defined_current_components():

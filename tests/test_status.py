@@ -138,3 +138,33 @@ def test_python_dash_m_ui_status_prints_one_line(fake):
                                 env={**__import__("os").environ, "PROMETHEUS_URL": prom.url, "OLLAMA_URL": fake.url})
     assert result.returncode == 0, result.stderr
     assert result.stdout == "Quiet night, all fine.\n"
+
+
+def test_each_kind_of_advice_starts_at_its_threshold_and_not_before():
+    from ui.status import CPU_SHARE, HELD_UP_10M_S, SLOT_WAIT_S, ModelPressure, Snapshot, advise
+
+    def advice(**numbers) -> list[str]:
+        return advise(Snapshot(pressure=[ModelPressure("m", **numbers)]))
+
+    assert advice(slot_wait_s=SLOT_WAIT_S) == [] and advice(slot_wait_s=SLOT_WAIT_S + 0.01, in_flight=3) == [
+        "m requests wait 510 ms on average for a slot (3 in flight): raise OLLAMA_NUM_PARALLEL or add a host"]
+    assert advice(held_up_by={"big:70b": HELD_UP_10M_S - 0.1}) == []
+    assert advice(held_up_by={"big:70b": 12.0, "other": 6.0}) == [
+        "loads of big:70b hold up m (12 s of waiting in 10 min): keep big:70b loaded (OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS) or give it its own host",
+        "loads of other hold up m (6.0 s of waiting in 10 min): keep other loaded (OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS) or give it its own host"]
+    size = 10_000_000_000
+    assert advice(size_bytes=size, vram_bytes=size * (1 - CPU_SHARE) + 1) == []
+    assert advice(size_bytes=size, vram_bytes=size * 0.62) == ["m runs 38 % on the CPU: a smaller quantisation or num_ctx would fit VRAM"]
+    assert advice(size_bytes=size, vram_bytes=0) == []  # a host without GPU memory in use: nothing to fit
+    assert advice(size_bytes=None, vram_bytes=None) == []  # not loaded
+
+
+def test_the_costliest_advice_comes_first():
+    from ui.status import ModelPressure, Snapshot, advise
+
+    slow_slots = ModelPressure("a", slot_wait_s=2.0, in_flight=4)  # 2 s a request
+    held = ModelPressure("b", held_up_by={"c": 40.0})  # 40 s in 10 min
+    first = advise(Snapshot(pressure=[slow_slots, held]))
+    assert [line.split()[0] for line in first] == ["loads", "a"]
+    slower = ModelPressure("a", slot_wait_s=5.0, in_flight=4)
+    assert [line.split()[0] for line in advise(Snapshot(pressure=[slower, held]))] == ["a", "loads"]

@@ -204,3 +204,21 @@ def test_the_clients_table_splits_requests_and_tokens_exactly(site: Site, monkey
         truth = tuple(stats_after[route][key] - stats_before[route][key] for key in ("requests", "prompt_tokens", "generated_tokens"))
         grown = tuple(a - b for a, b in zip(after[client], before[client]))
         assert grown == truth and truth[0] == sent, (client, grown, truth)
+
+
+def test_the_models_table_has_one_row_per_model_joined_with_what_is_loaded(site: Site, monkeypatch):
+    """People type llama3.2; /api/ps says llama3.2:latest; llama3.2:3b is the same manifest. One row, loaded now."""
+    import streamlit as st
+
+    for name in ("llama3.2", "Llama3.2:latest", "llama3.2:3b"):
+        httpx.post(site.proxy.url + "/api/generate", json={"model": name, "prompt": "hi", "stream": False, "options": {"num_predict": 2}}, timeout=30).raise_for_status()
+    listed = httpx.get(site.fake.url + "/api/ps").json()["models"]
+    assert "llama3.2:latest" in [model["name"] for model in listed]  # what Ollama's /api/ps calls it
+    time.sleep(3)  # the collector has read /api/ps and Prometheus has scraped both
+    st.cache_data.clear()
+    app = page(site.env(), monkeypatch)
+    frame = next(frame.value for frame in app.dataframe if "loaded now" in frame.value.columns)
+    rows = {row["model"]: row for _, row in frame.iterrows() if str(row["model"]).lower().startswith("llama3.2") and row["model"] != "llama3.2:1b"}
+    assert list(rows) == ["llama3.2:3b"], list(rows)
+    row = rows["llama3.2:3b"]
+    assert row["loaded now"] == "yes" and int(row["requests"]) == 3 and row["in GPU"] == "100 %", dict(row)

@@ -130,16 +130,22 @@ def joules_per_token(f: Filters, window: str) -> str:
 # The per-model table ---------------------------------------------------------------------------
 
 
+def grown(series: str, window: str) -> str:
+    """Each series' increase over the window, a series born in it counted from 0: Prometheus's increase()
+    starts at a new series' first sample, so a model's first requests (or a first wait) would not count."""
+    return f"((increase({series}[{window}]) and {series} offset {window}) or {series})"
+
+
 def per_model(f: Filters, window: str) -> dict[str, str]:
     by = "gen_ai_request_model"
     sel = f.labels()
     cold, reload = f.labels('ollama_load_reason="cold"'), f.labels('ollama_load_reason="reload"')
     return {
-        "requests": f"sum by ({by}) (increase(gen_ai_server_request_duration_seconds_count{sel}[{window}]))",
+        "requests": f"sum by ({by}) {grown(f'gen_ai_server_request_duration_seconds_count{sel}', window)}",
         "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{sel}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
         "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(gen_ai_server_request_duration_seconds_bucket{sel}[{window}])))",
-        "cold_loads": f"sum by ({by}) (increase(ollama_model_loads_total{cold}[{window}]))",
-        "reloads": f"sum by ({by}) (increase(ollama_model_loads_total{reload}[{window}]))",
+        "cold_loads": f"sum by ({by}) {grown(f'ollama_model_loads_total{cold}', window)}",
+        "reloads": f"sum by ({by}) {grown(f'ollama_model_loads_total{reload}', window)}",
         "queue_p95_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_queue_wait_seconds_bucket{sel}[{window}])))",
         "context_fill_p95": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_context_fill_bucket{sel}[{window}])))",
     }
@@ -180,16 +186,23 @@ def per_client(f: Filters, window: str) -> dict[str, str]:
 
 
 def scheduling(f: Filters, window: str) -> dict[str, str]:
-    """Per model: queue-wait p95, requests in flight, reloads in 10 minutes, context-fill p95."""
+    """Per model: the mean slot wait per request, requests in flight, reloads in 10 minutes, context-fill p95."""
     by = "gen_ai_request_model"
     sel = f.labels()
+    slot = f.labels('ollama_phase="slot"')
     reloads = f.labels('ollama_load_reason="reload"')
     return {
-        "queue_p95_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_queue_wait_seconds_bucket{sel}[{window}])))",
+        "slot_wait_s": f"sum by ({by}) (rate(ollama_scheduler_time_seconds_total{slot}[{window}])) / sum by ({by}) (rate(gen_ai_server_request_duration_seconds_count{sel}[{window}]))",
         "in_flight": f"sum by ({by}) (ollama_requests_in_flight{sel})",
-        "reloads_10m": f"sum by ({by}) (increase(ollama_model_loads_total{reloads}[10m]))",
+        "reloads_10m": f"sum by ({by}) {grown(f'ollama_model_loads_total{reloads}', '10m')}",
         "context_fill_p95": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_context_fill_bucket{sel}[{window}])))",
     }
+
+
+def held_up(f: Filters) -> str:
+    """Per model and the other model whose loads it waited behind in Ollama's pending queue: seconds in 10 minutes."""
+    sel = f.labels('ollama_phase="pending"', 'ollama_behind!=""')
+    return f"sum by (gen_ai_request_model, ollama_behind) {grown(f'ollama_scheduler_time_seconds_total{sel}', '10m')}"
 
 
 TIME_PHASES = {  # ollama.scheduler.time's phases (otel_proxy/scheduling.py), as the page names them

@@ -38,9 +38,12 @@ RELIABILITY = ((0.95, "failing"), (0.99, "degraded"))  # success ratio below eac
 LATENCY_ELEVATED = 1.5  # p95 now over the hour's p95
 LATENCY_HIGH = 3.0
 # Why requests are slow, and what to change (docs/metrics.md, "Why was that request slow").
-QUEUE_P95_S = 1.0  # a model's p95 wait for a slot above this: it is queue-bound
+# Each is also an alert rule in alerts.yml, with the same threshold (tests/test_stack_files.py holds them equal).
+SLOT_WAIT_S = 0.5  # a model's mean wait for a slot per request above this: it is slot-bound
+HELD_UP_10M_S = 5.0  # seconds one model waited behind another's loads within 10 minutes, from this: load-queue-bound
 RELOADS_10M = 3  # reloads of one model within 10 minutes from this many: clients switch runner options
 CONTEXT_FULL_P95 = 0.95  # a model's p95 context fill from this: prompts are being truncated
+CPU_SHARE = 0.05  # a loaded model with this share or more of its weights outside VRAM (/api/ps size_vram < size)
 
 
 @dataclass
@@ -48,12 +51,22 @@ class ModelPressure:
     """One model's scheduling numbers (None: no data) and what /-/requests says of its reloads and context."""
 
     model: str
-    queue_p95_s: float | None = None
+    slot_wait_s: float | None = None  # mean per request
     in_flight: float | None = None
     reloads_10m: float | None = None
     context_fill_p95: float | None = None
+    held_up_by: dict[str, float] = field(default_factory=dict)  # other model -> seconds waited behind its loads, 10 min
+    size_bytes: float | None = None  # loaded now (the collector's /api/ps): its size and the part in VRAM
+    vram_bytes: float | None = None
     reload_causes: list[str] = field(default_factory=list)  # newest first, e.g. "num_ctx 4096 -> 8192"
     context_length: int | None = None
+
+    @property
+    def cpu_share(self) -> float | None:
+        """The share of the loaded model outside VRAM; None when not loaded, or on a host with no GPU memory in use."""
+        if not self.size_bytes or not self.vram_bytes:
+            return None
+        return max(0.0, 1.0 - self.vram_bytes / self.size_bytes)
 
 
 @dataclass
@@ -93,17 +106,27 @@ def _switching(causes: list[str]) -> str:
 
 
 def advise(s: Snapshot) -> list[str]:
-    """The cause of slowness and its remedy, one sentence each, by the thresholds above; the worst first."""
+    """The cause of slowness and its remedy, one sentence each, by the thresholds above; the worst first.
+
+    Five kinds: slot-bound, load-queue-bound, reload-bound, context-bound and partial offload. Each is
+    weighed by the seconds it costs or an equivalent, so the one to act on first leads."""
     advice: list[tuple[float, str]] = []
     for p in s.pressure:
-        if p.queue_p95_s is not None and p.queue_p95_s > QUEUE_P95_S:
-            advice.append((p.queue_p95_s, f"{p.model} requests are queuing (p95 wait {fmt.seconds(p.queue_p95_s)}, {fmt.count(p.in_flight)} in flight): "
-                                          "raise OLLAMA_NUM_PARALLEL or add a host"))
+        if p.slot_wait_s is not None and p.slot_wait_s > SLOT_WAIT_S:
+            advice.append((p.slot_wait_s * 10, f"{p.model} requests wait {fmt.seconds(p.slot_wait_s)} on average for a slot ({fmt.count(p.in_flight)} in flight): "
+                                               "raise OLLAMA_NUM_PARALLEL or add a host"))
+        for other, seconds in sorted(p.held_up_by.items(), key=lambda item: -item[1]):
+            if seconds >= HELD_UP_10M_S:
+                advice.append((seconds, f"loads of {other} hold up {p.model} ({fmt.seconds(seconds)} of waiting in 10 min): keep {other} loaded "
+                                        "(OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS) or give it its own host"))
         if p.reloads_10m is not None and round(p.reloads_10m) >= RELOADS_10M:
             advice.append((p.reloads_10m, f"{round(p.reloads_10m)} reloads of {p.model} in 10 min: clients switch {_switching(p.reload_causes)}; pin one value"))
         if p.context_fill_p95 is not None and p.context_fill_p95 >= CONTEXT_FULL_P95:
             context = f"{p.context_length}-token context" if p.context_length else "context"
             advice.append((p.context_fill_p95 * 10, f"prompts fill {fmt.percent(min(p.context_fill_p95, 1.0))} of {p.model}'s {context}: raise num_ctx"))
+        share = p.cpu_share
+        if share is not None and share >= CPU_SHARE:
+            advice.append((share * 10, f"{p.model} runs {fmt.percent(share)} on the CPU: a smaller quantisation or num_ctx would fit VRAM"))
     return [text for _, text in sorted(advice, key=lambda item: -item[0])]
 
 
@@ -304,14 +327,24 @@ STATUS = StatusCache()  # process-wide: shared by every browser tab of this Stre
 
 
 def pressure(prom: Prometheus, f: Filters, window: str, recent: list[dict]) -> list[ModelPressure]:
-    """Each model's scheduling numbers from Prometheus, with the reload causes and context length of its recent requests."""
-    answers = prom.side_by_side({name: partial(prom.vector, promql) for name, promql in queries.scheduling(f, window).items()})
+    """Each model's scheduling numbers from Prometheus (the proxy's, and what the collector says is loaded), with
+    the reload causes and context length of its recent requests."""
+    asked = {(name, "gen_ai_request_model"): promql for name, promql in queries.scheduling(f, window).items()}
+    asked |= {(name, "model"): promql for name, promql in queries.loaded_models(f).items()}
+    asked[("held_up_by", "gen_ai_request_model")] = queries.held_up(f)
+    answers = prom.side_by_side({key: partial(prom.vector, promql) for key, promql in asked.items()})
     models: dict[str, ModelPressure] = {}
-    for column, answer in answers.items():
+    for (column, label), answer in answers.items():
         for labels, value in answer:
-            name = labels.get("gen_ai_request_model", "")
-            if name and value is not None:
-                setattr(models.setdefault(name, ModelPressure(name)), column, value)
+            name = labels.get(label, "")
+            if not name or value is None:
+                continue
+            found = models.setdefault(name, ModelPressure(name))
+            if column == "held_up_by":
+                if labels.get("ollama_behind"):
+                    found.held_up_by[labels["ollama_behind"]] = value
+            else:
+                setattr(found, column, value)
     for entry in recent:  # newest first
         found = models.get(entry.get("model") or "")
         if found is None:

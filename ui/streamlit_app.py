@@ -19,7 +19,7 @@ import streamlit as st
 from ui import format as fmt
 from ui import queries, recent
 from ui.queries import Filters, Prometheus, PrometheusError
-from ui.status import STATUS, Snapshot, read_snapshot
+from ui.status import STATUS, Snapshot, advise, read_snapshot
 
 PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
 PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
@@ -271,6 +271,9 @@ def live() -> None:
         source = "rules" + (f" ({line.why_rules})" if line.why_rules else "") if line.source == "rules" else line.source
         hint = f" · {line.hint}" if line.hint else ""
         st.info(fmt.plain(line.text))
+        # What to change, by the rules, whatever the status model wrote (docs/metrics.md, "Why was that request slow").
+        for advice in advise(snapshot):
+            st.warning(fmt.plain(advice))
         st.caption(f"status by {source}, {fmt.age(now - line.generated_at)}{hint}")
     except PrometheusError:
         st.info("Status unknown: Prometheus cannot be reached.")
