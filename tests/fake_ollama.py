@@ -158,6 +158,7 @@ class FakeOllama:
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.scheduler = Scheduler(load_delay)
         self.stats = Stats()
+        self.native_metrics = False  # Ollama has no /metrics today; an open pull request adds one (shared/ollama-facts.md)
 
     # Helpers ----------------------------------------------------------------------------
 
@@ -647,6 +648,22 @@ class FakeOllama:
         data = [{"id": m.name, "object": "model", "created": 0, "owned_by": "library"} for m in self.models.values()]
         return Response(go_json({"object": "list", "data": data}), media_type="application/json")
 
+    async def metrics(self, request: Request) -> Response:
+        """A stand-in for the /metrics of Ollama's open pull request #18508 (OLLAMA_METRICS), once configured
+        with ``native_metrics``: the names this project publishes too, with a ``model`` label of their own.
+        Ollama today answers 404 here, as the fake does by default."""
+        if not self.native_metrics:
+            return await self.not_found(request)
+        lines = []
+        for family, key in (("ollama_prompt_tokens_total", "prompt_tokens"), ("ollama_generated_tokens_total", "generated_tokens")):
+            lines.append(f"# TYPE {family} counter")
+            lines += [f'{family}{{model="{model}"}} {int(values[key])}' for model, values in sorted(self.stats.by_model.items())]
+        resident = self.scheduler.resident()
+        for family, size in (("ollama_loaded_model_size_bytes", "size"), ("ollama_loaded_model_vram_bytes", "size_vram")):
+            lines.append(f"# TYPE {family} gauge")
+            lines += [f'{family}{{model="{runner.name}"}} {getattr(model, size)}' for runner in resident if (model := self.find(runner.name)) is not None]
+        return Response("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")
+
     async def not_found(self, request: Request) -> Response:
         return Response("404 page not found", status_code=404, media_type="text/plain")
 
@@ -670,7 +687,7 @@ class FakeOllama:
     async def fake_configure(self, request: Request) -> Response:
         """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``add_models``
         ({name: FakeModel's fields}), ``aliases`` ({new name: existing name}, as ``ollama cp``), ``remove_models``,
-        ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
+        ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
         ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs)."""
         body = await request.json()
         for name, fields in (body.get("add_models") or {}).items():
@@ -689,6 +706,8 @@ class FakeOllama:
             gone = self.models.pop(model, None)
             if gone is not None and not any(other.blob == gone.blob for other in self.models.values()):
                 self.scheduler.unload(gone.blob)
+        if "native_metrics" in body:
+            self.native_metrics = bool(body["native_metrics"])
         if "answer_delay" in body:
             self.answer_delay = float(body["answer_delay"])
         if "answer_tokens" in body:
@@ -747,6 +766,7 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
         Route("/v1/models", fake.openai_models),
         Route("/v1/responses", fake.responses, methods=["POST"]),
         Route("/v1/messages", fake.messages, methods=["POST"]),
+        Route("/metrics", fake.metrics),
         Route("/fake/stats", fake.fake_stats),
         Route("/fake/schedule", fake.fake_schedule),
         Route("/fake/echo", fake.fake_echo, methods=["GET", "POST", "PUT"]),

@@ -9,6 +9,7 @@ scrape interval, and a division with nothing to divide yields "no data" (None), 
 from __future__ import annotations
 
 import math
+import os
 from concurrent.futures import ThreadPoolExecutor
 import re
 from dataclasses import dataclass, field
@@ -25,6 +26,10 @@ GENERATION_ROUTES = "/api/generate|/api/chat|/v1/chat/completions|/v1/completion
 SYSTEM_POWER = 'hw_type="system"'
 GPU_SENSORS = 'hw_type="gpu"'
 MEMORY_USED = 'system_memory_state="used"'
+# Ollama's own /metrics (an open pull request, docs/metrics.md) would publish four of this project's names
+# with labels of its own: every query of them selects this project's job, so scraping both counts once.
+PROXY_JOB = f'job="{os.environ.get("UI_PROXY_JOB", "otel-proxy")}"'  # ollama_prompt_tokens_total, ollama_generated_tokens_total
+COLLECTOR_JOB = f'job="{os.environ.get("UI_COLLECTOR_JOB", "hw-collector")}"'  # ollama_loaded_model_size_bytes, _vram_bytes
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,7 @@ def success_rate(f: Filters, window: str) -> str:
 
 
 def tokens_per_second(f: Filters, window: str) -> str:
-    return f"sum(rate(ollama_generated_tokens_total{f.labels()}[{window}]))"
+    return f"sum(rate(ollama_generated_tokens_total{f.labels(PROXY_JOB)}[{window}]))"
 
 
 def latency_quantile(q: float, f: Filters, window: str, by: str = "") -> str:
@@ -142,7 +147,7 @@ def per_model(f: Filters, window: str) -> dict[str, str]:
     cold, reload = f.labels('ollama_load_reason="cold"'), f.labels('ollama_load_reason="reload"')
     return {
         "requests": f"sum by ({by}) {grown(f'gen_ai_server_request_duration_seconds_count{sel}', window)}",
-        "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{sel}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
+        "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{f.labels(PROXY_JOB)}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
         "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(gen_ai_server_request_duration_seconds_bucket{sel}[{window}])))",
         "cold_loads": f"sum by ({by}) {grown(f'ollama_model_loads_total{cold}', window)}",
         "reloads": f"sum by ({by}) {grown(f'ollama_model_loads_total{reload}', window)}",
@@ -152,7 +157,7 @@ def per_model(f: Filters, window: str) -> dict[str, str]:
 
 
 def loaded_models(f: Filters) -> dict[str, str]:
-    sel = f.labels(model_label="model")
+    sel = f.labels(COLLECTOR_JOB, model_label="model")
     return {
         "size_bytes": f"sum by (model) (ollama_loaded_model_size_bytes{sel})",
         "vram_bytes": f"sum by (model) (ollama_loaded_model_vram_bytes{sel})",
