@@ -52,10 +52,10 @@ test: test-venv tools
 	$(PY) -m pytest
 
 up: venv
-	@$(PY) -m ollama_otel_stack.stack up
+	@$(PY) -m ollama_otel_stack.stack up --state-dir .run
 
 down:
-	@$(PY) -m ollama_otel_stack.stack down
+	@$(PY) -m ollama_otel_stack.stack down --state-dir .run
 
 load: venv
 	$(VENV)/bin/ollama-load $(LOAD_ARGS)

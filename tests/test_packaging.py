@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import time
 import tomllib
 import zipfile
 from importlib import metadata
 from pathlib import Path
 
+import httpx
+import psutil
 from packaging.markers import Marker
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
@@ -39,8 +43,12 @@ def test_the_wheel_puts_only_the_components_and_the_shared_package_in_site_packa
     assert result.returncode == 0, result.stderr
     assert "warning" not in result.stderr.lower().replace("location 'file:///opt", ""), result.stderr
     (wheel,) = (tmp_path / "wheels").glob("*.whl")
-    names = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist() if not name.split("/")[0].endswith(".dist-info")}
+    listed = zipfile.ZipFile(wheel).namelist()
+    names = {name.split("/")[0] for name in listed if not name.split("/")[0].endswith((".dist-info", ".data"))}
     assert names == TOP_LEVEL
+    # and the stack's defaults, for <prefix>/share/ollama-otel-stack (not site-packages)
+    assert sorted(name.split("/", 2)[2] for name in listed if name.split("/")[0].endswith(".data")) == [
+        "share/ollama-otel-stack/alerts.yml", "share/ollama-otel-stack/prometheus.yml"]
 
 
 def test_every_dependency_is_locked_with_hashes_in_both_locks():
@@ -75,3 +83,65 @@ def test_make_up_and_the_image_install_the_lock():
     assert "--require-hashes -r requirements/runtime.txt" in dockerfile
     users = [line.split()[1] for line in dockerfile.splitlines() if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0"), "the image runs as a non-root user"
+
+
+def test_the_stack_runs_from_an_installed_wheel_outside_any_checkout(tmp_path, fake):
+    """pipx's way: the wheel in a fresh venv (the locked dependencies, then the wheel), run from a directory
+    that is no checkout; `ollama-stack up` starts the four parts, `status` lists them, `down` stops them."""
+    from tests.harness import free_port, require_tool
+
+    require_tool("prometheus")
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".venv", ".git", ".run", "artifacts", "build", "*.egg-info", "__pycache__"))
+    built = subprocess.run([PYTHON, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(tmp_path / "wheels"), str(source)], capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = (tmp_path / "wheels").glob("*.whl")
+    shutil.rmtree(source)  # nothing of the checkout is left to lean on
+    venv = tmp_path / "fresh"
+    subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    for step in ([*pip, "--require-hashes", "-r", str(LOCKS["runtime"])], [*pip, "--no-deps", str(wheel)]):
+        done = subprocess.run(step, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+    where = tmp_path / "elsewhere"
+    where.mkdir()
+    found = subprocess.run([str(venv / "bin" / "python"), "-c", "import otel_proxy, ui; print(otel_proxy.__file__, ui.__file__)"], cwd=where, capture_output=True, text=True)
+    assert str(venv) in found.stdout and str(ROOT) not in found.stdout, found.stdout + found.stderr
+
+    stack = str(venv / "bin" / "ollama-stack")
+    ports = {flag: free_port() for flag in ("--proxy-port", "--collector-port", "--prometheus-port", "--ui-port")}
+    flags = ["--state-dir", str(tmp_path / "state"), "--upstream", fake.url, *(str(part) for item in ports.items() for part in item)]
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("VIRTUAL_ENV", "PYTHONPATH", "STACK_RUN_DIR"))}
+    up = subprocess.Popen([stack, "up", *flags], cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        health = {"otel-proxy": f"http://127.0.0.1:{ports['--proxy-port']}/-/healthy", "hw-collector": f"http://127.0.0.1:{ports['--collector-port']}/-/healthy",
+                  "prometheus": f"http://127.0.0.1:{ports['--prometheus-port']}/-/ready", "ui": f"http://127.0.0.1:{ports['--ui-port']}/_stcore/health"}
+        deadline = time.monotonic() + 120
+        answered: dict[str, int] = {}
+        while len(answered) < len(health):
+            assert up.poll() is None and time.monotonic() < deadline, (answered, up.stdout.read() if up.poll() is not None else "still starting")
+            for name, url in health.items():
+                try:
+                    if httpx.get(url, timeout=1).status_code == 200:
+                        answered[name] = 200
+                except httpx.HTTPError:
+                    pass
+            time.sleep(0.5)
+        assert httpx.post(f"http://127.0.0.1:{ports['--proxy-port']}/api/generate", json={"model": "llama3.2:1b", "prompt": "hi", "stream": False}, timeout=30).status_code == 200
+        shown = subprocess.run([stack, "status", "--state-dir", str(tmp_path / "state")], cwd=where, env=env, capture_output=True, text=True, timeout=30)
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        rows = [line.split() for line in shown.stdout.splitlines()[1:]]
+        assert {row[0]: row[1] for row in rows} == {"otel-proxy": "running", "hw-collector": "running", "prometheus": "running", "ui": "running"}, shown.stdout
+        assert {row[-1] for row in rows} == {f"http://127.0.0.1:{port}" for port in ports.values()}, shown.stdout
+        pids = [int(row[3]) for row in rows]
+        stopped = subprocess.run([stack, "down", "--state-dir", str(tmp_path / "state")], cwd=where, env=env, capture_output=True, text=True, timeout=60)
+        assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+        up.wait(timeout=30)
+        assert all(not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE for pid in pids)
+        after = subprocess.run([stack, "status", "--state-dir", str(tmp_path / "state")], cwd=where, env=env, capture_output=True, text=True, timeout=30)
+        assert after.returncode == 3 and after.stdout.startswith("not running"), after.stdout
+        assert (tmp_path / "state" / "logs" / "otel-proxy.log").is_file() and not list(where.iterdir())  # state in the state directory, nothing in the cwd
+    finally:
+        if up.poll() is None:
+            up.terminate()
+            up.wait(timeout=30)

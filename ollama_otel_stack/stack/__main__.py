@@ -1,14 +1,18 @@
-"""``python -m ollama_otel_stack.stack up|down`` (``make up`` / ``make down``): the proxy, the hardware
+"""``ollama-stack up|status|down`` (in a checkout: ``make up`` / ``make down``): the proxy, the hardware
 collector, Prometheus and the dashboard, kept running (ollama_otel_stack/stack/supervisor.py).
 
-Ports come from the same variables the services read (OTEL_PROXY_PORT, HW_COLLECTOR_PORT)
-plus PROMETHEUS_PORT and UI_PORT; Ollama is OLLAMA_UPSTREAM. Logs and Prometheus' data go
-to .run/ in the project. Ctrl-C stops everything; `make down` stops a run in the background.
+Runs from a checkout or from an installed wheel (``pipx install``, ``uv tool install``), from any
+directory. Ports and Ollama's address are flags, each defaulting to the variable the services read
+(OTEL_PROXY_PORT, HW_COLLECTOR_PORT, PROMETHEUS_PORT, UI_PORT, OLLAMA_UPSTREAM). Logs, the state of a
+run and Prometheus' data go to the state directory: --state-dir, else $XDG_STATE_HOME/ollama-otel-stack
+(~/.local/state/ollama-otel-stack), or ~/Library/Application Support/ollama-otel-stack on macOS;
+``make up`` uses the checkout's .run/. Ctrl-C stops everything; ``down`` stops a run in the background.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -19,15 +23,21 @@ from pathlib import Path
 
 import httpx
 
-from ollama_otel_stack.stack.prometheus import ROOT, find_or_install, local_config
+import ui
+from ollama_otel_stack.stack.prometheus import find_or_install, local_config
 from ollama_otel_stack.stack.supervisor import PartSpec, Supervisor
 
-RUN = Path(os.environ.get("STACK_RUN_DIR") or ROOT / ".run")  # logs, pids, Prometheus' data
-PIDS = RUN / "pids"
+APP = "ollama-otel-stack"
+# The dashboard's settings as flags (the checkout's .streamlit/config.toml is not there when installed).
+STREAMLIT_FLAGS = ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
 
 
-def _port(name: str, default: int) -> int:
-    return int(os.environ.get(name) or default)
+def default_state_dir() -> Path:
+    if os.environ.get("STACK_RUN_DIR"):
+        return Path(os.environ["STACK_RUN_DIR"])
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Application Support" / APP
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / APP
 
 
 def _free(port: int) -> bool:
@@ -36,23 +46,28 @@ def _free(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) != 0
 
 
-def up() -> int:
-    ollama = os.environ.get("OLLAMA_UPSTREAM", "http://127.0.0.1:11434")
-    ports = {
-        "proxy": _port("OTEL_PROXY_PORT", 8001),
-        "collector": _port("HW_COLLECTOR_PORT", 8002),
-        "prometheus": _port("PROMETHEUS_PORT", 9090),
-        "ui": _port("UI_PORT", 3001),
+def _urls(ports: dict[str, int]) -> dict[str, str]:
+    return {
+        "otel-proxy": f"http://127.0.0.1:{ports['proxy']}",
+        "hw-collector": f"http://127.0.0.1:{ports['collector']}",
+        "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
+        "ui": f"http://127.0.0.1:{ports['ui']}",
     }
+
+
+def up(args: argparse.Namespace) -> int:
+    state: Path = args.state_dir
+    ollama = args.upstream
+    ports = {"proxy": args.proxy_port, "collector": args.collector_port, "prometheus": args.prometheus_port, "ui": args.ui_port}
     busy = [f"{name} ({port})" for name, port in ports.items() if not _free(port)]
     if busy:
-        print(f"ports already in use: {', '.join(busy)}. Stop what holds them (make down, or a system Prometheus: "
-              "sudo systemctl stop prometheus) or choose others (OTEL_PROXY_PORT, HW_COLLECTOR_PORT, PROMETHEUS_PORT, UI_PORT).")
+        print(f"ports already in use: {', '.join(busy)}. Stop what holds them (ollama-stack down, or a system Prometheus: "
+              "sudo systemctl stop prometheus) or choose others (--proxy-port, --collector-port, --prometheus-port, --ui-port).")
         return 1
     prometheus = find_or_install()
-    logs = RUN / "logs"
+    logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    config = RUN / "prometheus.yml"
+    config = state / "prometheus.yml"
     config.write_text(local_config({"otel-proxy": [f"127.0.0.1:{ports['proxy']}"], "hw-collector": [f"127.0.0.1:{ports['collector']}"]}))
 
     try:
@@ -60,73 +75,117 @@ def up() -> int:
         print(f"Ollama {version} answers at {ollama}")
     except (httpx.HTTPError, ValueError):
         print(f"Ollama is not reachable at {ollama}: everything starts anyway; the dashboard says so until it answers "
-              "(start it with `ollama serve`, or set OLLAMA_UPSTREAM)")
+              "(start it with `ollama serve`, or pass --upstream)")
 
-    python = sys.executable
+    python, urls = sys.executable, _urls(ports)
     env = {**os.environ, "OLLAMA_UPSTREAM": ollama}
-    ui_env = {**env, "PROMETHEUS_URL": f"http://127.0.0.1:{ports['prometheus']}", "PROXY_URL": f"http://127.0.0.1:{ports['proxy']}", "OLLAMA_URL": ollama}
+    ui_env = {**env, "PROMETHEUS_URL": urls["prometheus"], "PROXY_URL": urls["otel-proxy"], "OLLAMA_URL": ollama}
+    dashboard = Path(ui.__file__).resolve().parent / "streamlit_app.py"
     parts = [
-        PartSpec("otel-proxy", [python, "-m", "otel_proxy", "--port", str(ports["proxy"])], env, f"http://127.0.0.1:{ports['proxy']}/-/healthy"),
-        PartSpec("hw-collector", [python, "-m", "hw_collector", "--port", str(ports["collector"])], env, f"http://127.0.0.1:{ports['collector']}/-/healthy"),
-        PartSpec("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={RUN / 'prometheus-data'}",
-                                f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], env, f"http://127.0.0.1:{ports['prometheus']}/-/ready"),
-        # The project's .streamlit/config.toml (cwd) sets the rest: headless, no usage stats, a minimal toolbar.
-        PartSpec("ui", [python, "-m", "streamlit", "run", str(ROOT / "ui"), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1"],
-                 ui_env, f"http://127.0.0.1:{ports['ui']}/_stcore/health"),
+        PartSpec("otel-proxy", [python, "-m", "otel_proxy", "--port", str(ports["proxy"]), "--upstream", ollama], env, urls["otel-proxy"] + "/-/healthy"),
+        PartSpec("hw-collector", [python, "-m", "hw_collector", "--port", str(ports["collector"]), "--ollama", ollama], env, urls["hw-collector"] + "/-/healthy"),
+        PartSpec("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={state / 'prometheus-data'}",
+                                f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], env, urls["prometheus"] + "/-/ready"),
+        PartSpec("ui", [python, "-m", "streamlit", "run", str(dashboard), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1", *STREAMLIT_FLAGS],
+                 ui_env, urls["ui"] + "/_stcore/health"),
     ]
-    supervisor = Supervisor(parts, cwd=ROOT, logs=logs, on_change=lambda: _write_pids(supervisor))
+    supervisor = Supervisor(parts, cwd=state, logs=logs, on_change=lambda: _write_state(state, supervisor, urls))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     try:
         failed = supervisor.start_all()
         print("\nThe stack is up:" if not failed else f"\nThe stack is up, but {', '.join(failed)} did not start (retrying; logs in {logs}):")
-        print(f"  proxy (point clients here)  http://127.0.0.1:{ports['proxy']}   metrics: /metrics, requests: /-/requests")
-        print(f"  hardware collector          http://127.0.0.1:{ports['collector']}/metrics")
-        print(f"  Prometheus                  http://127.0.0.1:{ports['prometheus']}")
-        print(f"  dashboard                   http://127.0.0.1:{ports['ui']}")
-        print(f"logs in {logs}; a part that exits is restarted; Ctrl-C (or make down) stops everything.", flush=True)
+        print(f"  proxy (point clients here)  {urls['otel-proxy']}   metrics: /metrics, requests: /-/requests")
+        print(f"  hardware collector          {urls['hw-collector']}/metrics")
+        print(f"  Prometheus                  {urls['prometheus']}")
+        print(f"  dashboard                   {urls['ui']}")
+        print(f"logs in {logs}; a part that exits is restarted; Ctrl-C (or ollama-stack down) stops everything.", flush=True)
         supervisor.run()
     except KeyboardInterrupt:
         print("\nstopping")
         return 0
     finally:
         supervisor.stop_all()
-        PIDS.unlink(missing_ok=True)
+        (state / "state.json").unlink(missing_ok=True)
 
 
-def _write_pids(supervisor: Supervisor) -> None:
-    """This process first (``down`` signals it), then the children running now."""
-    PIDS.write_text("\n".join(str(pid) for pid in [os.getpid(), *supervisor.pids()]) + "\n")
+def _write_state(state: Path, supervisor: Supervisor, urls: dict[str, str]) -> None:
+    """The runner's pid (``down`` signals it) and each part's pid and URL, for ``status`` and ``down``."""
+    running = {part.spec.name: part.process.pid for part in supervisor.parts if part.process is not None and part.process.poll() is None}
+    parts = {name: {"url": url, "pid": running.get(name)} for name, url in urls.items()}
+    temporary = state / "state.json.new"
+    temporary.write_text(json.dumps({"pid": os.getpid(), "parts": parts}, indent=1))
+    temporary.replace(state / "state.json")
 
 
-def down() -> int:
-    if not PIDS.exists():
-        print("nothing to stop (no .run/pids)")
+def _read_state(state: Path) -> dict | None:
+    try:
+        return json.loads((state / "state.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def status(args: argparse.Namespace) -> int:
+    """Which parts run, with their URLs and PIDs; exit status 0 when every part runs, 3 when none is up."""
+    found = _read_state(args.state_dir)
+    if found is None or not _alive(found.get("pid")):
+        print(f"not running (no live run in {args.state_dir})")
+        return 3
+    print(f"ollama-stack runs (pid {found['pid']}, state in {args.state_dir}):")
+    down_parts = 0
+    for name, part in found["parts"].items():
+        running = _alive(part.get("pid"))
+        down_parts += not running
+        print(f"  {name:<13} {'running' if running else 'not running':<12} pid {part.get('pid') or '-':<8} {part['url']}")
+    return 0 if not down_parts else 1
+
+
+def down(args: argparse.Namespace) -> int:
+    found = _read_state(args.state_dir)
+    if found is None:
+        print(f"nothing to stop (no run in {args.state_dir})")
         return 0
-    pids = [int(line) for line in PIDS.read_text().split()]
-    for pid in pids[:1]:  # the `up` process stops its children itself
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
+    if _alive(found.get("pid")):
+        os.kill(found["pid"], signal.SIGTERM)  # the `up` process stops its children itself
     deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and PIDS.exists():
+    while time.monotonic() < deadline and (args.state_dir / "state.json").exists() and _alive(found.get("pid")):
         time.sleep(0.2)
-    for pid in pids[1:]:  # anything left behind
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    PIDS.unlink(missing_ok=True)
+    for part in found["parts"].values():  # anything left behind
+        if _alive(part.get("pid")):
+            os.kill(part["pid"], signal.SIGTERM)
+    (args.state_dir / "state.json").unlink(missing_ok=True)
     print("stopped")
     return 0
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m ollama_otel_stack.stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=["up", "down"])
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ollama-stack", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=["up", "status", "down"])
+    parser.add_argument("--state-dir", type=Path, default=default_state_dir(), help="logs, the run's state and Prometheus' data (default: %(default)s)")
+    for flag, variable, default, what in (
+        ("--proxy-port", "OTEL_PROXY_PORT", 8001, "the proxy's port (clients point here)"),
+        ("--collector-port", "HW_COLLECTOR_PORT", 8002, "the hardware collector's port"),
+        ("--prometheus-port", "PROMETHEUS_PORT", 9090, "Prometheus' port"),
+        ("--ui-port", "UI_PORT", 3001, "the dashboard's port"),
+    ):
+        parser.add_argument(flag, type=int, default=int(os.environ.get(variable) or default), help=f"{what} (${variable}, default %(default)s)")
+    parser.add_argument("--upstream", default=os.environ.get("OLLAMA_UPSTREAM", "http://127.0.0.1:11434"), help="Ollama's address ($OLLAMA_UPSTREAM, default %(default)s)")
+    args = parser.parse_args(argv)
+    args.state_dir = args.state_dir.expanduser().absolute()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # the health checks' requests are no news
-    return up() if parser.parse_args().command == "up" else down()
+    return {"up": up, "status": status, "down": down}[args.command](args)
 
 
 if __name__ == "__main__":
