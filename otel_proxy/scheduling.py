@@ -35,7 +35,9 @@ durations Ollama reports) and ``/api/ps``. The rules, written down in docs/metri
   from the others' reports and ends as above (its load is not told apart), and its slot wait
   is replayed from the ends of the requests handed the same runner before it. Ollama's
   semaphore is first come first served, so with ``numParallel`` slots a request handed over at
-  ``h`` starts at ``max(h, the numParallel-th latest end among those before it)``. The slot
+  ``h`` starts at ``max(h, the numParallel-th latest end among those before it)``; those still
+  running when it answered held a slot beside it (any beyond ``numParallel - 1`` of them reached
+  Ollama after it, as near-simultaneous requests race from the proxy). The slot
   count is OLLAMA_NUM_PARALLEL (``--num-parallel``; one for MLX models and the architectures
   Ollama runs with one slot); it is not learnt from the measured waits, which a busy machine's
   own delays and requests racing to Ollama make unreliable in one request. A request loaded
@@ -424,14 +426,14 @@ class SchedulerView:
         if arrival.kind == UNKNOWN or answered_at is None:
             return Decomposition()
         if arrival.kind == WARM:
-            return Decomposition(0.0, 0.0, 0.0, self._replayed_slot(arrival, arrival.arrived))  # handed over at once
+            return Decomposition(0.0, 0.0, 0.0, self._replayed_slot(arrival, arrival.arrived, answered_at))  # handed over at once
         handed = [(self._hand_over(serial, arrival.arrived), serial) for serial in arrival.ahead]
         if any(at is None or at is NOT_YET for at, _ in handed):
             return Decomposition(load_reason=arrival.kind if arrival.kind != JOINED else None, reload_cause=arrival.cause)
         start = min(answered_at, max([arrival.arrived, *(at for at, _ in handed)]))  # type: ignore[type-var]
         behind = self._behind(arrival, handed, start)
         if arrival.kind == JOINED:  # waits for the load it joined, which is ahead of it; its own load is none
-            return Decomposition(start - arrival.arrived, 0.0, 0.0, self._replayed_slot(arrival, start), behind=behind)
+            return Decomposition(start - arrival.arrived, 0.0, 0.0, self._replayed_slot(arrival, start, answered_at), behind=behind)
         drain: float | None = 0.0
         if arrival.kind == RELOAD:
             drain = self._drain_end(arrival, start, answered_at) - start  # type: ignore[arg-type]
@@ -447,16 +449,23 @@ class SchedulerView:
         ends = [end for end in (self._ended.get(serial) for serial in arrival.drains) if end is not None and end <= handed]
         return min(handed, max([start, *ends]))
 
-    def _replayed_slot(self, arrival: Arrival, handed: float) -> float | None:
-        """The wait for a slot of a request handed its runner at ``handed``, from the ends of those handed it before
-        (Ollama's slots are a FIFO semaphore: it runs once fewer than the slots of them are left)."""
+    def _replayed_slot(self, arrival: Arrival, handed: float, answered_at: float) -> float:
+        """The wait for a slot of a request handed its runner at ``handed`` and answering at ``answered_at``, from
+        the ends of those handed it before (Ollama's slots are a FIFO semaphore: it runs once fewer than the
+        slots of them are left).
+
+        Those still running at its answer held a slot beside it, at most ``slots - 1`` of them: any more reached
+        Ollama after it (near-simultaneous requests race from the proxy), and only the ends before its answer
+        can have freed the slot it took."""
         slots = self.model(arrival.model).slots(self.num_parallel)
         company = [serial for serial in arrival.company if serial in self._arrivals]  # long-forgotten ones ended long ago
-        if len(company) < slots:
-            return 0.0
         ends = sorted((self._ended.get(serial, math.inf) for serial in company), reverse=True)
-        started = ends[slots - 1]
-        return None if started == math.inf else max(0.0, started - handed)
+        earlier = [end for end in ends if end <= answered_at]
+        beside = min(len(ends) - len(earlier), slots - 1)
+        needed = slots - beside  # the earlier ends, latest first, until one frees its slot
+        if len(earlier) < needed:
+            return 0.0
+        return max(0.0, earlier[needed - 1] - handed)
 
     def _hand_over(self, serial: int, arrived: float) -> Any:
         """When a request ahead was handed its runner (seconds), None when that cannot be known, NOT_YET
