@@ -9,11 +9,6 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check
 PIP_QUIET := -qq
 UV_VERSION := 0.13.9
-# System tools the tests use: Prometheus and promtool (end-to-end and rule tests), Chromium (browser test),
-# Podman with runc, netavark (which needs iptables) and debootstrap (compose.yaml brought up for real,
-# tests/test_compose.py), and Go (tests/go_upstream: Go's own net/http, what Ollama's HTTP layer is).
-SYSTEM_TOOLS := prometheus promtool chromium podman runc debootstrap iptables go
-DEBIAN_PACKAGES := prometheus chromium podman runc netavark aardvark-dns iptables debootstrap golang-go
 
 .PHONY: test up down load venv test-venv tools lock bench clean
 
@@ -38,17 +33,17 @@ $(VENV)/.test: requirements/test.txt pyproject.toml | $(PY)
 venv: $(VENV)/.runtime
 test-venv: $(VENV)/.test
 
+# The system tools the suite runs for real: every missing one named in one line, installed where this machine allows.
 tools:
-	@missing=""; for tool in $(SYSTEM_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
-	  elif command -v brew >/dev/null; then brew install prometheus; \
-	  else echo "missing:$$missing. Install them (Debian/Ubuntu: sudo apt-get install $(DEBIAN_PACKAGES); macOS: brew install prometheus) and run make test again"; exit 1; fi; \
-	fi
+	@tests/tools.sh
 
-test: test-venv tools
+# Grafana's own dashboard types (@grafana/schema, pinned in the lock), for tests/test_grafana.py's type check.
+GRAFANA_TYPES := tests/grafana_types
+$(GRAFANA_TYPES)/node_modules/.installed: $(GRAFANA_TYPES)/package-lock.json | tools
+	@npm ci --prefix $(GRAFANA_TYPES) --no-audit --no-fund --silent
+	@touch $@
+
+test: test-venv tools $(GRAFANA_TYPES)/node_modules/.installed
 	$(PY) -m pytest
 
 up: venv
@@ -72,4 +67,4 @@ bench: test-venv
 	$(PY) bench/proxy_overhead.py
 
 clean:
-	rm -rf $(VENV) .run build *.egg-info
+	rm -rf $(VENV) .run build *.egg-info $(GRAFANA_TYPES)/node_modules

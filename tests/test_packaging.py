@@ -48,7 +48,7 @@ def test_the_wheel_puts_only_the_components_and_the_shared_package_in_site_packa
     assert names == TOP_LEVEL
     # and the stack's defaults, for <prefix>/share/ollama-otel-stack (not site-packages)
     assert sorted(name.split("/", 2)[2] for name in listed if name.split("/")[0].endswith(".data")) == [
-        "share/ollama-otel-stack/alerts.yml", "share/ollama-otel-stack/prometheus.yml"]
+        "share/ollama-otel-stack/alerts.yml", "share/ollama-otel-stack/prometheus.yml", "share/ollama-otel-stack/streamlit/config.toml"]
 
 
 def test_every_dependency_is_locked_with_hashes_in_both_locks():
@@ -134,6 +134,8 @@ def test_the_stack_runs_from_an_installed_wheel_outside_any_checkout(tmp_path, f
         assert {row[0]: row[1] for row in rows} == {"otel-proxy": "running", "hw-collector": "running", "prometheus": "running", "ui": "running"}, shown.stdout
         assert {row[-1] for row in rows} == {f"http://127.0.0.1:{port}" for port in ports.values()}, shown.stdout
         pids = [int(row[3]) for row in rows]
+        dashboard = psutil.Process({row[0]: int(row[3]) for row in rows}["ui"]).cmdline()  # the shipped .streamlit/config.toml, as flags
+        assert " ".join(dashboard).endswith("--client.toolbarMode minimal --server.headless true --browser.gatherUsageStats false"), dashboard
         stopped = subprocess.run([stack, "down", "--state-dir", str(tmp_path / "state")], cwd=where, env=env, capture_output=True, text=True, timeout=60)
         assert stopped.returncode == 0, stopped.stdout + stopped.stderr
         up.wait(timeout=30)

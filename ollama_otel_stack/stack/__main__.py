@@ -24,12 +24,11 @@ from pathlib import Path
 import httpx
 
 import ui
+from ollama_otel_stack.stack.defaults import streamlit_flags
 from ollama_otel_stack.stack.prometheus import find_or_install, local_config
 from ollama_otel_stack.stack.supervisor import PartSpec, Supervisor
 
 APP = "ollama-otel-stack"
-# The dashboard's settings as flags (the checkout's .streamlit/config.toml is not there when installed).
-STREAMLIT_FLAGS = ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
 
 
 def default_state_dir() -> Path:
@@ -86,7 +85,7 @@ def up(args: argparse.Namespace) -> int:
         PartSpec("hw-collector", [python, "-m", "hw_collector", "--port", str(ports["collector"]), "--ollama", ollama], env, urls["hw-collector"] + "/-/healthy"),
         PartSpec("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={state / 'prometheus-data'}",
                                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], env, urls["prometheus"] + "/-/ready"),
-        PartSpec("ui", [python, "-m", "streamlit", "run", str(dashboard), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1", *STREAMLIT_FLAGS],
+        PartSpec("ui", [python, "-m", "streamlit", "run", str(dashboard), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1", *streamlit_flags()],
                  ui_env, urls["ui"] + "/_stcore/health"),
     ]
     supervisor = Supervisor(parts, cwd=state, logs=logs, on_change=lambda: _write_state(state, supervisor, urls))

@@ -5,28 +5,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sysconfig
 from pathlib import Path
 
 import yaml
 
-
-def _defaults() -> Path:
-    """Where prometheus.yml and alerts.yml are: the checkout this runs from, else what the wheel installed
-    under the environment's data directory (pyproject.toml ``data-files``: ``<venv>/share/ollama-otel-stack``)."""
-    checkout = Path(__file__).resolve().parents[2]
-    if (checkout / "pyproject.toml").is_file() and (checkout / "prometheus.yml").is_file():
-        return checkout
-    return Path(sysconfig.get_path("data")) / "share" / "ollama-otel-stack"
+from ollama_otel_stack.stack.defaults import ALERT_RULES, PROMETHEUS_CONFIG
 
 
-DEFAULTS = _defaults()
-
-
-def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rules: Path = DEFAULTS / "alerts.yml") -> str:
+def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rules: Path = ALERT_RULES) -> str:
     """The project's prometheus.yml with its jobs' targets replaced (job name → host:port list);
     jobs not named are left out."""
-    config = yaml.safe_load((DEFAULTS / "prometheus.yml").read_text())
+    config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"]["scrape_interval"] = scrape_interval
     config["global"]["evaluation_interval"] = scrape_interval
     config["rule_files"] = [str(rules)]
