@@ -5,18 +5,21 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import subprocess
 import time
+from collections import Counter
 
 import httpx
 import openai
 import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
-from tests.harness import ROOT, monitored_ollama
+from tests.harness import ROOT, monitored_ollama, require_tool
 from ui import grafana, queries
 from ui.queries import Filters, Prometheus
 
 DASHBOARD = ROOT / "grafana" / "ollama-monitoring.json"
+TYPES = ROOT / "tests" / "grafana_types"  # @grafana/schema, pinned (package-lock.json); make test runs npm ci there
 QUESTIONS = ("Requests/s", "Latency by endpoint", "Time to first token p95", "Tokens/s", "Success rate", "GPU", "Power", "Temperature",
              "Memory used", "Loaded models", "Cold loads and reloads", "Share of generation time by client")
 
@@ -40,6 +43,43 @@ def test_the_committed_dashboard_is_the_generated_one_and_importable():
             assert target["datasource"]["uid"] == "${datasource}"
             assert not re.search(r'\$(?!instance|model|client|__rate_interval|__range)', target["expr"]), target["expr"]
     assert len({panel["id"] for panel in board["panels"]}) == len(board["panels"])
+
+
+def test_the_dashboard_type_checks_against_grafanas_own_types():
+    """tsc, strict, with the JSON as a literal of @grafana/schema's Dashboard (12.2.1 and 13.2.3): a missing
+    required field, an unknown one or a string outside a union fails. The JSON before this check failed it
+    (`current: {}` lacks text and value; `definition` is not a VariableModel field)."""
+    node = require_tool("node")
+    assert (TYPES / "node_modules" / "typescript").is_dir(), "run `make test` (npm ci in tests/grafana_types)"
+    checked = subprocess.run([node, str(TYPES / "check.mjs"), str(DASHBOARD)], capture_output=True, text=True, timeout=120)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout.splitlines()[-2:] == ["grafana-schema-12: 0 error(s)", "grafana-schema-13: 0 error(s)"], checked.stdout
+
+
+def overlaps(panels: list[dict]) -> list[tuple[str, str]]:
+    """Pairs of panels whose stored grid rectangles share a cell (Grafana's grid: 24 columns)."""
+    taken: dict[tuple[int, int], str] = {}
+    found = []
+    for panel in panels:
+        grid = panel["gridPos"]
+        assert 0 <= grid["x"] and grid["x"] + grid["w"] <= 24, panel["title"]
+        for cell in ((x, y) for x in range(grid["x"], grid["x"] + grid["w"]) for y in range(grid["y"], grid["y"] + grid["h"])):
+            if cell in taken and (taken[cell], panel["title"]) not in found:
+                found.append((taken[cell], panel["title"]))
+            taken.setdefault(cell, panel["title"])
+    return found
+
+
+def test_no_two_panels_overlap_as_stored_and_the_tables_are_tables():
+    board = json.loads(DASHBOARD.read_text())
+    assert overlaps(board["panels"]) == []
+    # in the page's order: top to bottom, left to right
+    assert [(p["gridPos"]["y"], p["gridPos"]["x"]) for p in board["panels"]] == sorted((p["gridPos"]["y"], p["gridPos"]["x"]) for p in board["panels"])
+    assert board["schemaVersion"] == 42
+    for panel in board["panels"]:
+        for target in panel["targets"]:
+            assert target["format"] == ("table" if panel["type"] == "table" else "time_series"), panel["title"]
+    assert all({"text", "value"} <= set(variable["current"]) for variable in board["templating"]["list"])
 
 
 @pytest.fixture(scope="module")
@@ -73,3 +113,26 @@ def test_every_panel_answers_during_traffic_and_the_gpu_says_no_data(fleet):
                         ("Success rate", queries.success_rate(Filters(), "1m")), ("Memory used", queries.memory_used_bytes(Filters()))):
         assert client.scalar(substituted(by_title[title]), at) == pytest.approx(client.scalar(card, at)), title
     assert client.scalar(queries.gpu_utilization(Filters())) is None
+
+
+def test_the_tables_show_what_the_clients_sent_and_the_fake_loaded(fleet):
+    """The three tables against truths of their own: requests counted by the clients that sent them, the
+    loads in the fake's schedule log, and the VRAM the fake's /api/ps reports."""
+    fake, proxy, prom = fleet
+    sent = Counter()
+    for name, count in (("grafana-a", 3), ("grafana-b", 5)):
+        for _ in range(count):
+            answer = httpx.post(proxy.url + "/api/generate", headers={"X-Client-Name": name}, timeout=30,
+                                json={"model": "llama3.2:1b", "prompt": "count me", "stream": False, "options": {"num_predict": 4}})
+            sent[name] += answer.status_code == 200
+    time.sleep(2.5)
+    client, board = Prometheus(prom.url), grafana.dashboard()
+    by_title = {panel["title"]: panel["targets"] for panel in board["panels"]}
+    shown = {row["ollama_client"]: value for row, value in client.vector(substituted(by_title["Requests by client"][0]["expr"]))}
+    assert {name: shown.get(name) for name in sent} == {name: float(count) for name, count in sent.items()}, shown
+    truth = Counter((entry["runner"], entry["load_reason"]) for entry in httpx.get(fake.url + "/fake/schedule").json() if entry["load_reason"])
+    cold = {row["gen_ai_request_model"]: value for row, value in client.vector(substituted(by_title["Cold loads and reloads"][0]["expr"]))}
+    assert cold.get("llama3.2:1b") == truth[("llama3.2:1b", "cold")] >= 1, (cold, truth)
+    resident = {entry["name"]: entry["size_vram"] for entry in httpx.get(fake.url + "/api/ps").json()["models"]}
+    vram = {row["model"]: value for row, value in client.vector(substituted(by_title["Loaded models"][0]["expr"]))}
+    assert vram == {name: float(size) for name, size in resident.items()} and vram, (vram, resident)

@@ -23,6 +23,7 @@ TITLE = "Ollama monitoring"
 UID = "ollama-monitoring"
 RATE = "$__rate_interval"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
+SCHEMA_VERSION = 42  # what Grafana 12 writes (the version @grafana/schema's Dashboard defaults to: tests/grafana_types)
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,7 @@ class Panel:
 
 def panels() -> list[Panel]:
     """The page's questions, in the page's order."""
-    client = queries.per_client(F, RATE)
+    client = queries.per_client(F, "$__range")  # the tables count over the dashboard's range
     model = queries.per_model(F, "$__range")
     return [
         Panel("Requests/s", "stat", "reqps", (("requests/s", queries.request_rate(F, RATE)),)),
@@ -76,20 +77,36 @@ def panels() -> list[Panel]:
     ]
 
 
-def _panel(index: int, panel: Panel) -> dict[str, Any]:
-    width = 6 if panel.kind == "stat" else 12
-    per_row = 24 // width
+SIZES = {"stat": (6, 4), "timeseries": (12, 8), "table": (12, 8)}  # kind -> (width, height) on Grafana's 24-column grid
+
+
+def layout(kinds: list[str]) -> list[dict[str, int]]:
+    """Grid positions, left to right in rows, each row as tall as its tallest panel: none overlaps as stored
+    (Grafana compacts a stored overlap on load, which hides it until the order or the heights change)."""
+    positions, x, y, row_height = [], 0, 0, 0
+    for kind in kinds:
+        width, height = SIZES[kind]
+        if x + width > 24:
+            x, y, row_height = 0, y + row_height, 0
+        positions.append({"h": height, "w": width, "x": x, "y": y})
+        x, row_height = x + width, max(row_height, height)
+    return positions
+
+
+def _panel(index: int, panel: Panel, position: dict[str, int]) -> dict[str, Any]:
     return {
         "id": index + 1,
         "type": panel.kind,
         "title": panel.title,
         "datasource": DATASOURCE,
-        "gridPos": {"h": 4 if panel.kind == "stat" else 8, "w": width, "x": (index % per_row) * width, "y": index},
+        "gridPos": position,
         "fieldConfig": {"defaults": {"unit": panel.unit, "noValue": "no data"}, "overrides": []},
         "options": {},
         "targets": [
             {"refId": chr(ord("A") + number), "datasource": DATASOURCE, "expr": expr, "legendFormat": legend,
-             "instant": panel.kind != "timeseries", "range": panel.kind == "timeseries"}
+             "instant": panel.kind != "timeseries", "range": panel.kind == "timeseries",
+             # a table's instant vector as one table (one row per series), not one frame per series behind a picker
+             "format": "table" if panel.kind == "table" else "time_series"}
             for number, (legend, expr) in enumerate(panel.targets)
         ],
     }
@@ -98,30 +115,32 @@ def _panel(index: int, panel: Panel) -> dict[str, Any]:
 def _variable(name: str, label: str, query: str) -> dict[str, Any]:
     return {
         "name": name, "label": label, "type": "query", "datasource": DATASOURCE,
-        "query": {"query": query, "refId": name}, "definition": query,
+        "query": {"query": query, "refId": name},
         "includeAll": True, "allValue": ".*", "multi": False, "refresh": 2, "sort": 1,
-        "current": {"text": "All", "value": "$__all"},
+        "current": {"selected": True, "text": "All", "value": "$__all"},
     }
 
 
 def dashboard() -> dict[str, Any]:
+    board = panels()
     return {
         "uid": UID,
         "title": TITLE,
         "tags": ["ollama", "opentelemetry"],
         "timezone": "browser",
-        "schemaVersion": 39,
+        "schemaVersion": SCHEMA_VERSION,
         "version": 1,
         "editable": True,
         "refresh": "10s",
         "time": {"from": "now-1h", "to": "now"},
         "templating": {"list": [
-            {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus", "current": {}},
+            {"name": "datasource", "label": "Prometheus", "type": "datasource", "query": "prometheus",
+             "current": {"selected": False, "text": "default", "value": "default"}},  # Grafana's default Prometheus
             _variable("instance", "Instance", "label_values(up, instance)"),
             _variable("model", "Model", "label_values(gen_ai_server_request_duration_seconds_count, gen_ai_request_model)"),
             _variable("client", "Client", "label_values(ollama_client_requests_total, ollama_client)"),
         ]},
-        "panels": [_panel(index, panel) for index, panel in enumerate(panels())],
+        "panels": [_panel(index, panel, position) for index, (panel, position) in enumerate(zip(board, layout([panel.kind for panel in board])))],
     }
 
 
