@@ -270,7 +270,12 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             raise
 
     async def _exchange(self, connection: _Connection, request: httpx.Request, read_timeout: float | None, write_timeout: float | None) -> httpx.Response:
-        await self._send_request(connection, request, write_timeout)
+        try:
+            await self._send_request(connection, request, write_timeout)
+        except httpx.WriteError:
+            # As httpcore does (http11.py handle_async_request): a server may stop taking a body and answer
+            # (a 413, say) before closing, so what it sent is read; with nothing sent, the read says why.
+            pass
         if self._after_send is not None:
             self._after_send()
         state = _Response()
@@ -322,22 +327,30 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 chunked = True
         head.append(b"\r\n")
         writer = connection.writer
+
+        def write(data: bytes) -> None:
+            # Ollama may close the connection while the body is on its way (a dropped upload): asyncio's transport
+            # would drop the bytes in silence and uvloop's raise RuntimeError; httpcore raises WriteError, and so does this.
+            if writer.transport.is_closing():
+                raise httpx.WriteError("Connection lost")
+            writer.write(data)
+
         try:
             if isinstance(request.stream, httpx.ByteStream):
                 body = b"".join([part async for part in request.stream])
-                writer.write(b"".join(head) + body)
+                write(b"".join(head) + body)
                 if not writer.transport.get_write_buffer_size() and not writer.transport.is_closing():
                     return  # the kernel took it all: nothing to wait for
             else:
-                writer.write(b"".join(head))
+                write(b"".join(head))
                 async for part in request.stream:
                     if not part:
                         continue
-                    writer.write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
+                    write(b"%x\r\n%b\r\n" % (len(part), part) if chunked else part)
                     async with asyncio.timeout(write_timeout):
                         await writer.drain()
                 if chunked:
-                    writer.write(b"0\r\n\r\n")
+                    write(b"0\r\n\r\n")
             async with asyncio.timeout(write_timeout):
                 await writer.drain()
         except TimeoutError as exc:
