@@ -46,11 +46,13 @@ $(GRAFANA_TYPES)/node_modules/.installed: $(GRAFANA_TYPES)/package-lock.json | t
 test: test-venv tools $(GRAFANA_TYPES)/node_modules/.installed
 	$(PY) -m pytest
 
+# make up's state directory (logs, the run's state, Prometheus' data): the checkout's .run/
+STACK_RUN_DIR ?= .run
 up: venv
-	@$(PY) -m ollama_otel_stack.stack up --state-dir .run
+	@$(PY) -m ollama_otel_stack.stack up --state-dir $(STACK_RUN_DIR)
 
 down:
-	@$(PY) -m ollama_otel_stack.stack down --state-dir .run
+	@$(PY) -m ollama_otel_stack.stack down --state-dir $(STACK_RUN_DIR)
 
 load: venv
 	$(VENV)/bin/ollama-load $(LOAD_ARGS)

@@ -166,12 +166,12 @@ def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl
                 break
             time.sleep(0.3)
         assert {(t["labels"]["job"], t["health"]) for t in targets} == {("otel-proxy", "up"), ("hw-collector", "up")}
-        assert (tmp_path / "pids").exists()
+        assert set(json.loads((tmp_path / "state.json").read_text())["parts"]) == {"otel-proxy", "hw-collector", "prometheus", "ui"}
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)
     time.sleep(0.5)
-    assert not (tmp_path / "pids").exists()
+    assert not (tmp_path / "state.json").exists()
     for port in ports.values():
         with __import__("socket").socket() as sock:
             assert sock.connect_ex(("127.0.0.1", port)) != 0, f"port {port} still open after Ctrl-C"
@@ -186,8 +186,8 @@ def test_make_down_stops_a_background_run(tmp_path):
         deadline = time.monotonic() + 90
         while "The stack is up" not in up.stdout.readline():
             assert up.poll() is None and time.monotonic() < deadline
-        children = [int(pid) for pid in (tmp_path / "pids").read_text().split()[1:]]
-        assert len(children) == 4
+        children = [part["pid"] for part in json.loads((tmp_path / "state.json").read_text())["parts"].values()]
+        assert len(children) == 4 and all(isinstance(pid, int) for pid in children)
         down = subprocess.run([PYTHON, "-m", "ollama_otel_stack.stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert down.returncode == 0 and "stopped" in down.stdout
         up.wait(timeout=30)
