@@ -38,6 +38,10 @@ class Piece:
     content: str = ""
     thinking: str = ""
     tool_call: dict[str, Any] | None = None  # {"id", "name", "arguments": {...}}
+    # Tokens this chunk carries: one, except where Ollama holds bytes back until a character is whole (a
+    # character outside the BMP is two byte-level tokens here; x/mlxrunner/pipeline.go detokenizer, and
+    # llama-server, which llm/llama_server.go Completion relays, likewise), then sends them as one chunk.
+    tokens: int = 1
     done: bool = False
     done_reason: str = ""
     prompt_eval_count: int = 0

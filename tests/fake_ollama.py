@@ -288,8 +288,8 @@ class FakeOllama:
         def final(text: str, started: float, load_ns: int, prompt_ns: int, eval_ns: int, tokens: int, whole: Piece | None = None) -> dict[str, Any]:
             """The done chunk, fields in the order Go's structs declare them."""
             end = head(text, whole)
-            if chat:
-                end.update(done_reason=done_reason, done=True)
+            if chat:  # api/types.go ChatResponse: Done, then DoneReason
+                end.update(done=True, done_reason=done_reason)
             else:
                 end.update(done=True, done_reason=done_reason, context=list(range(1, prompt_tokens + tokens + 1)))
             end.update(
@@ -305,8 +305,7 @@ class FakeOllama:
                     del end[name]
             return end
 
-        tokens = self._tokens(model, count)
-        pieces = [Piece(content=token) for token in tokens]
+        pieces = self._answer(model, count)
         if chat and (body.get("think") or body.get("tools")):  # ChatRequest.Think, Tools
             pieces, done_reason = self._pieces(model, body, limit, think=bool(body.get("think")))
         eval_count = self._eval_count(pieces)
@@ -400,6 +399,18 @@ class FakeOllama:
         self.stats.requests[request.url.path] += 1
         return Response(go_json({"embedding": [0.5] * 8}), media_type="application/json; charset=utf-8")
 
+    @staticmethod
+    def _details(model: FakeModel) -> dict[str, Any]:
+        """api/types.go ModelDetails."""
+        return {
+            "parent_model": "",
+            "format": "safetensors" if model.mlx else "gguf",
+            "family": model.family,
+            "families": [model.family],
+            "parameter_size": model.parameter_size,
+            "quantization_level": "Q4_K_M",
+        }
+
     async def ps(self, request: Request) -> Response:
         running = []
         # server/routes.go PsHandler: DisplayShortest of the name that loaded the runner, longest to live first.
@@ -413,14 +424,7 @@ class FakeOllama:
                     "model": name,
                     "size": model.size,
                     "digest": model.digest,
-                    "details": {
-                        "parent_model": "",
-                        "format": "safetensors" if model.mlx else "gguf",
-                        "family": model.family,
-                        "families": [model.family],
-                        "parameter_size": model.parameter_size,
-                        "quantization_level": "Q4_K_M",
-                    },
+                    "details": self._details(model),
                     "expires_at": go_time(runner.expires_at),
                     "size_vram": model.size_vram,
                     "context_length": runner.options["num_ctx"],
@@ -431,7 +435,8 @@ class FakeOllama:
     async def tags(self, request: Request) -> Response:
         self.stats.requests[request.url.path] += 1
         models = [
-            {"name": m.name, "model": m.name, "modified_at": now_rfc3339(), "size": m.size, "digest": m.digest}
+            # api/types.go ListModelResponse; server/routes.go ListHandler fills Details from the manifest's config
+            {"name": m.name, "model": m.name, "modified_at": now_rfc3339(), "size": m.size, "digest": m.digest, "details": self._details(m)}
             for m in self.models.values()
         ]
         return Response(go_json({"models": models}), media_type="application/json; charset=utf-8")
@@ -477,7 +482,7 @@ class FakeOllama:
         model = body["model"]
         limit = body.get("max_tokens")
         count = int(limit) if isinstance(limit, int) and limit > 0 else 8
-        pieces = [Piece(content=token) for token in self._tokens(model, count)]
+        pieces = self._answer(model, count)
         finish = "length" if limit else "stop"
         think = bool(body.get("reasoning_effort") or (body.get("reasoning") or {}).get("effort"))  # thinkFromReasoningEffort
         if chat and (think or body.get("tools")):
@@ -567,12 +572,15 @@ class FakeOllama:
             pieces.append(Piece(tool_call={"id": f"call_{len(pieces)}", "name": name, "arguments": {"city": "Paris"}}))
             return pieces, "stop"
         count = limit if isinstance(limit, int) and limit > 0 else self.answer_tokens
-        pieces += [Piece(content=text) for text in self._tokens(model, count)]
-        return pieces, "length" if limit else "stop"
+        return pieces + self._answer(model, count), "length" if limit else "stop"
+
+    def _answer(self, model: str, count: int) -> list[Piece]:
+        """The answer's chunks; a character outside the BMP costs two tokens and comes whole in one chunk."""
+        return [Piece(content=text, tokens=1 + sum(ord(char) > 0xFFFF for char in text)) for text in self._tokens(model, count)]
 
     @staticmethod
     def _eval_count(pieces: list[Piece]) -> int:
-        return sum(TOOL_CALL_TOKENS if piece.tool_call else 1 for piece in pieces)
+        return sum(TOOL_CALL_TOKENS if piece.tool_call else piece.tokens for piece in pieces)
 
     async def _converted(self, request: Request, route: str) -> Response:
         anthropic = route == "/v1/messages"

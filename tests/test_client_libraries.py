@@ -155,3 +155,21 @@ def test_a_chat_stream_without_usage_whose_count_cannot_be_known_records_none(fa
     metrics = scrape(proxy.url)
     assert metrics.value("ollama_generated_tokens_total") == 8
     assert metrics.value("gen_ai_client_token_usage_count", gen_ai_token_type="output") == 1
+
+
+def test_a_chunk_count_is_a_lower_bound_where_ollama_sends_several_tokens_in_one_chunk(fake: Server, proxy: Server):
+    """An emoji is two byte-level tokens that Ollama sends as one chunk (it holds the first token's bytes until
+    the character is whole): without usage, the chunk count is all the proxy can know, and it says no more than
+    that (8 of 16); the native API reports eval_count, and the proxy takes it (16)."""
+    model = "emoji:1b"
+    configure_fake(fake, token_delay=0.002, answer_delay=0, chunk_texts={model: "🙂"})
+    oai = openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0)
+    before = fake_stats(fake)["generated_tokens"]
+    chunks = [chunk for chunk in oai.chat.completions.create(model=model, messages=[{"role": "user", "content": QUESTION}], stream=True)
+              if chunk.choices and chunk.choices[0].delta.content]
+    truth = fake_stats(fake)["generated_tokens"] - before
+    (streamed,) = httpx.get(proxy.url + "/-/requests", params={"limit": 1}).json()["requests"]
+    assert (len(chunks), truth, streamed["output_tokens"]) == (8, 16, 8)
+    answer = ollama.Client(host=proxy.url).chat(model=model, messages=[{"role": "user", "content": QUESTION}])
+    (native,) = httpx.get(proxy.url + "/-/requests", params={"limit": 1}).json()["requests"]
+    assert answer.eval_count == native["output_tokens"] == 16
