@@ -17,7 +17,7 @@ T = TypeVar("T")
 # expiry and Prometheus' 5 s scrape interval: a request sent as the server's timer fires meets a socket
 # being closed, and the client gets "connection reset" instead of an answer. Ten minutes outlasts every
 # common client's expiry (httpx 5 s, aiohttp 15 s, Go 90 s, curl 118 s, Prometheus 5 min), so the client
-# always closes first.
+# always closes first. IDLE_CONNECTION_TIMEOUT (seconds) changes it for both services.
 IDLE_CONNECTION_TIMEOUT_S = 600
 
 
@@ -54,5 +54,5 @@ def serve(app: Any, host: str, port: int, http: Callable[..., Any] | str = "auto
         log_level="warning", access_log=False, lifespan="on",
         server_header=False, date_header=False,  # the upstream's own headers pass through
         proxy_headers=False,  # nothing here reads the client's address: skip X-Forwarded-* on every request
-        timeout_keep_alive=IDLE_CONNECTION_TIMEOUT_S,
+        timeout_keep_alive=env_default("IDLE_CONNECTION_TIMEOUT", IDLE_CONNECTION_TIMEOUT_S, float),
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import time
 from pathlib import Path
 
@@ -152,20 +154,29 @@ def test_tricks_get_a_clear_answer_and_nothing_reaches_ollama(fake: Server, keye
     assert httpx.get(keyed.url + "/-/requests", headers={"authorization": "Bearer scrape-me"}).status_code == 200
 
 
-def test_the_key_comparison_takes_as_long_however_much_of_the_key_matches():
+def test_every_key_is_compared_in_constant_time_and_none_is_skipped(monkeypatch):
+    """What keeps the time from telling how much of a key matched: each presented key is hashed, then its digest
+    is compared with every configured key's digest by hmac.compare_digest (equal lengths, whatever was sent),
+    with no early return on a match. (A timing probe cannot tell this from `==` on digests: probes do not
+    share digest prefixes. This one fails with `==`, with an early return, or with the raw key compared.)"""
+    import hmac
+
     key = "sk-" + "k" * 61
-    keys = ApiKeys.load_text(f"a: {key}\nb: {'z' * 64}\n")
-    probes = {"nothing matches": b"x" * 64, "all but the last": (key[:-1] + "x").encode(), "much shorter": b"sk-k"}
-    best: dict[str, float] = {}
-    for _ in range(7):  # interleaved rounds; the best of each is its cost without the machine's noise
-        for name, probe in probes.items():
-            started = time.perf_counter_ns()
-            for _ in range(3000):
-                keys.check(probe)
-            best[name] = min(best.get(name, float("inf")), time.perf_counter_ns() - started)
-    fastest, slowest = min(best.values()), max(best.values())
-    assert slowest / fastest < 1.3, best
-    assert keys.check(key.encode()) == "a" and all(keys.check(p) is None for p in probes.values())
+    keys = ApiKeys.load_text(f"a: {key}\nb: {'z' * 64}\nc: short\n")
+    compared: list[tuple[bytes, bytes]] = []
+    real = hmac.compare_digest
+
+    def spy(left, right):
+        compared.append((left, right))
+        return real(left, right)
+
+    monkeypatch.setattr(hmac, "compare_digest", spy)
+    for presented, name in ((key.encode(), "a"), (b"z" * 64, "b"), (b"short", "c"), ((key[:-1] + "x").encode(), None), (b"sk-k", None), (b"", None)):
+        compared.clear()
+        assert keys.check(presented) == name, presented
+        assert len(compared) == 3, (presented, compared)  # every key, the matching one first or not
+        assert all(left == hashlib.sha256(presented).digest() and len(left) == len(right) == 32 for left, right in compared)
+        assert [right for _, right in compared] == [hashlib.sha256(k).digest() for k in (key.encode(), b"z" * 64, b"short")]
 
 
 def test_an_exposed_proxy_without_keys_says_so(fake: Server):

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from opentelemetry import trace
-from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.metrics import NoOpHistogram, NoOpMeterProvider, NoOpUpDownCounter
 from opentelemetry.sdk.metrics import Counter, Histogram, MeterProvider, UpDownCounter
 from opentelemetry.sdk.metrics._internal.exemplar import AlwaysOnExemplarFilter
 from opentelemetry.sdk.metrics.export import AggregationTemporality, InMemoryMetricReader
@@ -157,8 +157,24 @@ def test_exemplars_are_sampled_as_the_sdk_samples_them():
 
 
 def test_the_disabled_sdks_instruments_are_recorded_as_they_are():
+    """With the SDK disabled (OTEL_SDK_DISABLED: no-op instruments, no SDK internals) every call reaches the
+    instrument itself, each with its value and attributes, none dropped or bound."""
+    calls: list[tuple[str, float, dict]] = []
+
+    class SpyHistogram(NoOpHistogram):
+        def record(self, amount, attributes=None, context=None):
+            calls.append(("record", amount, dict(attributes)))
+
+    class SpyCounter(NoOpUpDownCounter):
+        def add(self, amount, attributes=None, context=None):
+            calls.append(("add", amount, dict(attributes)))
+
     meter = NoOpMeterProvider().get_meter("test")
-    recorder = Recorder(meter.create_histogram("duration"))
-    for _ in range(3):
-        recorder.record(0.5, HTTP)
-    Recorder(meter.create_up_down_counter("active")).add(-1, HTTP)
+    assert type(meter.create_histogram("duration")) is NoOpHistogram  # what the disabled SDK hands out
+    recorder = Recorder(SpyHistogram("duration"))
+    for value in (0.5, 0.25, 0.5):
+        recorder.record(value, HTTP)
+    counter = Recorder(SpyCounter("active"))
+    counter.add(-1, HTTP)
+    assert calls == [("record", 0.5, HTTP), ("record", 0.25, HTTP), ("record", 0.5, HTTP), ("add", -1, HTTP)]
+    assert recorder._bound == {} and counter._bound == {}

@@ -18,7 +18,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.harness import Server, configure_fake, fake_ollama, fake_stats, hw_collector, otel_proxy, scrape
+from tests.harness import ROOT, Server, configure_fake, fake_ollama, fake_stats, hw_collector, otel_proxy, scrape
 
 MODEL = "llama3.2:1b"
 
@@ -167,6 +167,29 @@ def test_an_idle_keep_alive_connection_still_serves_after_the_clients_own_expiry
             connection.close()
     assert {name: status for name, (status, _) in first.items()} == {"fake": 200, "proxy": 200, "collector": 200}
     assert second == first, "an idle connection was closed: the second request needed a new one or failed"
+
+
+def test_an_idle_connection_is_closed_by_the_server_after_its_idle_timeout_and_not_before(quick_fake):
+    """The mechanism behind "ten minutes" (IDLE_CONNECTION_TIMEOUT_S), at 2 s: reused after 1 s of quiet, closed by
+    the proxy about 2 s after its last answer. The default is the constant the README states."""
+    from ollama_otel_stack.service import IDLE_CONNECTION_TIMEOUT_S
+
+    assert IDLE_CONNECTION_TIMEOUT_S == 600 and "ten minutes" in (ROOT / "README.md").read_text()
+    with otel_proxy(quick_fake.url, env={"IDLE_CONNECTION_TIMEOUT": "2"}) as proxy:
+        connection = http.client.HTTPConnection("127.0.0.1", proxy.port, timeout=10)
+        connection.request("GET", "/api/version")
+        connection.getresponse().read()
+        first = connection.sock.getsockname()
+        time.sleep(1)
+        connection.request("GET", "/api/version")
+        connection.getresponse().read()
+        answered = time.monotonic()
+        assert connection.sock.getsockname() == first  # reused after 1 s
+        connection.sock.settimeout(10)
+        assert connection.sock.recv(1) == b""  # the server closed it
+        closed_after = time.monotonic() - answered
+        connection.close()
+    assert 1.8 <= closed_after <= 4.0, closed_after
 
 
 def ttft(url: str, count: int) -> list[float]:

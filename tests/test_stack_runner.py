@@ -133,3 +133,32 @@ def test_a_part_that_keeps_crashing_is_given_up_on_while_the_rest_stay_up(tmp_pa
         assert httpx.get(steady.health_url).status_code == 200
     finally:
         supervisor.stop_all()
+
+
+def test_the_default_policy_backs_off_1_2_4_8_16_s_and_gives_up_on_the_sixth_exit_in_five_minutes(tmp_path, caplog, monkeypatch):
+    """The README's figures, with the default RestartPolicy and a clock the test moves (a real one would take 31 s)."""
+    import types
+
+    from ollama_otel_stack.stack import supervisor as module
+
+    crashing = PartSpec("crashing", [sys.executable, "-c", "raise SystemExit(3)"], dict(os.environ), f"http://127.0.0.1:{free_port()}/")
+    supervisor = Supervisor([crashing], cwd=tmp_path, logs=tmp_path)
+    caplog.set_level("INFO", logger="stack")
+    assert supervisor.start_all() == ["crashing"]  # exit 1, at real time
+    now = [time.monotonic()]
+    monkeypatch.setattr(module, "time", types.SimpleNamespace(monotonic=lambda: now[0], sleep=time.sleep))
+    part = supervisor.parts[0]
+    try:
+        while not part.given_up:
+            assert len(part.restarts) <= 5, caplog.text
+            if part.restart_at is not None:
+                now[0] = part.restart_at  # the backoff passes
+            supervisor.watch_once()  # restarts it, or notes its exit
+            if part.process is not None and part.process.poll() is None:
+                part.process.wait(timeout=30)
+                now[0] += 0.1  # it ran for 0.1 s
+    finally:
+        supervisor.stop_all()
+    delays = [float(message.split("restarting it in ")[1].split(" s")[0]) for message in (r.getMessage() for r in caplog.records) if "restarting it in" in message]
+    assert delays == [1, 2, 4, 8, 16]
+    assert "crashing exited (code 3) after 5 restarts in 300 s: giving up on it" in caplog.text

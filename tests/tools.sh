@@ -3,13 +3,14 @@
 # Prometheus and promtool (end-to-end and rule tests), Chromium (the page), Podman with runc, netavark,
 # aardvark-dns, iptables (netavark's firewall) and debootstrap (compose.yaml brought up for real), and Go
 # (tests/go_upstream: Go's own net/http, what Ollama's HTTP layer is), Node.js and npm (Grafana's own
-# dashboard types, tests/grafana_types).
+# dashboard types, tests/grafana_types), systemd-analyze (deploy/systemd verified).
 # Every missing one is named in one line with the command that installs it; as root on Debian or Ubuntu
 # they are installed, then checked again.
 set -uo pipefail
 
 NEEDED="prometheus:prometheus promtool:prometheus chromium:chromium podman:podman runc:runc netavark:netavark
-aardvark-dns:aardvark-dns iptables:iptables debootstrap:debootstrap go:golang-go node:nodejs npm:npm"
+aardvark-dns:aardvark-dns iptables:iptables debootstrap:debootstrap go:golang-go node:nodejs npm:npm
+systemd-analyze:systemd"
 
 HELPERS=${PODMAN_HELPERS-/usr/lib/podman /usr/libexec/podman}  # netavark and aardvark-dns: Podman's helpers, not on PATH
 

@@ -2,8 +2,8 @@
 
 Each part is a child process in its own session with its log in ``.run/logs``. When one
 exits, it is restarted after a backoff that doubles (1 s, 2 s, 4 s ... at most
-``RestartPolicy.max_backoff_s``); one that exits ``max_restarts`` times within
-``window_s`` is given up on, with one loud line, while the rest stay up. No part's death
+``RestartPolicy.max_backoff_s``: with the defaults 1, 2, 4, 8 and 16 s); one that exits after
+``max_restarts`` restarts within ``window_s`` is given up on, with one loud line, while the rest stay up. No part's death
 ever stops another: above all the proxy, which every client's request passes through,
 keeps serving whatever happens to the dashboard, the collector or Prometheus.
 """
