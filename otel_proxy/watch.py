@@ -20,7 +20,76 @@ from otel_proxy.ollama import Report, parse_json
 # A final /api line carries Ollama's `context` (one int per token): large, but bounded.
 MAX_LINE_BYTES = 16 << 20
 MAX_BODY_BYTES = 16 << 20
-TAIL_CHUNKS = 8
+# The end of a stream kept for its report: the last events, however many reads they came in (TCP splits an
+# event wherever a segment ends; over a network that is every ~1.4 kB).
+TAIL_BYTES = 8 << 10
+
+
+class Tail:
+    """The last chunks of a stream, at least ``TAIL_BYTES`` of them (fewer only when the stream is shorter)."""
+
+    __slots__ = ("_chunks", "_size")
+
+    def __init__(self) -> None:
+        self._chunks: deque[bytes] = deque()
+        self._size = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size >= 2 * TAIL_BYTES:  # trimmed now and then, not at every chunk
+            self._trim()
+
+    def _trim(self) -> None:
+        chunks = self._chunks
+        while chunks and self._size - len(chunks[0]) >= TAIL_BYTES:
+            self._size -= len(chunks.popleft())
+
+    def bytes(self) -> bytes:
+        self._trim()
+        return b"".join(self._chunks)
+
+
+class Seam:
+    """Finds markers in a stream whatever the chunk boundaries: the end of the previous chunk is kept (the
+    longest marker less a byte), so a marker split across two chunks is seen once, in the chunk it ends in."""
+
+    __slots__ = ("_carry", "_keep", "_separator", "clean")
+
+    def __init__(self, separator: bytes, *markers: bytes) -> None:
+        # ``clean``: the previous chunk ended on ``separator`` (Ollama's usual write: whole lines, whole events);
+        # no marker has a proper prefix ending in it, so none can span the seam and the chunk alone is searched
+        assert not any(marker[:-1].endswith(separator) or separator in marker[:-1] for marker in markers)
+        self._keep = max(len(marker) for marker in markers) - 1
+        self._separator = separator
+        self._carry = b""
+        self.clean = True
+
+    def _joined(self, chunk: bytes, marker: bytes) -> bytes:
+        """The previous chunk's last bytes and this one's first, each a byte shorter than ``marker``: any
+        ``marker`` in them spans the seam."""
+        keep = len(marker) - 1
+        return self._carry[max(0, len(self._carry) - keep):] + chunk[:keep] if keep else b""
+
+    def count(self, chunk: bytes, marker: bytes) -> int:
+        return chunk.count(marker) + self._joined(chunk, marker).count(marker)
+
+    def seen(self, chunk: bytes, marker: bytes) -> bool:
+        return marker in chunk or marker in self._joined(chunk, marker)
+
+    def begun(self, chunk: bytes, marker: bytes) -> bytes | None:
+        """The bytes of ``marker`` that came in the previous chunk, where it spans the seam (else None)."""
+        joined = self._joined(chunk, marker)
+        at = joined.find(marker)
+        return None if at < 0 else joined[at: len(joined) - min(len(chunk), len(marker) - 1)]
+
+    def passed(self, chunk: bytes) -> None:
+        if chunk.endswith(self._separator):
+            self.clean, self._carry = True, b""
+            return
+        self.clean = False
+        keep = self._keep
+        self._carry = chunk[len(chunk) - keep:] if len(chunk) >= keep else (self._carry + chunk)[-keep:]
 
 
 class Watcher(Protocol):
@@ -51,20 +120,30 @@ class NdjsonWatcher:
 
     first_output_at = None
 
+    _THINKING = b'"thinking":"'  # api.Message.Thinking, omitempty
+    _TOOL_CALLS = b'"tool_calls":['
+
     def __init__(self) -> None:
         self._last: bytes = b""  # the latest chunk(s) that ended on a line boundary
         self._partial: list[bytes] = []
         self._partial_size = 0
-        self._first = True
+        self._first_line = True
         self._reasoning = False
         self._tool_calls = False
+        self._seam = Seam(b"\n", self._THINKING, self._TOOL_CALLS)
 
     def feed(self, chunk: bytes) -> None:
-        if self._first:  # Ollama's thinking comes before any content: the first chunk says whether there is any
-            self._first = False
-            self._reasoning = b'"thinking":"' in chunk  # api.Message.Thinking, omitempty
-        if not self._tool_calls and b'"tool_calls":[' in chunk:
-            self._tool_calls = True
+        seam = self._seam
+        if seam.clean and not self._first_line:  # the usual case: a whole line after whole lines
+            if not self._tool_calls and self._TOOL_CALLS in chunk:
+                self._tool_calls = True
+        else:
+            if self._first_line:  # Ollama's thinking comes before any content: the first line says whether there is any
+                self._reasoning = self._reasoning or seam.seen(chunk, self._THINKING)
+                self._first_line = b"\n" not in chunk
+            if not self._tool_calls and seam.seen(chunk, self._TOOL_CALLS):
+                self._tool_calls = True
+        seam.passed(chunk)
         if chunk.endswith(b"\n") and not self._partial:
             self._last = chunk  # the usual case: Ollama flushes one whole line a write
             return
@@ -103,19 +182,29 @@ class SseWatcher:
 
     first_output_at = None
 
+    _REASONING = b'"reasoning":"'  # openai.Delta.Reasoning, omitempty
+
     def __init__(self) -> None:
-        self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
+        self._tail = Tail()
         self._content_chunks = 0
         self._reasoning = False
+        self._seam = Seam(b"\n\n", ollama.SSE_CONTENT_CHUNK_MARKER, self._REASONING)
 
     def feed(self, chunk: bytes) -> None:
-        self._tail.append(chunk)
-        if not self._content_chunks:  # Ollama's reasoning comes before any content: the first chunk says
-            self._reasoning = b'"reasoning":"' in chunk  # openai.Delta.Reasoning, omitempty
-        self._content_chunks += chunk.count(ollama.SSE_CONTENT_CHUNK_MARKER)
+        self._tail.add(chunk)
+        seam = self._seam
+        if seam.clean:  # the usual case: whole events
+            if not self._content_chunks and not self._reasoning:  # Ollama's reasoning comes before any content
+                self._reasoning = self._REASONING in chunk
+            self._content_chunks += chunk.count(ollama.SSE_CONTENT_CHUNK_MARKER)
+        else:
+            if not self._content_chunks and not self._reasoning:
+                self._reasoning = seam.seen(chunk, self._REASONING)
+            self._content_chunks += seam.count(chunk, ollama.SSE_CONTENT_CHUNK_MARKER)
+        seam.passed(chunk)
 
     def report(self) -> Report:
-        tail = b"".join(self._tail)
+        tail = self._tail.bytes()
         events = [line[5:].strip() for line in tail.split(b"\n") if line.startswith(b"data:")]
         report = Report(reasoning=self._reasoning)
         for event in reversed(events):
@@ -159,26 +248,34 @@ class ResponsesWatcher:
 
     def __init__(self) -> None:
         self.first_output_at: float | None = None
-        self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
+        self._tail = Tail()
         self._final: list[bytes] | None = None
         self._final_size = 0
+        self._seam = Seam(b"\n\n", self._OUTPUT, self._COMPLETED)
 
     def feed(self, chunk: bytes) -> None:
-        if self.first_output_at is None and self._OUTPUT in chunk:
+        seam = self._seam
+        if self.first_output_at is None and (self._OUTPUT in chunk or not seam.clean and seam.seen(chunk, self._OUTPUT)):
             self.first_output_at = time.perf_counter()
         if self._final is not None:
             if self._final_size < MAX_BODY_BYTES:
                 self._final.append(chunk)
                 self._final_size += len(chunk)
             return
-        self._tail.append(chunk)
-        at = chunk.find(self._COMPLETED)
-        if at >= 0:
-            self._final = [chunk[at:]]
-            self._final_size = len(chunk) - at
+        self._tail.add(chunk)
+        head = None if seam.clean else seam.begun(chunk, self._COMPLETED)
+        if head is not None:  # its name split across two reads
+            self._final = [head, chunk]
+        else:
+            at = chunk.find(self._COMPLETED)
+            if at >= 0:
+                self._final = [chunk[at:]]
+        if self._final is not None:
+            self._final_size = sum(len(part) for part in self._final)
+        seam.passed(chunk)
 
     def report(self) -> Report:
-        text = b"".join(self._final) if self._final is not None else b"".join(self._tail)
+        text = b"".join(self._final) if self._final is not None else self._tail.bytes()
         report = None
         error = None
         for name, data in sse_events(text):
@@ -204,25 +301,44 @@ class MessagesWatcher:
 
     _OUTPUT = b"event: content_block_delta\n"
     _BLOCK_START = b"event: content_block_start\n"
+    # content_block_start's block types; a delta's are thinking_delta and input_json_delta, and text inside a
+    # JSON string has its quotes escaped, so these two appear nowhere else
+    _THINKING = b'"type":"thinking"'
+    _TOOL_USE = b'"type":"tool_use"'
+    _REPORTED = (b"message_delta", b"message_stop", b"error")
 
     def __init__(self) -> None:
         self.first_output_at: float | None = None
-        self._tail: deque[bytes] = deque(maxlen=TAIL_CHUNKS)
+        self._tail = Tail()
         self._reasoning = False
         self._tool_calls = False
+        self._seam = Seam(b"\n\n", self._OUTPUT, self._BLOCK_START, self._THINKING, self._TOOL_USE)
 
     def feed(self, chunk: bytes) -> None:
-        self._tail.append(chunk)
-        if self.first_output_at is None and self._OUTPUT in chunk:
-            self.first_output_at = time.perf_counter()
-        if self._BLOCK_START in chunk:
-            self._reasoning = self._reasoning or b'"type":"thinking"' in chunk
-            self._tool_calls = self._tool_calls or b'"type":"tool_use"' in chunk
+        self._tail.add(chunk)
+        seam = self._seam
+        if seam.clean:  # the usual case: whole events; block types only in a content_block_start
+            if self.first_output_at is None and self._OUTPUT in chunk:
+                self.first_output_at = time.perf_counter()
+            if self._BLOCK_START in chunk:
+                self._reasoning = self._reasoning or self._THINKING in chunk
+                self._tool_calls = self._tool_calls or self._TOOL_USE in chunk
+        else:
+            if self.first_output_at is None and seam.seen(chunk, self._OUTPUT):
+                self.first_output_at = time.perf_counter()
+            self._reasoning = self._reasoning or seam.seen(chunk, self._THINKING)
+            self._tool_calls = self._tool_calls or seam.seen(chunk, self._TOOL_USE)
+        seam.passed(chunk)
 
     def report(self) -> Report:
         report = Report(reasoning=self._reasoning, tool_calls=self._tool_calls)
         stopped = False
-        for name, data in sse_events(b"".join(self._tail)):
+        tail = self._tail.bytes()
+        # Ollama's counts and the end come last: read from the last delta, or an error, on
+        starts = [at for at in (tail.rfind(b"event: message_delta\n"), tail.rfind(b"event: error\n")) if at >= 0]
+        for name, data in sse_events(tail[min(starts):] if starts else tail):
+            if name not in self._REPORTED:
+                continue
             body = parse_json(data)
             if not isinstance(body, dict):
                 continue
@@ -249,21 +365,23 @@ class BodyWatcher:
         self._route = route
         self._chunks: list[bytes] = []
         self._size = 0
-        self._tail: deque[bytes] | None = None
+        self._tail: Tail | None = None
 
     def feed(self, chunk: bytes) -> None:
         if self._tail is not None:
-            self._tail.append(chunk)
+            self._tail.add(chunk)
             return
         self._chunks.append(chunk)
         self._size += len(chunk)
         if self._size > MAX_BODY_BYTES:
-            self._tail = deque(self._chunks[-TAIL_CHUNKS:], maxlen=TAIL_CHUNKS)
+            self._tail = Tail()
+            for kept in self._chunks:
+                self._tail.add(kept)
             self._chunks = []
 
     def report(self) -> Report:
         if self._tail is not None:
-            return ollama.report_from_tail(self._route, b"".join(self._tail))
+            return ollama.report_from_tail(self._route, self._tail.bytes())
         return ollama.report_from_body(self._route, b"".join(self._chunks))
 
 
