@@ -67,3 +67,212 @@ def test_no_wait_when_a_slot_was_free_and_none_when_all_ahead_still_run_beside_i
     one.end(a, 0.4, True, None)
     one.end(b, 0.9, True, None)
     assert untimed_slot_wait(one, c, answered_at=0.95, ended=1.2) == pytest.approx(0.9)  # one slot: behind both
+
+
+# Timed answers (the native API's durations), set exactly: each rule of docs/metrics.md "Where the time went" -----
+
+from otel_proxy.ollama import Report  # noqa: E402
+from otel_proxy.scheduling import JOINED, RELOAD, UNKNOWN, Decomposition, context_fill  # noqa: E402
+
+OTHER = "qwen3:8b"
+
+
+def settled(view: SchedulerView, arrival, report, answered_at=None) -> list:
+    parts: list = []
+    view.settle(arrival, report, parts.append, answered_at=answered_at)
+    return parts
+
+
+def timed(load: float, total: float | None = None, prompt: float = 0.0, eval_: float = 0.0) -> Report:
+    return Report(load_s=load, total_s=load + prompt + eval_ if total is None else total, prompt_eval_s=prompt, eval_s=eval_)
+
+
+def test_before_ps_is_read_nothing_is_known_and_after_it_a_first_request_loads_cold():
+    view = SchedulerView()
+    assert view.arrive(MODEL, {}, 0.0).kind == UNKNOWN
+    view = SchedulerView()
+    view.observe_ps([])
+    first = view.arrive(MODEL, {"num_ctx": 2048, "temperature": 0}, 0.0)
+    assert (first.kind, first.ahead, first.wanted, first.context_length) == (COLD, (), (("num_ctx", 2048),), 2048)
+    joined = view.arrive(MODEL, {"num_ctx": 2048}, 0.1)
+    assert (joined.kind, joined.loader, joined.company, joined.ahead, joined.context_length) == (JOINED, first.serial, (first.serial,), (first.serial,), 2048)
+    assert view.arrive(MODEL, None, 0.2).kind == UNKNOWN  # a body too large to read: its options are not known
+    assert view.arrive(MODEL, {"num_gpu": 0}, 0.3).kind == UNKNOWN  # the load asked num_gpu of Ollama's default, not known
+
+
+def test_a_cold_load_behind_another_models_load_waits_for_its_hand_over_and_names_it():
+    view = SchedulerView()
+    view.observe_ps([])
+    a = view.arrive(MODEL, {}, 0.0)
+    b = view.arrive(OTHER, {}, 0.2)
+    assert b.kind == COLD and b.ahead == (a.serial,)
+    assert settled(view, b, timed(1.5, prompt=0.1, eval_=0.4), answered_at=1.8) == []  # a has not ended: the account waits
+    view.responded(a, 1.05)
+    view.end(a, 1.2, True, 1.0)  # handed its runner at 0.0 + 1.0
+    view.end(b, 2.2, True, 1.5)
+    done = settled(view, b, timed(1.5, prompt=0.1, eval_=0.4))
+    assert done == [Decomposition(pytest.approx(0.8), 0.0, pytest.approx(0.7), 0.0, load_reason=COLD, behind=((MODEL, pytest.approx(0.8)),))]
+    assert done[0].waiting_s == pytest.approx(0.8)
+    assert settled(view, a, timed(1.0)) == [Decomposition(0.0, 0.0, 1.0, 0.0, load_reason=COLD)]
+
+
+def test_the_waiting_account_is_settled_when_the_one_ahead_ends_and_flush_settles_the_rest():
+    view = SchedulerView()
+    view.observe_ps([])
+    a, b = view.arrive(MODEL, {}, 0.0), view.arrive(OTHER, {}, 0.1)
+    c = view.arrive(MODEL, {}, 0.2)
+    got_b, got_c = settled(view, b, timed(2.0)), settled(view, c, timed(1.5))
+    assert got_b == [] and got_c == [] and c.kind == JOINED and c.ahead == (a.serial, b.serial)
+    view.end(a, 1.1, True, 1.0)  # b's one ahead has ended: b is settled; c still waits for b
+    assert got_b == [Decomposition(pytest.approx(0.9), 0.0, pytest.approx(1.1), 0.0, load_reason=COLD, behind=((MODEL, pytest.approx(0.9)),))]
+    assert got_c == []
+    view.flush()  # at shutdown: b's hand-over was never learnt, so c's split is unknown, not guessed
+    assert got_c == [Decomposition(slot_s=0.0, unknown_s=1.5, load_reason=UNKNOWN)]
+
+
+def test_a_joined_request_waited_its_whole_load_duration_for_the_load_it_joined():
+    view = SchedulerView()
+    view.observe_ps([])
+    a = view.arrive(MODEL, {}, 0.0)
+    j = view.arrive(MODEL, {}, 0.4)
+    view.end(a, 1.5, True, 1.0)
+    assert settled(view, j, timed(0.6, total=1.0, eval_=0.2)) == [
+        Decomposition(pytest.approx(0.6), 0.0, 0.0, pytest.approx(0.2), behind=((MODEL, pytest.approx(0.6)),))]
+
+
+def test_a_reload_drains_the_old_runner_then_loads_and_names_the_option_that_changed():
+    view = warm_view(1)  # loaded with Ollama's defaults; /api/ps said 4096
+    running = view.arrive(MODEL, {}, 0.0)
+    assert running.kind == WARM
+    reload = view.arrive(MODEL, {"num_ctx": 8192}, 1.0)
+    assert (reload.kind, reload.cause, set(reload.drains)) == (RELOAD, "num_ctx 4096 -> 8192", {running.serial})
+    late = view.arrive(MODEL, {}, 1.2)  # the old options still join the draining runner
+    assert late.kind == WARM and late.serial in reload.drains
+    view.end(running, 2.0, True, 0.001)
+    view.end(late, 2.5, True, 0.001)
+    view.end(reload, 4.0, True, 2.5)
+    assert settled(view, reload, timed(2.5)) == [
+        Decomposition(0.0, pytest.approx(1.5), pytest.approx(1.0), 0.0, load_reason=RELOAD, reload_cause="num_ctx 4096 -> 8192")]
+    assert view.arrive(MODEL, {"num_ctx": 8192}, 5.0).kind == WARM
+    again = view.arrive(MODEL, {}, 5.1)
+    assert (again.kind, again.cause) == (RELOAD, "num_ctx 8192 -> 4096")
+
+
+def test_a_short_load_duration_is_no_wait_and_the_rest_under_the_floor_is_ollamas_own():
+    view = warm_view(1)
+    warm = view.arrive(MODEL, {}, 0.0)
+    view.end(warm, 1.0, True, 0.002)
+    assert settled(view, warm, timed(0.002, total=1.004, prompt=0.5, eval_=0.5)) == [Decomposition(0.0, 0.0, 0.0, 0.0, scheduling_s=pytest.approx(0.004))]
+    assert settled(view, warm, timed(0.002, total=1.302, prompt=0.5, eval_=0.5)) == [Decomposition(0.0, 0.0, 0.0, pytest.approx(0.3), scheduling_s=pytest.approx(0.002))]
+    # a warm request with a long load_duration: what it was is not told apart
+    assert settled(view, warm, timed(0.5, total=1.5, eval_=1.0)) == [Decomposition(slot_s=0.0, unknown_s=0.5, load_reason=UNKNOWN)]
+    assert Decomposition().waiting_s is None and Decomposition(slot_s=0.25, drain_s=0.5).waiting_s == 0.75
+
+
+def test_what_ps_says_is_resident_expired_or_gone_decides_the_next_kind():
+    view = warm_view(4)
+    assert view.model(MODEL).context_length == 4096 and view.model(MODEL).defaults == {"num_ctx": 4096}
+    view.observe_ps([{"name": MODEL, "context_length": 4096, "expires_at": "2026-12-01T10:05:00Z", "details": {"family": "llama"}}], read_at=10.0)
+    assert view.model(MODEL).expires_at == pytest.approx(1796119500.0)
+    assert view.arrive(MODEL, {}, 11.0, now_epoch=1796119499.0).kind == WARM
+    view = warm_view(4)
+    view.observe_ps([{"name": MODEL, "context_length": 4096, "expires_at": "2026-12-01T10:05:00Z", "details": {}}], read_at=10.0)
+    assert view.arrive(MODEL, {}, 11.0, now_epoch=1796119501.0).kind == COLD  # expired since the read
+    view = warm_view(4)
+    view.observe_ps([])
+    assert view.arrive(MODEL, {}, 11.0).kind == COLD  # unloaded
+    view = warm_view(4)
+    view.observe_ps([{"name": MODEL, "details": {"format": "safetensors"}}, {"name": OTHER, "details": {"family": "qwen3vl"}}, {"model": 3}])
+    assert view.model(MODEL).slots(4) == 1 and view.model(OTHER).slots(4) == 1
+    assert view.arrive(OTHER, {}, 0.0).kind == UNKNOWN  # resident, but not seen loaded: its runner options are not known
+    view.observe_ps([{"name": MODEL, "details": {"format": "gguf", "family": "llama"}}])
+    assert view.model(MODEL).slots(4) == 4
+
+
+def test_a_failed_load_is_forgotten_with_its_name_and_a_failed_request_beside_a_load_is_not():
+    view = warm_view(1)
+    other = view.arrive(OTHER, {}, 0.0)
+    beside = view.arrive(OTHER, {}, 0.1)
+    view.end(other, 0.5, False, None)  # the load may not have happened: what is loaded is not known
+    assert view.model(OTHER).resident is None and view.arrive(OTHER, {}, 0.6).kind == UNKNOWN
+    view.end(beside, 0.7, False, None)
+    assert view.arrive(MODEL, {}, 1.0).kind == WARM
+    view = SchedulerView()
+    view.observe_ps([])
+    ghost = view.arrive("no-such-model", {}, 0.0)
+    view.end(ghost, 0.1, False, None)
+    assert "no-such-model" not in view._models and view.arrive("no-such-model", {}, 0.2).kind == COLD
+
+
+def test_context_fill_is_the_share_used_or_unknown():
+    assert context_fill(1000, 24, 4096) == 0.25
+    assert context_fill(4096, None, 4096) == 1.0
+    assert context_fill(None, 10, 4096) is None and context_fill(10, 10, None) is None and context_fill(10, 10, 0) is None
+
+
+# Untimed answers (OpenAI, Anthropic): the waits the others' reports tell -----------------------------------------
+
+
+def test_an_untimed_request_that_joined_a_load_waited_for_its_hand_over_then_for_the_slot():
+    view = SchedulerView(num_parallel=1)
+    view.observe_ps([])
+    a = view.arrive(MODEL, {}, 0.0)
+    j = view.arrive(MODEL, {}, 0.4, timed=False)
+    view.end(a, 1.2, True, 1.0)
+    view.end(j, 1.5, True, None)
+    assert settled(view, j, None, answered_at=1.3) == [Decomposition(pytest.approx(0.6), 0.0, 0.0, pytest.approx(0.2), behind=((MODEL, pytest.approx(0.6)),))]
+    assert settled(view, j, None) == [Decomposition()]  # no answer time: nothing is told
+
+
+def test_an_untimed_load_behind_another_waits_for_it_and_its_own_load_is_not_told_apart():
+    view = SchedulerView()
+    view.observe_ps([])
+    a = view.arrive(MODEL, {}, 0.0)
+    b = view.arrive(OTHER, {}, 0.2, timed=False)
+    view.end(a, 1.2, True, 1.0)
+    view.end(b, 2.0, True, None)
+    assert settled(view, b, None, answered_at=1.8) == [Decomposition(pytest.approx(0.8), 0.0, None, 0.0, load_reason=COLD, behind=((MODEL, pytest.approx(0.8)),))]
+    assert settled(view, b, None, answered_at=0.9) == [Decomposition(pytest.approx(0.7), 0.0, None, 0.0, load_reason=COLD, behind=((MODEL, pytest.approx(0.7)),))]
+
+
+def test_behind_a_request_that_ended_without_a_load_duration_the_split_is_unknown():
+    view = SchedulerView()
+    view.observe_ps([])
+    a = view.arrive(MODEL, {}, 0.0)
+    b = view.arrive(OTHER, {}, 0.2, timed=False)
+    view.end(a, 1.2, False, None)  # failed before reporting
+    view.end(b, 2.0, True, None)
+    assert settled(view, b, None, answered_at=1.8) == [Decomposition(load_reason=COLD)]
+    assert settled(view, b, timed(1.5)) == [Decomposition(slot_s=0.0, unknown_s=1.5, load_reason=UNKNOWN)]
+
+
+def test_an_untimed_reload_drains_then_loads():
+    view = warm_view(1)
+    running = view.arrive(MODEL, {}, 0.0, timed=False)
+    reload = view.arrive(MODEL, {"num_ctx": 8192}, 1.0, timed=False)
+    view.end(running, 2.0, True, None)
+    view.end(reload, 4.0, True, None)
+    assert settled(view, reload, None, answered_at=3.5) == [
+        Decomposition(0.0, pytest.approx(1.0), None, 0.0, load_reason=RELOAD, reload_cause="num_ctx 4096 -> 8192")]
+
+
+def test_requests_left_on_a_replaced_runner_reload_the_old_options_back_behind_the_reload():
+    """Two requests with the old options reached Ollama after the reload had drained the runner: the first reloads
+    them back (draining the new runner), the second joins it (server/sched.go processPending)."""
+    view = warm_view(1)
+    reload = view.arrive(MODEL, {"num_ctx": 8192}, 1.0, timed=False)
+    late1 = view.arrive(MODEL, {}, 1.1, timed=False)
+    late2 = view.arrive(MODEL, {}, 1.2, timed=False)
+    assert late1.kind == late2.kind == WARM  # what the proxy saw at arrival: the old runner still there
+    view.responded(reload, 2.0)
+    first, second = view._arrivals[late1.serial], view._arrivals[late2.serial]
+    assert (first.kind, first.cause, first.ahead, first.company) == (RELOAD, "num_ctx 8192 -> 4096", (reload.serial,), ())
+    assert (second.kind, second.loader, second.ahead, second.company) == (JOINED, late1.serial, (reload.serial, late1.serial), (late1.serial,))
+    assert set(first.drains) == {reload.serial}
+    view.end(reload, 2.5, True, None)
+    view.end(late1, 4.0, True, None)
+    view.end(late2, 4.2, True, None)
+    assert settled(view, late1, None, answered_at=3.5) == [
+        Decomposition(pytest.approx(0.9), pytest.approx(0.5), None, 0.0, load_reason=RELOAD, reload_cause="num_ctx 8192 -> 4096",
+                      behind=((MODEL, pytest.approx(0.9)),))]
+    assert view.arrive(MODEL, {}, 5.0).kind == WARM and view.arrive(MODEL, {"num_ctx": 8192}, 5.1).kind == RELOAD
