@@ -38,6 +38,9 @@ CASES = {
     "responses whole tools": ("/v1/responses", {"model": MODEL, "input": "why", "tools": TOOLS_OPENAI}, "completed", True, True),
     "messages stream": ("/v1/messages", {"model": MODEL, "max_tokens": 256, "messages": USER, "stream": True}, "end_turn", True, True),
     "messages whole tools": ("/v1/messages", {"model": MODEL, "max_tokens": 256, "messages": USER, "tools": TOOLS_ANTHROPIC}, "tool_use", True, True),
+    # answers longer than the tail (TAIL_BYTES): the report is found in the last bytes, cut mid-event
+    "chat stream long": ("/api/chat", {"model": MODEL, "messages": USER, "options": {"num_predict": 900}}, "length", True, True),
+    "openai chat stream usage long": ("/v1/chat/completions", {"model": MODEL, "messages": USER, "stream": True, "max_tokens": 900, "stream_options": {"include_usage": True}}, "length", True, True),
     "embed": ("/api/embed", {"model": MODEL, "input": "why"}, None, True, False),
     "openai embeddings": ("/v1/embeddings", {"model": MODEL, "input": "why"}, None, True, False),
 }
@@ -65,6 +68,7 @@ def test_the_report_is_the_fakes_account_whatever_the_chunk_boundaries(name):
             watcher.feed(answer.content[start:start + size])
         reports.append(watcher.report())
     assert reports[0] == reports[1] == reports[2], reports
+    assert ("long" in name) == (len(answer.content) > 2 * TAIL_BYTES), len(answer.content)
     report = reports[0]
     assert report.error is None and report.finish_reason == finish, report
     assert report.input_tokens == (prompted if input_known else None), (report, prompted)
