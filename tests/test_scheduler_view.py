@@ -1,13 +1,17 @@
 """The proxy's scheduler view on its own (otel_proxy/scheduling.py), where timings can be set exactly.
 
-Each case is a sequence of arrivals and ends that Ollama's FIFO slot semaphore (llm/llama_server.go)
-allows, and the slot wait it implies for an answer that carries no durations (OpenAI, Anthropic)."""
+Each case is a sequence of arrivals, answers, ends and /api/ps reads that Ollama's scheduler allows
+(server/sched.go: one pending queue for all models, reloads drain; llm/llama_server.go: the FIFO slot
+semaphore), and the account docs/metrics.md gives for it: the kind at arrival, and the pending wait,
+drain, load and slot wait, from Ollama's durations or, for answers without them (OpenAI, Anthropic),
+from the others' reports and ends. `make mutation` runs these on scheduling.py (docs/testing.md)."""
 
 from __future__ import annotations
 
 import pytest
 
-from otel_proxy.scheduling import COLD, WARM, SchedulerView
+from otel_proxy.ollama import Report
+from otel_proxy.scheduling import COLD, JOINED, RELOAD, UNKNOWN, WARM, Decomposition, SchedulerView, context_fill
 
 MODEL = "llama3.2:3b"
 
@@ -70,9 +74,6 @@ def test_no_wait_when_a_slot_was_free_and_none_when_all_ahead_still_run_beside_i
 
 
 # Timed answers (the native API's durations), set exactly: each rule of docs/metrics.md "Where the time went" -----
-
-from otel_proxy.ollama import Report  # noqa: E402
-from otel_proxy.scheduling import JOINED, RELOAD, UNKNOWN, Decomposition, context_fill  # noqa: E402
 
 OTHER = "qwen3:8b"
 
