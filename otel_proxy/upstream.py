@@ -51,7 +51,8 @@ class _Response:
             self.unsolicited = True
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        if not self.complete:
+        # After the head, llhttp reports a chunked body's trailer fields here too: httpcore drops them, and so does this.
+        if not self.headers_done:
             self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
