@@ -6,6 +6,7 @@ import asyncio
 import json
 import re
 import subprocess
+import threading
 import time
 from collections import Counter
 
@@ -14,7 +15,9 @@ import openai
 import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
+from otel_proxy.instruments import TIME_TO_FIRST_TOKEN_BUCKETS
 from tests.harness import ROOT, monitored_ollama, require_tool
+from tests.test_e2e import bucket_around, interpolate, sample_fake_tokens
 from ui import grafana, queries
 from ui.queries import Filters, Prometheus
 
@@ -136,3 +139,81 @@ def test_the_tables_show_what_the_clients_sent_and_the_fake_loaded(fleet):
     resident = {entry["name"]: entry["size_vram"] for entry in httpx.get(fake.url + "/api/ps").json()["models"]}
     vram = {row["model"]: value for row, value in client.vector(substituted(by_title["Loaded models"][0]["expr"]))}
     assert vram == {name: float(size) for name, size in resident.items()} and vram, (vram, resident)
+
+
+def traffic(proxy_url: str, stop: threading.Event, ends: list[tuple[float, bool, float | None]]) -> None:
+    """Streamed requests one after another until ``stop``: four in five on /api/generate (the first token at
+    once), one in five on /v1/messages (its first token after the fake's first_delta_delay); each recorded as
+    (end, answered 200, time to its first token by the client's clock)."""
+    with httpx.Client(timeout=30) as client:
+        number = 0
+        while not stop.is_set():
+            number += 1
+            slow = number % 5 == 0
+            path, body = ("/v1/messages", {"model": "llama3.2:1b", "max_tokens": 4, "stream": True, "messages": [{"role": "user", "content": "hi"}]}) if slow \
+                else ("/api/generate", {"model": "llama3.2:1b", "prompt": "hi", "options": {"num_predict": 4}})
+            started, first = time.perf_counter(), None
+            with client.stream("POST", proxy_url + path, json=body) as answer:
+                for line in answer.iter_lines():
+                    output = line == "event: content_block_delta" if slow else line.startswith("{") and bool(json.loads(line).get("response"))
+                    if first is None and output:
+                        first = time.perf_counter() - started
+            ends.append((time.time(), answer.status_code == 200, first))
+
+
+def failures(proxy_url: str, stop: threading.Event, ends: list[tuple[float, bool, float | None]]) -> None:
+    """A request for a model Ollama does not have (404) every 0.3 s."""
+    with httpx.Client(timeout=30) as client:
+        while not stop.is_set():
+            answer = client.post(proxy_url + "/api/generate", json={"model": "no-such-model", "prompt": "hi", "stream": False})
+            ends.append((time.time(), answer.status_code == 200, None))
+            time.sleep(0.3)
+
+
+def test_the_stat_panels_show_the_fakes_truth(fleet):
+    """The stat panels as Grafana would query them (every picker on All, a 10 s rate interval) at one instant in
+    steady traffic, against what the clients and the fake counted in those 10 s: requests and their outcomes by
+    the clients' own records, tokens by the fake's count, the time to first token p95 by the clients' clock
+    (a fifth of them slow, so a median would land in another bucket), memory by a reading of the test's own."""
+    import psutil
+
+    fake, proxy, prom = fleet
+    httpx.post(fake.url + "/fake/configure", json={"first_delta_delay": 0.4}, timeout=10)
+    httpx.post(proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "warm", "stream": False}, timeout=30)
+    ends: list[tuple[float, bool, float | None]] = []
+    samples: list[tuple[float, int]] = []
+    stop = threading.Event()
+    threads = [threading.Thread(target=target, args=args) for target, args in (
+        (traffic, (proxy.url, stop, ends)), (failures, (proxy.url, stop, ends)), (sample_fake_tokens, (fake, stop, samples)))]
+    try:
+        for thread in threads:
+            thread.start()
+        time.sleep(16)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+        httpx.post(fake.url + "/fake/configure", json={"first_delta_delay": 0.0}, timeout=10)
+    at = time.time() - 2.5  # inside the traffic, and scraped by now (1 s scrapes)
+    time.sleep(1.5)
+    client = Prometheus(prom.url)
+    panels = {panel["title"]: substituted(panel["targets"][0]["expr"]).replace("[1m]", "[10s]") for panel in grafana.dashboard()["panels"] if panel["type"] == "stat"}
+    window = [(ok, first) for end, ok, first in ends if at - 10 < end <= at]
+    assert len(window) > 40, len(window)
+
+    assert client.scalar(panels["Requests/s"], at) == pytest.approx(len(window) / 10, rel=0.15)
+    answered = sum(ok for ok, _ in window)
+    assert 0.6 < answered / len(window) < 0.95  # both kinds of answer in the window
+    assert client.scalar(panels["Success rate"], at) == pytest.approx(answered / len(window), abs=0.05)
+    tokens = (interpolate(samples, at) - interpolate(samples, at - 10)) / 10
+    assert tokens > 0 and client.scalar(panels["Tokens/s"], at) == pytest.approx(tokens, rel=0.1)
+
+    firsts = sorted(first for ok, first in window if first is not None)
+    client_p95 = firsts[min(len(firsts) - 1, int(0.95 * (len(firsts) - 1) + 0.5))]
+    assert client_p95 > 0.35 and firsts[len(firsts) // 2] < 0.1, firsts  # the slow fifth, and a fast median
+    low, high = bucket_around(client_p95 * 0.95, TIME_TO_FIRST_TOKEN_BUCKETS)[0], bucket_around(client_p95, TIME_TO_FIRST_TOKEN_BUCKETS)[1]
+    assert low * 0.9 <= client.scalar(panels["Time to first token p95"], at) <= high * 1.1, (client_p95, low, high)
+
+    assert client.scalar(panels["Memory used"]) == pytest.approx(psutil.virtual_memory().used, rel=0.1)
+    for title in ("GPU", "Power", "Temperature"):  # no GPU, power or temperature source on this host: no data
+        assert client.scalar(panels[title]) is None, title
