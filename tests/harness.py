@@ -144,15 +144,17 @@ def hw_collector(ollama: str, *extra: str, env: dict[str, str] | None = None) ->
 
 
 @contextmanager
-def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s") -> Iterator[Server]:
-    """A real Prometheus scraping ``targets`` (job name → host:port list), data in a temporary directory."""
+def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s", rules: Path | None = None, alertmanagers: Sequence[str] = ()) -> Iterator[Server]:
+    """A real Prometheus scraping ``targets`` (job name → host:port list), data in a temporary directory; its
+    rules are alerts.yml unless ``rules`` names others, its alerts go to ``alertmanagers`` (host:port)."""
+    from ollama_otel_stack.stack.defaults import ALERT_RULES
     from ollama_otel_stack.stack.prometheus import local_config
 
     binary = require_tool("prometheus")
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         config = Path(directory) / "prometheus.yml"
-        config.write_text(local_config(targets, scrape_interval))
+        config.write_text(local_config(targets, scrape_interval, rules or ALERT_RULES, alertmanagers))
         args = [binary, f"--config.file={config}", f"--storage.tsdb.path={directory}/data", f"--web.listen-address=127.0.0.1:{port}"]
         with run_server(args, port, "/-/ready") as server:
             # Prometheus applies discovered targets every 5 s: wait until each has been scraped once.
@@ -163,6 +165,22 @@ def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s") -> It
                     break
                 assert time.monotonic() < deadline, f"Prometheus did not scrape its targets: {active}"
                 time.sleep(0.2)
+            yield server
+
+
+@contextmanager
+def alertmanager(webhook: str, group_wait: str = "1s") -> Iterator[Server]:
+    """A real Alertmanager (Debian's prometheus-alertmanager, or alertmanager) with the project's alertmanager.yml,
+    its webhook receiver posting to ``webhook``; clustering off, data in a temporary directory."""
+    from ollama_otel_stack.stack.prometheus import alertmanager_config
+
+    binary = shutil.which("alertmanager") or require_tool("prometheus-alertmanager")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        config = Path(directory) / "alertmanager.yml"
+        config.write_text(alertmanager_config(webhook, group_wait))
+        args = [binary, f"--config.file={config}", f"--storage.path={directory}/data", f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+        with run_server(args, port, "/-/ready") as server:
             yield server
 
 

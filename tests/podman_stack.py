@@ -3,7 +3,7 @@
 No container registry is reachable here, so the images compose.yaml names are made locally:
 a Debian base from ``debootstrap --variant=minbase`` (with this machine's CA bundle and pip's
 certificate setting, so builds reach the package registries the way the host does), the
-project's own image from its Dockerfile on that base, and Prometheus from Debian's package.
+project's own image from its Dockerfile on that base, and Prometheus and Alertmanager from Debian's packages.
 Each is cached by a hash of its recipe and rebuilt when the recipe changes. Podman 4.3
 without systemd never runs health checks by itself, so this harness starts the services in
 compose's order and runs ``podman healthcheck run`` until each is healthy before its
@@ -28,8 +28,8 @@ from tests.harness import ROOT
 PROJECT = "ollama-monitoring-test"
 FILES = ["-f", str(ROOT / "compose.yaml"), "-f", str(ROOT / "tests" / "compose.test.yaml")]
 # compose.yaml's services in the order their health and dependencies ask for (grafana's image cannot be made here).
-ORDER = ("ollama", "otel-collector", "jaeger", "otel-proxy", "hw-collector", "prometheus", "ui")
-HEALTHCHECKED = {"ollama", "otel-proxy", "hw-collector", "prometheus", "ui"}
+ORDER = ("ollama", "otel-collector", "jaeger", "otel-proxy", "hw-collector", "alertmanager", "prometheus", "ui")
+HEALTHCHECKED = {"ollama", "otel-proxy", "hw-collector", "alertmanager", "prometheus", "ui"}
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile={nofile}:{nofile}", "nproc=16384:16384"]
@@ -97,12 +97,13 @@ def base_image(env: dict[str, str]) -> str:
 
 
 def build_images(env: dict[str, str]) -> None:
-    """The app image compose.yaml names, from the Dockerfile; Prometheus from Debian's package. Layer caches keep rebuilds short."""
+    """The app image compose.yaml names, from the Dockerfile; Prometheus and Alertmanager from Debian's packages. Layer caches keep rebuilds short."""
     base = base_image(env)
     _run(["podman", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", "ollama-monitoring-app:0.1.0",
           "-t", "localhost/ollama-monitoring-app:0.1.0", str(ROOT)], env, timeout=900)
-    _run(["podman", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", "localhost/ollama-monitoring-prometheus:test",
-          "-f", str(ROOT / "tests" / "containers" / "prometheus.Containerfile"), str(ROOT / "tests" / "containers")], env, timeout=900)
+    for name in ("prometheus", "alertmanager"):
+        _run(["podman", "build", "--quiet", "--build-arg", f"BASE_IMAGE={base}", "-t", f"localhost/ollama-monitoring-{name}:test",
+              "-f", str(ROOT / "tests" / "containers" / f"{name}.Containerfile"), str(ROOT / "tests" / "containers")], env, timeout=900)
 
 
 def compose(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:

@@ -69,6 +69,11 @@ def test_compose_up_serves_traffic_and_every_number_lands_where_it_should():
         assert query('sum(http_server_request_duration_seconds_count{http_route="/api/generate"})') == sent == truth["requests"]["/api/generate"]
         assert query("sum(ollama_generated_tokens_total)") == truth["generated_tokens"] == 12 * sent
         assert httpx.get(UI + "/_stcore/health").text == "ok"
+        managers = httpx.get(PROMETHEUS + "/api/v1/alertmanagers").json()["data"]["activeAlertmanagers"]
+        assert [m["url"] for m in managers] == ["http://alertmanager:9093/api/v2/alerts"], managers  # the alerts that fire go there
+        assert httpx.get("http://127.0.0.1:9093/-/ready").status_code == 200
+        flags = httpx.get(PROMETHEUS + "/api/v1/status/flags").json()["data"]  # compose.yaml's history: 90 days, 10 GB at most
+        assert (flags["storage.tsdb.retention.time"], flags["storage.tsdb.retention.size"]) == ("90d", "10GiB"), flags  # 10GB in its units: powers of 2
         assert card != fmt.NO_DATA and card.endswith("tok/s") and float(card.split()[0].replace(",", "")) > 0, card
         received = httpx.get(OTLP + "/sink/received").json()["spans"]
         assert {"otel-proxy"} <= {span["service"] for span in received}

@@ -87,7 +87,7 @@ def test_make_up_and_the_image_install_the_lock():
 
 def test_the_stack_runs_from_an_installed_wheel_outside_any_checkout(tmp_path, fake):
     """pipx's way: the wheel in a fresh venv (the locked dependencies, then the wheel), run from a directory
-    that is no checkout; `ollama-stack up` starts the four parts, `status` lists them, `down` stops them."""
+    that is no checkout; `ollama-stack up` starts the five parts, `status` lists them, `down` stops them."""
     from tests.harness import free_port, require_tool
 
     require_tool("prometheus")
@@ -109,13 +109,14 @@ def test_the_stack_runs_from_an_installed_wheel_outside_any_checkout(tmp_path, f
     assert str(venv) in found.stdout and str(ROOT) not in found.stdout, found.stdout + found.stderr
 
     stack = str(venv / "bin" / "ollama-stack")
-    ports = {flag: free_port() for flag in ("--proxy-port", "--collector-port", "--prometheus-port", "--ui-port")}
+    ports = {flag: free_port() for flag in ("--proxy-port", "--collector-port", "--prometheus-port", "--alertmanager-port", "--ui-port")}
     flags = ["--state-dir", str(tmp_path / "state"), "--upstream", fake.url, *(str(part) for item in ports.items() for part in item)]
     env = {key: value for key, value in os.environ.items() if not key.startswith(("VIRTUAL_ENV", "PYTHONPATH", "STACK_RUN_DIR"))}
     up = subprocess.Popen([stack, "up", *flags], cwd=where, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         health = {"otel-proxy": f"http://127.0.0.1:{ports['--proxy-port']}/-/healthy", "hw-collector": f"http://127.0.0.1:{ports['--collector-port']}/-/healthy",
-                  "prometheus": f"http://127.0.0.1:{ports['--prometheus-port']}/-/ready", "ui": f"http://127.0.0.1:{ports['--ui-port']}/_stcore/health"}
+                  "prometheus": f"http://127.0.0.1:{ports['--prometheus-port']}/-/ready", "ui": f"http://127.0.0.1:{ports['--ui-port']}/_stcore/health",
+                  "alertmanager": f"http://127.0.0.1:{ports['--alertmanager-port']}/-/ready"}  # with the wheel's alertmanager.yml
         deadline = time.monotonic() + 120
         answered: dict[str, int] = {}
         while len(answered) < len(health):
@@ -131,7 +132,7 @@ def test_the_stack_runs_from_an_installed_wheel_outside_any_checkout(tmp_path, f
         shown = subprocess.run([stack, "status", "--state-dir", str(tmp_path / "state")], cwd=where, env=env, capture_output=True, text=True, timeout=30)
         assert shown.returncode == 0, shown.stdout + shown.stderr
         rows = [line.split() for line in shown.stdout.splitlines()[1:]]
-        assert {row[0]: row[1] for row in rows} == {"otel-proxy": "running", "hw-collector": "running", "prometheus": "running", "ui": "running"}, shown.stdout
+        assert {row[0]: row[1] for row in rows} == {"otel-proxy": "running", "hw-collector": "running", "prometheus": "running", "alertmanager": "running", "ui": "running"}, shown.stdout
         assert {row[-1] for row in rows} == {f"http://127.0.0.1:{port}" for port in ports.values()}, shown.stdout
         pids = [int(row[3]) for row in rows]
         dashboard = psutil.Process({row[0]: int(row[3]) for row in rows}["ui"]).cmdline()  # the shipped .streamlit/config.toml, as flags

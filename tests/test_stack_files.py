@@ -20,7 +20,7 @@ from tests.harness import PYTHON, ROOT, free_port, require_tool
 # clone on its own uses the copy taken from there into tests/data.
 SCHEMA = next(path for path in (ROOT.parent / "shared" / "schemas" / "compose-spec.json", ROOT / "tests" / "data" / "compose-spec.json") if path.exists())
 COMPOSE_FILES = ("compose.yaml", "compose.nvidia.yaml", "compose.mac.yaml")
-REQUIRED_SERVICES = {"ollama", "otel-proxy", "hw-collector", "otel-collector", "prometheus", "jaeger", "ui", "grafana"}
+REQUIRED_SERVICES = {"ollama", "otel-proxy", "hw-collector", "otel-collector", "prometheus", "alertmanager", "jaeger", "ui", "grafana"}
 # Collector components that no longer exist (logging: v0.111, jaeger: v0.85) or are deprecated aliases (v0.144).
 REMOVED_COMPONENTS = {"logging", "jaeger", "jaeger_thrift", "otlphttp"}
 DEPRECATED_EXPORTERS = {"otlp"}
@@ -44,7 +44,7 @@ def test_compose_services_are_pinned_healthy_and_local():
         assert re.fullmatch(r"[\w./-]+:[\w.-]+", image) and not image.endswith(":latest"), f"{name}: {image} is not pinned"
         for port in service.get("ports", []):
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond this machine"
-    for name in ("ollama", "otel-proxy", "hw-collector", "prometheus", "ui"):
+    for name in ("ollama", "otel-proxy", "hw-collector", "prometheus", "alertmanager", "ui"):
         assert services[name]["healthcheck"]["test"], f"{name} has no health check"
     assert services["ui"]["command"][:3] == ["streamlit", "run", "ui"]
     assert "3001" in services["ui"]["command"]
@@ -83,8 +83,27 @@ def test_prometheus_scrapes_both_services_every_five_seconds():
     jobs = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]] for job in config["scrape_configs"]}
     assert jobs == {"otel-proxy": ["otel-proxy:8001"], "hw-collector": ["hw-collector:8002"]}
     assert config["rule_files"] == ["alerts.yml"]
+    assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]}
     check = subprocess.run([require_tool("promtool"), "check", "config", "prometheus.yml"], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_alertmanager_config_passes_amtool_and_its_webhook_is_the_route(tmp_path):
+    """alertmanager.yml as shipped, and as `make up` rewrites it with a webhook and with none, pass amtool."""
+    from ollama_otel_stack.stack.prometheus import alertmanager_config
+
+    amtool = require_tool("amtool")
+    config = load("alertmanager.yml")
+    (receiver,) = config["receivers"]
+    assert config["route"]["receiver"] == receiver["name"] == "webhook" and receiver["webhook_configs"][0]["send_resolved"] is True
+    assert yaml.safe_load(alertmanager_config("http://example.test/hook"))["receivers"][0]["webhook_configs"][0]["url"] == "http://example.test/hook"
+    assert yaml.safe_load(alertmanager_config(None))["receivers"] == [{"name": "webhook"}]
+    for name, text in (("shipped.yml", (ROOT / "alertmanager.yml").read_text()), ("hook.yml", alertmanager_config("http://example.test/hook")),
+                       ("none.yml", alertmanager_config(None))):
+        path = tmp_path / name
+        path.write_text(text)
+        check = subprocess.run([amtool, "check-config", str(path)], capture_output=True, text=True)
+        assert check.returncode == 0 and "SUCCESS" in check.stdout, check.stdout + check.stderr
 
 
 def test_alert_rules_pass_promtool_and_their_unit_tests():
@@ -142,7 +161,7 @@ def test_collector_pipelines_reference_only_defined_current_components():
 
 def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl_c(tmp_path):
     require_tool("prometheus")
-    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "UI_PORT")}
+    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "UI_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": f"http://127.0.0.1:{free_port()}", "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path)}
     up = subprocess.Popen([PYTHON, "-m", "ollama_otel_stack.stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
@@ -151,10 +170,12 @@ def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl
         while not any("The stack is up" in line for line in lines):
             assert up.poll() is None and time.monotonic() < deadline, "".join(lines)
             lines.append(up.stdout.readline())
-        for _ in range(5):
+        for _ in range(6):
             lines.append(up.stdout.readline())
         output = "".join(lines)
         assert "Ollama is not reachable" in output
+        assert "alerts reach no one yet: --alert-webhook URL" in output  # no webhook given: said, not hidden
+        assert httpx.get(f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}/-/ready").status_code == 200
         for port in ports.values():
             assert f"http://127.0.0.1:{port}" in output
         assert httpx.get(f"http://127.0.0.1:{ports['OTEL_PROXY_PORT']}/-/healthy").status_code == 200
@@ -166,7 +187,7 @@ def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl
                 break
             time.sleep(0.3)
         assert {(t["labels"]["job"], t["health"]) for t in targets} == {("otel-proxy", "up"), ("hw-collector", "up")}
-        assert set(json.loads((tmp_path / "state.json").read_text())["parts"]) == {"otel-proxy", "hw-collector", "prometheus", "ui"}
+        assert set(json.loads((tmp_path / "state.json").read_text())["parts"]) == {"otel-proxy", "hw-collector", "prometheus", "alertmanager", "ui"}
     finally:
         up.send_signal(signal.SIGINT)
         up.wait(timeout=30)
@@ -178,7 +199,7 @@ def test_make_up_starts_everything_says_when_ollama_is_missing_and_stops_on_ctrl
 
 
 def test_make_down_stops_a_background_run(tmp_path):
-    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "UI_PORT")}
+    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "UI_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": f"http://127.0.0.1:{free_port()}",
            "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path)}
     up = subprocess.Popen([PYTHON, "-m", "ollama_otel_stack.stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -187,7 +208,7 @@ def test_make_down_stops_a_background_run(tmp_path):
         while "The stack is up" not in up.stdout.readline():
             assert up.poll() is None and time.monotonic() < deadline
         children = [part["pid"] for part in json.loads((tmp_path / "state.json").read_text())["parts"].values()]
-        assert len(children) == 4 and all(isinstance(pid, int) for pid in children)
+        assert len(children) == 5 and all(isinstance(pid, int) for pid in children)
         down = subprocess.run([PYTHON, "-m", "ollama_otel_stack.stack", "down"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
         assert down.returncode == 0 and "stopped" in down.stdout
         up.wait(timeout=30)

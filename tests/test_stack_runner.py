@@ -16,7 +16,9 @@ import psutil
 from ollama_otel_stack.stack.supervisor import PartSpec, RestartPolicy, Supervisor
 from tests.harness import PYTHON, ROOT, configure_fake, free_port, require_tool
 
-PART_OF = {"otel_proxy": "otel-proxy", "hw_collector": "hw-collector", "prometheus": "prometheus", "streamlit": "ui"}
+# what a part's command line runs (the executable, or Python's module) -> the part
+PART_OF = {"otel_proxy": "otel-proxy", "hw_collector": "hw-collector", "prometheus": "prometheus", "prometheus-alertmanager": "alertmanager",
+           "alertmanager": "alertmanager", "streamlit": "ui"}
 
 
 def parts_of(up: subprocess.Popen[str]) -> dict[str, int]:
@@ -24,24 +26,43 @@ def parts_of(up: subprocess.Popen[str]) -> dict[str, int]:
     found = {}
     for child in psutil.Process(up.pid).children():
         try:
-            command = " ".join(child.cmdline())
+            command = child.cmdline()
+            if child.status() == psutil.STATUS_ZOMBIE:
+                continue
         except psutil.NoSuchProcess:
             continue
-        for marker, name in PART_OF.items():
-            if marker in command and child.status() != psutil.STATUS_ZOMBIE:
-                found[name] = child.pid
+        runs = command[2] if len(command) > 2 and command[1] == "-m" else Path(command[0]).name
+        if runs in PART_OF:
+            found[PART_OF[runs]] = child.pid
     return found
+
+
+def sample_of_the_proxy(prometheus_url: str) -> float:
+    """The time of a stored ``up`` sample of the proxy's job (waiting for the first scrape)."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            found = httpx.get(prometheus_url + "/api/v1/query", params={"query": 'up{job="otel-proxy"} == 1'}, timeout=2).json()["data"]["result"]
+        except httpx.HTTPError:
+            found = []
+        if found:
+            return found[0]["value"][0]
+        assert time.monotonic() < deadline, "Prometheus never scraped the proxy"
+        time.sleep(0.5)
 
 
 def test_killing_any_part_never_interrupts_the_proxy_and_the_part_comes_back(fake, tmp_path):
     require_tool("prometheus")
     configure_fake(fake, token_delay=0.01, answer_delay=0)
-    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "UI_PORT")}
-    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": fake.url, "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path)}
+    ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "UI_PORT")}
+    env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": fake.url, "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path),
+           "PROMETHEUS_RETENTION": "30d"}  # the size bound left at its default
+    prometheus_url = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
     health = {
         "otel-proxy": f"http://127.0.0.1:{ports['OTEL_PROXY_PORT']}/-/healthy",
         "hw-collector": f"http://127.0.0.1:{ports['HW_COLLECTOR_PORT']}/-/healthy",
         "prometheus": f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}/-/ready",
+        "alertmanager": f"http://127.0.0.1:{ports['ALERTMANAGER_PORT']}/-/ready",
         "ui": f"http://127.0.0.1:{ports['UI_PORT']}/_stcore/health",
     }
     up = subprocess.Popen([PYTHON, "-m", "ollama_otel_stack.stack", "up"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -68,7 +89,8 @@ def test_killing_any_part_never_interrupts_the_proxy_and_the_part_comes_back(fak
             assert up.poll() is None and time.monotonic() < deadline, "".join(output)
             time.sleep(0.2)
         client.start()
-        for name in ("ui", "hw-collector", "prometheus"):
+        seen_at = sample_of_the_proxy(prometheus_url)  # a sample stored before Prometheus and the proxy are killed
+        for name in ("ui", "hw-collector", "alertmanager", "prometheus"):
             before = parts_of(up)
             assert set(before) == set(PART_OF.values()), (before, "".join(output))
             os.kill(before[name], signal.SIGKILL)
@@ -100,8 +122,13 @@ def test_killing_any_part_never_interrupts_the_proxy_and_the_part_comes_back(fak
             assert time.monotonic() < deadline, "".join(output)
             time.sleep(0.2)
         assert up.poll() is None
+        # The history survived both: Prometheus replays its data directory (the state directory's, kept across runs).
+        kept = httpx.get(prometheus_url + "/api/v1/query", params={"query": 'up{job="otel-proxy"}', "time": seen_at}).json()["data"]["result"]
+        assert [sample["value"] for sample in kept] == [[seen_at, "1"]], kept
+        flags = httpx.get(prometheus_url + "/api/v1/status/flags").json()["data"]
+        assert (flags["storage.tsdb.retention.time"], flags["storage.tsdb.retention.size"]) == ("30d", "10GiB"), flags  # Prometheus reads its size units as powers of 2
         text = "".join(output)
-        for name in ("ui", "hw-collector", "prometheus", "otel-proxy"):
+        for name in ("ui", "hw-collector", "alertmanager", "prometheus", "otel-proxy"):
             assert f"{name} exited (code -9); restarting it in 1 s (restart 1 of 5)" in text, text
     finally:
         stop.set()

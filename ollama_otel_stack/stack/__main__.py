@@ -1,5 +1,5 @@
 """``ollama-stack up|status|down`` (in a checkout: ``make up`` / ``make down``): the proxy, the hardware
-collector, Prometheus and the dashboard, kept running (ollama_otel_stack/stack/supervisor.py).
+collector, Prometheus, Alertmanager and the dashboard, kept running (ollama_otel_stack/stack/supervisor.py).
 
 Runs from a checkout or from an installed wheel (``pipx install``, ``uv tool install``), from any
 directory. Ports and Ollama's address are flags, each defaulting to the variable the services read
@@ -25,10 +25,13 @@ import httpx
 
 import ui
 from ollama_otel_stack.stack.defaults import streamlit_flags
-from ollama_otel_stack.stack.prometheus import find_or_install, local_config
+from ollama_otel_stack.stack.binaries import ALERTMANAGER, PROMETHEUS, find_or_install
+from ollama_otel_stack.stack.prometheus import alertmanager_config, local_config
 from ollama_otel_stack.stack.supervisor import PartSpec, Supervisor
 
 APP = "ollama-otel-stack"
+# Prometheus' own defaults are 15 days and no size bound: usage is looked back on for 90 days, and a disk must not fill.
+RETENTION, RETENTION_SIZE = "90d", "10GB"
 
 
 def default_state_dir() -> Path:
@@ -50,6 +53,7 @@ def _urls(ports: dict[str, int]) -> dict[str, str]:
         "otel-proxy": f"http://127.0.0.1:{ports['proxy']}",
         "hw-collector": f"http://127.0.0.1:{ports['collector']}",
         "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
+        "alertmanager": f"http://127.0.0.1:{ports['alertmanager']}",
         "ui": f"http://127.0.0.1:{ports['ui']}",
     }
 
@@ -57,17 +61,23 @@ def _urls(ports: dict[str, int]) -> dict[str, str]:
 def up(args: argparse.Namespace) -> int:
     state: Path = args.state_dir
     ollama = args.upstream
-    ports = {"proxy": args.proxy_port, "collector": args.collector_port, "prometheus": args.prometheus_port, "ui": args.ui_port}
+    ports = {"proxy": args.proxy_port, "collector": args.collector_port, "prometheus": args.prometheus_port, "alertmanager": args.alertmanager_port,
+             "ui": args.ui_port}
     busy = [f"{name} ({port})" for name, port in ports.items() if not _free(port)]
     if busy:
         print(f"ports already in use: {', '.join(busy)}. Stop what holds them (ollama-stack down, or a system Prometheus: "
-              "sudo systemctl stop prometheus) or choose others (--proxy-port, --collector-port, --prometheus-port, --ui-port).")
+              "sudo systemctl stop prometheus) or choose others (--proxy-port, --collector-port, --prometheus-port, --alertmanager-port, --ui-port).")
         return 1
-    prometheus = find_or_install()
+    prometheus, alertmanager = find_or_install(PROMETHEUS), find_or_install(ALERTMANAGER)
     logs = state / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     config = state / "prometheus.yml"
-    config.write_text(local_config({"otel-proxy": [f"127.0.0.1:{ports['proxy']}"], "hw-collector": [f"127.0.0.1:{ports['collector']}"]}))
+    config.write_text(local_config({"otel-proxy": [f"127.0.0.1:{ports['proxy']}"], "hw-collector": [f"127.0.0.1:{ports['collector']}"]},
+                                   alertmanagers=[f"127.0.0.1:{ports['alertmanager']}"]))
+    alerting = args.alertmanager_config
+    if alerting is None:
+        alerting = state / "alertmanager.yml"
+        alerting.write_text(alertmanager_config(args.alert_webhook))
 
     try:
         version = httpx.get(ollama + "/api/version", timeout=2).json().get("version")
@@ -84,7 +94,10 @@ def up(args: argparse.Namespace) -> int:
         PartSpec("otel-proxy", [python, "-m", "otel_proxy", "--port", str(ports["proxy"]), "--upstream", ollama], env, urls["otel-proxy"] + "/-/healthy"),
         PartSpec("hw-collector", [python, "-m", "hw_collector", "--port", str(ports["collector"]), "--ollama", ollama], env, urls["hw-collector"] + "/-/healthy"),
         PartSpec("prometheus", [prometheus, f"--config.file={config}", f"--storage.tsdb.path={state / 'prometheus-data'}",
+                                f"--storage.tsdb.retention.time={args.retention}", f"--storage.tsdb.retention.size={args.retention_size}",
                                 f"--web.listen-address=127.0.0.1:{ports['prometheus']}"], env, urls["prometheus"] + "/-/ready"),
+        PartSpec("alertmanager", [alertmanager, f"--config.file={alerting}", f"--storage.path={state / 'alertmanager-data'}",
+                                  f"--web.listen-address=127.0.0.1:{ports['alertmanager']}", "--cluster.listen-address="], env, urls["alertmanager"] + "/-/ready"),
         PartSpec("ui", [python, "-m", "streamlit", "run", str(dashboard), "--server.port", str(ports["ui"]), "--server.address", "127.0.0.1", *streamlit_flags()],
                  ui_env, urls["ui"] + "/_stcore/health"),
     ]
@@ -96,6 +109,9 @@ def up(args: argparse.Namespace) -> int:
         print(f"  proxy (point clients here)  {urls['otel-proxy']}   metrics: /metrics, requests: /-/requests")
         print(f"  hardware collector          {urls['hw-collector']}/metrics")
         print(f"  Prometheus                  {urls['prometheus']}")
+        print(f"  Alertmanager                {urls['alertmanager']}   " + (
+            f"alerts go to {args.alert_webhook}" if args.alert_webhook else f"receivers from {alerting}" if args.alertmanager_config
+            else "alerts reach no one yet: --alert-webhook URL, or --alertmanager-config FILE (Slack, email, ntfy: alertmanager.yml)"))
         print(f"  dashboard                   {urls['ui']}")
         print(f"logs in {logs}; a part that exits is restarted; Ctrl-C (or ollama-stack down) stops everything.", flush=True)
         supervisor.run()
@@ -176,10 +192,19 @@ def main(argv: list[str] | None = None) -> int:
         ("--proxy-port", "OTEL_PROXY_PORT", 8001, "the proxy's port (clients point here)"),
         ("--collector-port", "HW_COLLECTOR_PORT", 8002, "the hardware collector's port"),
         ("--prometheus-port", "PROMETHEUS_PORT", 9090, "Prometheus' port"),
+        ("--alertmanager-port", "ALERTMANAGER_PORT", 9093, "Alertmanager's port"),
         ("--ui-port", "UI_PORT", 3001, "the dashboard's port"),
     ):
         parser.add_argument(flag, type=int, default=int(os.environ.get(variable) or default), help=f"{what} (${variable}, default %(default)s)")
     parser.add_argument("--upstream", default=os.environ.get("OLLAMA_UPSTREAM", "http://127.0.0.1:11434"), help="Ollama's address ($OLLAMA_UPSTREAM, default %(default)s)")
+    parser.add_argument("--alert-webhook", default=os.environ.get("ALERT_WEBHOOK_URL") or None,
+                        help="where Alertmanager posts the alerts that fire, as JSON ($ALERT_WEBHOOK_URL; default: nowhere, shown on the page only)")
+    parser.add_argument("--alertmanager-config", type=Path, default=os.environ.get("ALERTMANAGER_CONFIG") or None,
+                        help="an alertmanager.yml of your own (Slack, email, ntfy: see the project's alertmanager.yml) instead of --alert-webhook")
+    parser.add_argument("--retention", default=os.environ.get("PROMETHEUS_RETENTION") or RETENTION,
+                        help="how long Prometheus keeps samples, in its duration syntax ($PROMETHEUS_RETENTION, default %(default)s)")
+    parser.add_argument("--retention-size", default=os.environ.get("PROMETHEUS_RETENTION_SIZE") or RETENTION_SIZE,
+                        help="the most disk Prometheus' blocks may take, oldest dropped first ($PROMETHEUS_RETENTION_SIZE, default %(default)s)")
     args = parser.parse_args(argv)
     args.state_dir = args.state_dir.expanduser().absolute()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S", stream=sys.stdout)

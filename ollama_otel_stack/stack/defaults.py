@@ -2,7 +2,7 @@
 
 A wheel installs them under the environment's data directory (pyproject.toml ``data-files``:
 ``<prefix>/share/ollama-otel-stack``): prometheus.yml, alerts.yml and the dashboard's Streamlit
-settings (the checkout's .streamlit/config.toml, as ``streamlit/config.toml``).
+settings (the checkout's .streamlit/config.toml, as ``streamlit/config.toml``), alertmanager.yml.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ def _root() -> Path:
 ROOT = _root()
 PROMETHEUS_CONFIG = ROOT / "prometheus.yml"
 ALERT_RULES = ROOT / "alerts.yml"
+ALERTMANAGER_CONFIG = ROOT / "alertmanager.yml"
 STREAMLIT_CONFIG = ROOT / (".streamlit" if (ROOT / ".streamlit").is_dir() else "streamlit") / "config.toml"
 
 
