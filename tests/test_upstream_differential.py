@@ -124,6 +124,8 @@ async def run_case(kind: str, script: Script, requests: list[Request], *, sock: 
             await script(Conn(reader, writer, seen.received[-1]))
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        finally:
+            writer.close()  # the script is done with it: a client still waiting learns so, and no case hangs
 
     if sock is None:
         server = await asyncio.start_server(accept, "127.0.0.1", 0)
