@@ -326,5 +326,9 @@ class Prometheus:
         futures = {name: self._pool.submit(call) for name, call in calls.items()}
         return {name: future.result() for name, future in futures.items()}
 
+    def alert_rules(self) -> list[dict[str, Any]]:
+        """The alerting rules' groups, each rule with its alerts (state, labels, activeAt) and ``for:`` (duration)."""
+        return self._get("/api/v1/rules", {"type": "alert"})["groups"]
+
     def label_values(self, label: str, metric: str) -> list[str]:
         return sorted(self._get(f"/api/v1/label/{label}/values", {"match[]": metric}))

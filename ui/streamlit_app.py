@@ -16,7 +16,7 @@ import httpx
 import pandas as pd
 import streamlit as st
 
-from ui import format as fmt
+from ui import alerts, format as fmt
 from ui import queries, recent
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
@@ -204,6 +204,11 @@ def energy_per_token(url: str, host: str, model: str, window: str) -> float | No
 
 
 @st.cache_data(ttl=4, show_spinner=False)
+@st.cache_data(ttl=4, show_spinner=False)
+def firing_alerts(url: str, host: str) -> list[alerts.Firing]:
+    return alerts.firing(prometheus(url).alert_rules(), host)
+
+
 def connections(prometheus_url: str, proxy_url: str, ollama_url: str) -> dict[str, str | None]:
     """None when the service answers, else why not."""
     checks = {"Prometheus": prometheus_url + "/-/ready", "proxy": proxy_url + "/-/healthy", "Ollama": ollama_url + "/api/version"}
@@ -264,7 +269,12 @@ def table_section(title: str, table: pd.DataFrame, when_empty: str) -> None:
 @st.fragment(run_every=5)
 def live() -> None:
     now = time.time()
-    # The status line, then how the parts are connected.
+    # What fires (alerts.yml, as Prometheus evaluates it), then the status line, then how the parts are connected.
+    try:
+        for alert in firing_alerts(PROMETHEUS_URL, host):
+            (st.error if alert.severity == "critical" else st.warning)(fmt.plain(alert.line(now)), icon="🚨")
+    except PrometheusError:
+        pass  # said below, once
     try:
         snapshot = status_snapshot(PROMETHEUS_URL, host, model)
         line = STATUS.get(snapshot, OLLAMA_URL)
