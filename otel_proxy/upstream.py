@@ -34,10 +34,11 @@ class _Response:
     never reused, or the next request would get those bytes as its answer.
     """
 
-    __slots__ = ("headers", "body", "headers_done", "complete", "keep_alive", "parser", "interim", "unsolicited")
+    __slots__ = ("headers", "reason", "body", "headers_done", "complete", "keep_alive", "parser", "interim", "unsolicited")
 
     def __init__(self) -> None:
         self.headers: list[tuple[bytes, bytes]] = []
+        self.reason = b""  # the status line's reason phrase, as httpcore hands it on
         self.body: list[bytes] = []
         self.headers_done = False
         self.complete = False
@@ -49,6 +50,10 @@ class _Response:
     def on_message_begin(self) -> None:
         if self.complete:
             self.unsolicited = True
+
+    def on_status(self, reason: bytes) -> None:
+        if not self.headers_done:
+            self.reason = bytes(reason)  # an interim answer's is replaced by the final one's
 
     def on_header(self, name: bytes, value: bytes) -> None:
         # After the head, llhttp reports a chunked body's trailer fields here too: httpcore drops them, and so does this.
@@ -315,7 +320,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             status,
             headers=state.headers,
             stream=stream,
-            extensions={"http_version": b"HTTP/1.1", "reason_phrase": b""},
+            extensions={"http_version": b"HTTP/" + parser.get_http_version().encode(), "reason_phrase": state.reason},
         )
 
     async def _send_request(self, connection: _Connection, request: httpx.Request, write_timeout: float | None) -> None:

@@ -35,6 +35,7 @@ class Upstream:
 
     received: list[bytearray] = field(default_factory=list)
     port: int = 0
+    versions: list[tuple[str, str]] = field(default_factory=list)  # the protocol and reason phrase httpx read from each answer
 
 
 class Conn:
@@ -138,6 +139,7 @@ async def run_case(kind: str, script: Script, requests: list[Request], *, sock: 
         transport = httpx.AsyncHTTPTransport(limits=httpx.Limits(max_keepalive_connections=transport_args.get("max_idle", 256)))
     outcomes: list = []
     messages: list[str] = []
+    versions = seen.versions
     async with server, httpx.AsyncClient(transport=transport, timeout=TIMEOUT) as client:
         for method, path, *rest in requests:
             body = rest[0] if rest else None
@@ -147,6 +149,7 @@ async def run_case(kind: str, script: Script, requests: list[Request], *, sock: 
                 async with client.stream(method, f"http://127.0.0.1:{port}{path}", content=content, headers=headers) as answer:
                     data = b"".join([piece async for piece in answer.aiter_raw()])
                     outcomes.append((answer.status_code, list(answer.headers.raw), data))
+                    versions.append((answer.http_version, answer.reason_phrase))
             except httpx.HTTPError as exc:
                 outcomes.append(type(exc).__name__)
                 messages.append(str(exc))
@@ -157,11 +160,15 @@ async def run_case(kind: str, script: Script, requests: list[Request], *, sock: 
 
 
 def both(script_factory: Callable[[], Script], requests: list[Request], **kwargs) -> tuple[tuple, tuple]:
-    results = []
+    results, versions = [], []
     for kind in TRANSPORTS:
         outcomes, seen, messages = asyncio.run(run_case(kind, script_factory(), requests, **kwargs))
+        assert all(reason for _, reason in seen.versions), seen.versions
         port = b"127.0.0.1:%d" % seen.port
         results.append((outcomes, [bytes(r).replace(port, b"127.0.0.1:PORT") for r in seen.received], messages))
+        versions.append(seen.versions)
+    both_read = min(map(len, versions))  # where the two part on purpose, one reads fewer answers
+    assert versions[0][:both_read] == versions[1][:both_read], versions  # "HTTP/1.0" or "HTTP/1.1", the status line's reason
     return results[0], results[1]
 
 
@@ -184,6 +191,7 @@ SAME = {
     "a body with a length": (lambda: answering(ok(b"took it")), [("POST", "/api/generate", b'{"model":"m","prompt":"hi"}'), ("POST", "/api/chat", b"")], []),
     "an upload in parts, chunked": (lambda: answering(ok(b"took it")), [("POST", "/api/generate", [b'{"model":', b"", b'"m"}'])], []),
     "an upload in parts with a length": (lambda: answering(ok(b"took it")), [("POST", "/api/generate", [b"abc", b"", b"de"], {"Content-Length": "5"})], []),
+    "a header that only says chunked": (lambda: answering(ok(b"took it")), [("POST", "/api/generate", [b"abc", b"de"], {"Content-Length": "5", "X-Note": "chunked"})], []),
     "a long upload": (lambda: answering(ok(b"took it")), [("POST", "/api/create", LONG * 8)], []),
     "closed before any answer": (lambda: answering(then="close"), [GET], ["upstream closed the connection without sending a response"]),
     "closed in the middle of a body": (lambda: answering(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf", then="close"), [GET], ["upstream closed the connection before the response was complete"]),
