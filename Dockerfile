@@ -8,8 +8,8 @@ ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1 PATH=/
 # The locked versions first (their own layer: a code change does not reinstall them), checked against their hashes.
 COPY requirements/runtime.txt requirements/runtime.txt
 RUN python3 -m venv /opt/venv && python3 -m pip install --quiet --require-hashes -r requirements/runtime.txt
-# the wheel's data files (pyproject.toml data-files) come with the sources: prometheus.yml, alerts.yml, .streamlit/
-COPY pyproject.toml README.md prometheus.yml alerts.yml ./
+# the wheel's data files (pyproject.toml data-files) come with the sources: prometheus.yml, alerts.yml, recording.yml, alertmanager.yml, .streamlit/
+COPY pyproject.toml README.md prometheus.yml alerts.yml recording.yml alertmanager.yml ./
 COPY ollama_otel_stack/ ollama_otel_stack/
 COPY otel_proxy/ otel_proxy/
 COPY hw_collector/ hw_collector/

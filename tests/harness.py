@@ -144,17 +144,17 @@ def hw_collector(ollama: str, *extra: str, env: dict[str, str] | None = None) ->
 
 
 @contextmanager
-def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s", rules: Path | None = None, alertmanagers: Sequence[str] = ()) -> Iterator[Server]:
+def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s", rules: Sequence[Path] | None = None, alertmanagers: Sequence[str] = ()) -> Iterator[Server]:
     """A real Prometheus scraping ``targets`` (job name → host:port list), data in a temporary directory; its
-    rules are alerts.yml unless ``rules`` names others, its alerts go to ``alertmanagers`` (host:port)."""
-    from ollama_otel_stack.stack.defaults import ALERT_RULES
+    rules are alerts.yml and recording.yml unless ``rules`` names others, its alerts go to ``alertmanagers`` (host:port)."""
+    from ollama_otel_stack.stack.defaults import ALERT_RULES, RECORDING_RULES
     from ollama_otel_stack.stack.prometheus import local_config
 
     binary = require_tool("prometheus")
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         config = Path(directory) / "prometheus.yml"
-        config.write_text(local_config(targets, scrape_interval, rules or ALERT_RULES, alertmanagers))
+        config.write_text(local_config(targets, scrape_interval, rules or (ALERT_RULES, RECORDING_RULES), alertmanagers))
         args = [binary, f"--config.file={config}", f"--storage.tsdb.path={directory}/data", f"--web.listen-address=127.0.0.1:{port}"]
         with run_server(args, port, "/-/ready") as server:
             # Prometheus applies discovered targets every 5 s: wait until each has been scraped once.

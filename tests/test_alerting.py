@@ -62,7 +62,7 @@ def test_a_rule_that_fires_reaches_the_webhook_through_alertmanager_and_tops_the
         webhook_receiver() as (url, received),
         alertmanager(url) as manager,
         hw_collector(nowhere, "--interval", "1", "--sysfs-root", str(tmp_path)) as collector,
-        prometheus({"hw-collector": [f"127.0.0.1:{collector.port}"]}, rules=rules_without_waiting(tmp_path, RULE),
+        prometheus({"hw-collector": [f"127.0.0.1:{collector.port}"]}, rules=[rules_without_waiting(tmp_path, RULE)],
                    alertmanagers=[f"127.0.0.1:{manager.port}"]) as prom,
     ):
         instance = f"127.0.0.1:{collector.port}"

@@ -82,7 +82,7 @@ def test_prometheus_scrapes_both_services_every_five_seconds():
     assert config["global"]["scrape_interval"] == "5s"
     jobs = {job["job_name"]: [t for c in job["static_configs"] for t in c["targets"]] for job in config["scrape_configs"]}
     assert jobs == {"otel-proxy": ["otel-proxy:8001"], "hw-collector": ["hw-collector:8002"]}
-    assert config["rule_files"] == ["alerts.yml"]
+    assert config["rule_files"] == ["alerts.yml", "recording.yml"]
     assert config["alerting"] == {"alertmanagers": [{"static_configs": [{"targets": ["alertmanager:9093"]}]}]}
     check = subprocess.run([require_tool("promtool"), "check", "config", "prometheus.yml"], cwd=ROOT, capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr

@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import alerts, format as fmt
-from ui import queries, recent
+from ui import queries, recent, usage_view
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
 
@@ -243,6 +243,7 @@ st.set_page_config(page_title="Ollama monitor", layout="wide")
 st.title("Ollama monitor")
 
 with st.sidebar:
+    view = st.radio("View", ["Live", "Usage"], horizontal=True, help="Usage: requests, tokens, energy and cost per day, week or month")
     window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
     try:
         host_options, model_options, client_options = filter_options(PROMETHEUS_URL)
@@ -356,6 +357,10 @@ def live() -> None:
     table_section("Models", model_table(PROMETHEUS_URL, host, model, window), "No model has been used or loaded in this window.")
     table_section("Clients", client_table(PROMETHEUS_URL, host, client, window), "No client has sent a request in this window.")
 
+
+if view == "Usage":
+    usage_view.show(prometheus(PROMETHEUS_URL), host)
+    st.stop()
 
 live()
 

@@ -1,7 +1,7 @@
 """The stack's default files, from the checkout this runs from or from an installed wheel.
 
 A wheel installs them under the environment's data directory (pyproject.toml ``data-files``:
-``<prefix>/share/ollama-otel-stack``): prometheus.yml, alerts.yml and the dashboard's Streamlit
+``<prefix>/share/ollama-otel-stack``): prometheus.yml, alerts.yml, recording.yml and the dashboard's Streamlit
 settings (the checkout's .streamlit/config.toml, as ``streamlit/config.toml``), alertmanager.yml.
 """
 
@@ -22,6 +22,7 @@ def _root() -> Path:
 ROOT = _root()
 PROMETHEUS_CONFIG = ROOT / "prometheus.yml"
 ALERT_RULES = ROOT / "alerts.yml"
+RECORDING_RULES = ROOT / "recording.yml"
 ALERTMANAGER_CONFIG = ROOT / "alertmanager.yml"
 STREAMLIT_CONFIG = ROOT / (".streamlit" if (ROOT / ".streamlit").is_dir() else "streamlit") / "config.toml"
 

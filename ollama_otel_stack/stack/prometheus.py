@@ -7,16 +7,17 @@ from pathlib import Path
 
 import yaml
 
-from ollama_otel_stack.stack.defaults import ALERT_RULES, ALERTMANAGER_CONFIG, PROMETHEUS_CONFIG
+from ollama_otel_stack.stack.defaults import ALERT_RULES, ALERTMANAGER_CONFIG, PROMETHEUS_CONFIG, RECORDING_RULES
 
 
-def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rules: Path = ALERT_RULES, alertmanagers: Sequence[str] = ()) -> str:
+def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rules: Sequence[Path] = (ALERT_RULES, RECORDING_RULES),
+                 alertmanagers: Sequence[str] = ()) -> str:
     """The project's prometheus.yml with its jobs' targets replaced (job name → host:port list; jobs not named
     are left out) and its alerts sent to ``alertmanagers`` (host:port), or to none."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"]["scrape_interval"] = scrape_interval
     config["global"]["evaluation_interval"] = scrape_interval
-    config["rule_files"] = [str(rules)]
+    config["rule_files"] = [str(path) for path in rules]
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
     config["scrape_configs"] = [{**jobs.get(name, {"job_name": name}), "static_configs": [{"targets": addresses}]} for name, addresses in targets.items()]
     if alertmanagers:

@@ -1,0 +1,194 @@
+"""Usage over days, weeks and months, by model or by client: requests, tokens, generation time, energy and cost.
+
+Read from recording.yml's hourly increases, so 90 days cost Prometheus 2,160 points a series. Each record holds
+the last whole clock hour before it was evaluated, and Prometheus evaluates the group at an offset within the hour,
+so a day (UTC) is the sum of the 24 records taken from its 01:00 to the next day's 01:00 (``sum_over_time(...[1d])``
+a moment before that), a week (Monday to Sunday) and a month the sums of their days. Today counts up to its last
+record: the hour before, at most two hours behind.
+
+Energy is what a power source measured on each host (recording.yml: the whole system where a meter reads it, else
+the parts measured). Each row's share of it is its share of that host's generation time that day, and a period's
+``all`` row holds every joule measured, idle time included. With no power source there are no energy columns (no
+data, never zero); cost is there only when a price per kWh is given, in the currency given with it.
+
+    python -m ui.usage --since 30d --csv [--by model|client] [--per day|week|month] [--price-per-kwh 0.30 --currency EUR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import io
+import os
+import re
+import sys
+from collections import defaultdict
+from dataclasses import dataclass
+
+from ui.queries import Prometheus, PrometheusError, _quote
+
+DAY_S = 86400
+RECORDED_BY = 3600 - 0.001  # a day's last hour is recorded within the hour after it (the group's offset), before the next is
+PERIODS = ("day", "week", "month")
+ALL = "all"
+# what each table reads: figure -> recorded series (recording.yml)
+RECORDS = {
+    "model": {
+        "requests": "ollama:requests:increase1h",
+        "input_tokens": "ollama:input_tokens:increase1h",
+        "output_tokens": "ollama:output_tokens:increase1h",
+        "generation_s": "ollama:request_seconds:increase1h",
+    },
+    "client": {
+        "requests": "ollama:client_requests:increase1h",
+        "input_tokens": 'ollama:client_tokens:increase1h{gen_ai_token_type="input"}',
+        "output_tokens": 'ollama:client_tokens:increase1h{gen_ai_token_type="output"}',
+        "generation_s": "ollama:client_request_seconds:increase1h",
+    },
+}
+LABEL = {"model": "gen_ai_request_model", "client": "ollama_client"}
+ENERGY = "ollama:energy_joules:increase1h"
+COUNTS = ("requests", "input_tokens", "output_tokens")
+
+
+@dataclass(frozen=True)
+class Price:
+    per_kwh: float
+    currency: str
+
+
+def _selector(record: str, host: str) -> str:
+    if not host:
+        return record
+    matcher = f'host="{_quote(host)}"'
+    return record[:-1] + f",{matcher}}}" if record.endswith("}") else record + "{" + matcher + "}"
+
+
+def day_ends(days: int, now: float) -> list[float]:
+    """The ends (UTC midnights) of the last ``days`` days, today's the coming midnight."""
+    today = dt.datetime.fromtimestamp(now, dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    return [(today + dt.timedelta(days=offset + 1)).timestamp() for offset in range(-days + 1, 1)]
+
+
+def _period(day_end: float, per: str) -> str:
+    day = dt.datetime.fromtimestamp(day_end - DAY_S, dt.timezone.utc).date()
+    if per == "week":
+        return (day - dt.timedelta(days=day.weekday())).isoformat()  # the Monday it starts on
+    if per == "month":
+        return day.strftime("%Y-%m")
+    return day.isoformat()
+
+
+def _daily(prom: Prometheus, promql: str, days: int, now: float) -> list[tuple[dict[str, str], float, float]]:
+    """(labels, day end, value) for each day a series has a value: its records of the hours that end in the day,
+    taken up to an hour after the day's end (``RECORDED_BY``)."""
+    ends = day_ends(days, now)
+    return [(series.labels, round(at - RECORDED_BY), value)
+            for series in prom.range(promql, ends[0] + RECORDED_BY, ends[-1] + RECORDED_BY, DAY_S) for at, value in series.points if value is not None]
+
+
+def usage(prom: Prometheus, by: str, days: int, per: str = "day", host: str = "", price: Price | None = None, now: float | None = None) -> list[dict]:
+    """The table: one row per period and model (or client), then the period's ``all`` row; oldest period first."""
+    if by not in RECORDS or per not in PERIODS:
+        raise ValueError(f"by is one of {sorted(RECORDS)}, per one of {PERIODS}")
+    now = dt.datetime.now(dt.timezone.utc).timestamp() if now is None else now
+    label = LABEL[by]
+    figures: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    seconds: dict[tuple[float, str, str], float] = {}  # (day, host, key) -> generation seconds
+    for figure, record in RECORDS[by].items():
+        for labels, day, value in _daily(prom, f"sum by (host, {label}) (sum_over_time({_selector(record, host)}[1d]))", days, now):
+            key = labels.get(label, "")
+            figures[(_period(day, per), key)][figure] += value
+            figures[(_period(day, per), ALL)][figure] += value
+            if figure == "generation_s":
+                seconds[(day, labels.get("host", ""), key)] = value
+    energy = {(day, labels.get("host", "")): joules for labels, day, joules in _daily(prom, f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))", days, now)}
+    busy: dict[tuple[float, str], float] = defaultdict(float)
+    for (day, where, _), spent in seconds.items():
+        busy[(day, where)] += spent
+    measured: dict[tuple[str, str], float] = defaultdict(float)  # (period, key) -> joules
+    for (day, where), joules in energy.items():
+        measured[(_period(day, per), ALL)] += joules
+        for (spent_day, spent_host, key), spent in seconds.items():
+            if spent_day == day and spent_host == where and busy[(day, where)] > 0:
+                measured[(_period(day, per), key)] += joules * spent / busy[(day, where)]
+    rows = []
+    for period, key in sorted(figures, key=lambda pk: (pk[0], pk[1] == ALL, pk[1])):
+        values = figures[(period, key)]
+        row: dict = {"period": period, by: key, **{name: round(values.get(name, 0.0)) for name in COUNTS},
+                     "generation_s": round(values.get("generation_s", 0.0), 1)}
+        if energy:
+            joules = measured.get((period, key))
+            kwh = None if joules is None else joules / 3.6e6
+            row["energy_kwh"] = None if kwh is None else round(kwh, 6)
+            row["output_tokens_per_kwh"] = None if not kwh else round(row["output_tokens"] / kwh)
+            if price is not None:
+                row[f"cost_{price.currency}"] = None if kwh is None else round(kwh * price.per_kwh, 4)
+        rows.append(row)
+    return rows
+
+
+def price_from_env(environ: dict[str, str] = os.environ) -> Price | None:
+    """USAGE_PRICE_PER_KWH with USAGE_CURRENCY; a price without its currency is refused, not guessed."""
+    per_kwh = environ.get("USAGE_PRICE_PER_KWH")
+    if not per_kwh:
+        return None
+    currency = environ.get("USAGE_CURRENCY")
+    if not currency:
+        raise ValueError("USAGE_PRICE_PER_KWH needs USAGE_CURRENCY (EUR, USD...) beside it")
+    return Price(float(per_kwh), currency)
+
+
+def to_csv(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows({name: "" if value is None else value for name, value in row.items()} for row in rows)
+    return out.getvalue()
+
+
+def _days(text: str) -> int:
+    found = re.fullmatch(r"(\d+)([dw])", text)
+    if not found or int(found.group(1)) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number of days or weeks, like 30d or 12w")
+    return int(found.group(1)) * (7 if found.group(2) == "w" else 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m ui.usage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--since", type=_days, default=30, help="how far back: 30d, 90d, 12w (default 30d)")
+    parser.add_argument("--by", choices=sorted(RECORDS), default="model")
+    parser.add_argument("--per", choices=PERIODS, default="day")
+    parser.add_argument("--host", default="", help="one host (the instance without its port); default every host")
+    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"), help="($PROMETHEUS_URL, default %(default)s)")
+    parser.add_argument("--price-per-kwh", type=float, help="the price of a kWh, for a cost column ($USAGE_PRICE_PER_KWH); none: no cost column")
+    parser.add_argument("--currency", help="the price's currency, e.g. EUR ($USAGE_CURRENCY)")
+    parser.add_argument("--csv", action="store_true", help="CSV on stdout (default: an aligned table)")
+    args = parser.parse_args(argv)
+    try:
+        price = price_from_env({"USAGE_PRICE_PER_KWH": str(args.price_per_kwh) if args.price_per_kwh is not None else os.environ.get("USAGE_PRICE_PER_KWH", ""),
+                                "USAGE_CURRENCY": args.currency or os.environ.get("USAGE_CURRENCY", "")})
+    except ValueError:
+        parser.error("a price per kWh needs its currency: --currency EUR (or $USAGE_CURRENCY)")
+    try:
+        rows = usage(Prometheus(args.prometheus), args.by, args.since, args.per, args.host, price)
+    except PrometheusError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.csv:
+        sys.stdout.write(to_csv(rows))
+    elif not rows:
+        print(f"no usage recorded in the last {args.since} days (recording.yml's hourly records: is Prometheus loading it?)")
+    else:
+        widths = {name: max(len(name), *(len("" if row[name] is None else str(row[name])) for row in rows)) for name in rows[0]}
+        print("  ".join(name.ljust(width) for name, width in widths.items()))
+        for row in rows:
+            print("  ".join(("" if row[name] is None else str(row[name])).ljust(width) for name, width in widths.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
