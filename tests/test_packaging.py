@@ -48,7 +48,8 @@ def test_the_wheel_puts_only_the_components_and_the_shared_package_in_site_packa
     assert names == TOP_LEVEL
     # and the stack's defaults, for <prefix>/share/ollama-otel-stack (not site-packages)
     assert sorted(name.split("/", 2)[2] for name in listed if name.split("/")[0].endswith(".data")) == [
-        "share/ollama-otel-stack/alerts.yml", "share/ollama-otel-stack/prometheus.yml", "share/ollama-otel-stack/streamlit/config.toml"]
+        "share/ollama-otel-stack/alertmanager.yml", "share/ollama-otel-stack/alerts.yml", "share/ollama-otel-stack/prometheus.yml",
+        "share/ollama-otel-stack/recording.yml", "share/ollama-otel-stack/streamlit/config.toml"]
 
 
 def test_every_dependency_is_locked_with_hashes_in_both_locks():
