@@ -43,9 +43,9 @@ class Filters:
     def labels(self, *extra: str, model_label: str = "gen_ai_request_model") -> str:
         matchers = list(extra)
         if self.host:
-            matchers.append(f'instance=~"{_quote(re.escape(self.host))}(:[0-9]+)?"')
+            matchers.append(f'instance=~"{quote_label(re.escape(self.host))}(:[0-9]+)?"')
         if self.model and model_label:
-            matchers.append(f'{model_label}="{_quote(self.model)}"')
+            matchers.append(f'{model_label}="{quote_label(self.model)}"')
         return "{" + ",".join(matchers) + "}"
 
     def host_only(self, *extra: str) -> str:
@@ -53,11 +53,11 @@ class Filters:
 
     def client_labels(self, *extra: str) -> str:
         """The host and the client picked (the client families carry no model label)."""
-        matchers = [*extra] + ([f'ollama_client="{_quote(self.client)}"'] if self.client else [])
+        matchers = [*extra] + ([f'ollama_client="{quote_label(self.client)}"'] if self.client else [])
         return self.host_only(*matchers)
 
 
-def _quote(value: str) -> str:
+def quote_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 

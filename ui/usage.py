@@ -26,7 +26,7 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass
 
-from ui.queries import Prometheus, PrometheusError, _quote
+from ui.queries import Prometheus, PrometheusError, quote_label
 
 DAY_S = 86400
 RECORDED_BY = 3600 - 0.001  # a day's last hour is recorded within the hour after it (the group's offset), before the next is
@@ -61,7 +61,7 @@ class Price:
 def _selector(record: str, host: str) -> str:
     if not host:
         return record
-    matcher = f'host="{_quote(host)}"'
+    matcher = f'host="{quote_label(host)}"'
     return record[:-1] + f",{matcher}}}" if record.endswith("}") else record + "{" + matcher + "}"
 
 
