@@ -188,3 +188,52 @@ def test_an_upstream_that_drops_an_upload_is_a_reset_as_httpcore_reads_it(transp
         labels = recorded(proxy.url, "upstream_reset")
         assert labels["http_response_status_code"] == "502"
         assert scrape(proxy.url).value("http_server_request_duration_seconds_count", http_route="/api/generate") == 3
+
+
+CHAT_EVENTS = [  # an Ollama /v1/chat/completions stream (openai/openai.go ChatCompletionChunk), event by event
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"llama3.2:1b","system_fingerprint":"fp_ollama",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":"Hi"},"finish_reason":null}]}\n\n',
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"llama3.2:1b","system_fingerprint":"fp_ollama",'
+    b'"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":"stop"}]}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+def pausing_after(events: int) -> Callable[[socket.socket, bytes], None]:
+    """An upstream that streams the first ``events`` chat events, pauses 1.5 s, then sends the rest and the end."""
+    def handle(conn: socket.socket, head: bytes) -> None:
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for index, event in enumerate(CHAT_EVENTS):
+            if index == events:
+                time.sleep(1.5)
+            conn.sendall(b"%x\r\n%s\r\n" % (len(event), event))
+        time.sleep(1.5 if events == len(CHAT_EVENTS) else 0)
+        conn.sendall(b"0\r\n\r\n")
+        conn.close()
+    return handle
+
+
+@pytest.mark.parametrize("events, error_type", [(len(CHAT_EVENTS), None), (1, "client_disconnected")])
+def test_a_client_that_hangs_up_after_the_final_event_got_the_whole_answer(events, error_type):
+    """An SSE client (openai-python) stops reading at ``data: [DONE]`` and may close the connection before the
+    stream's last bytes, as a busy host showed: the answer is whole, so the request is no failure. One that
+    hangs up before the final event is a client that went away."""
+    body = b'{"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "stream": true}'
+    with misbehaving(pausing_after(events)) as upstream, otel_proxy(upstream) as proxy:
+        with socket.create_connection(("127.0.0.1", proxy.port)) as client:
+            client.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            seen = b""
+            wanted = CHAT_EVENTS[events - 1].strip()
+            while wanted not in seen:
+                chunk = client.recv(65536)
+                assert chunk, seen
+                seen += chunk
+        deadline = time.monotonic() + 10
+        while not (entries := httpx.get(proxy.url + "/-/requests").json()["requests"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        (entry,) = entries
+        assert (entry["status"], entry["error_type"]) == (200, error_type), entry
+        if error_type is None:
+            assert (entry["output_tokens"], entry["finish_reason"]) == (1, "stop")
+            assert scrape(proxy.url).series("http_server_request_duration_seconds_count", error_type="client_disconnected") == []
