@@ -27,7 +27,7 @@ def parts_of(up: subprocess.Popen[str]) -> dict[str, int]:
     for child in psutil.Process(up.pid).children():
         try:
             command = child.cmdline()
-            if child.status() == psutil.STATUS_ZOMBIE:
+            if child.status() == psutil.STATUS_ZOMBIE or not command:  # exiting, or forked and not yet exec'd (CI saw an empty one)
                 continue
         except psutil.NoSuchProcess:
             continue
