@@ -198,7 +198,7 @@ class ProxyInstruments:
             meter.create_counter(
                 "ollama.model_loads",
                 unit="{load}",
-                description="Model loads, by ollama.load.reason: cold (the model was not resident) or reload (its runner options changed). A request that only waited is never one.",
+                description="Model loads, by ollama.load.reason: cold (the model was not resident) or reload (its runner options changed, ollama.load.cause naming them). A request that only waited is never one.",
             )
         )
         # Who is using the server (otel_proxy/clients.py): counters and one histogram, per client only.

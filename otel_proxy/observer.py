@@ -30,7 +30,7 @@ from ollama_otel_stack.model_names import ModelCatalog
 from otel_proxy.instruments import CONTEXT_FULL, LOAD_REASONS, UNKNOWN_MODEL, ModelNames, ProxyInstruments, method_label
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
-from otel_proxy.scheduling import Arrival, Decomposition, SchedulerView, context_fill
+from otel_proxy.scheduling import Arrival, Decomposition, SchedulerView, changed_options, context_fill
 from otel_proxy.spans import UNSET, FinishedSpans
 from otel_proxy.watch import NOTHING_TO_WATCH, Watcher, watcher_for
 
@@ -298,7 +298,8 @@ class RequestObserver:
                 histogram.record(seconds, per_model)
         self._record_phases(per_model, parts)
         if parts.load_reason in LOAD_REASONS:
-            instruments.model_loads.add(1, {**per_model, "ollama.load.reason": parts.load_reason})
+            changed = changed_options(parts.reload_cause) if parts.load_reason == "reload" else None
+            instruments.model_loads.add(1, {**per_model, "ollama.load.reason": parts.load_reason, **({"ollama.load.cause": changed} if changed else {})})
         fill = self._context_fill(report)
         if fill is not None:
             instruments.context_fill.record(fill, per_model)

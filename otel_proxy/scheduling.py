@@ -138,6 +138,14 @@ class Decomposition:
         return None if all(part is None for part in parts) else sum(part or 0.0 for part in parts)
 
 
+def changed_options(cause: str | None) -> str | None:
+    """The names of the runner options a reload changed, ``num_ctx,num_gpu``: a bounded label (RUNNER_OPTIONS'
+    subsets), where the cause itself (``num_ctx 4096 -> 8192``) carries a client's values."""
+    if not cause:
+        return None
+    return ",".join(sorted({change.split(" ", 1)[0] for change in cause.split(", ")}))
+
+
 def wanted_options(options: Any) -> dict[str, Any]:
     """The runner options a request asks for (those it leaves out are Ollama's defaults)."""
     if not isinstance(options, Mapping):

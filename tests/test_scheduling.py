@@ -153,6 +153,8 @@ def test_a_reload_against_the_default_context_names_both_values(scheduled):
     newest = httpx.get(proxy.url + "/-/requests").json()["requests"][0]
     assert (newest["load_reason"], newest["reload_cause"]) == ("reload", "num_ctx 32768 -> 8192")
     assert httpx.get(fake.url + "/fake/schedule").json()[-1]["reload_cause"] == "num_ctx 32768 -> 8192"
+    reloads = scrape(proxy.url).series("ollama_model_loads_total", ollama_load_reason="reload")
+    assert [labels.get("ollama_load_cause") for labels in reloads] == ["num_ctx"]  # the option's name: a client's values stay out of labels
 
 
 def test_a_request_that_fills_the_context_is_flagged(scheduled):
