@@ -689,6 +689,11 @@ class FakeOllama:
         """The scheduler's ground truth: every part of each request's time (tests/fake_scheduler.py ``Truth``)."""
         return JSONResponse([{**vars(entry), "waiting_s": entry.waiting_s} for entry in self.scheduler.log])
 
+    async def fake_residency(self, request: Request) -> Response:
+        """Every load and unload, in order (tests/fake_scheduler.py ``Residency``); expiries due by now included."""
+        self.scheduler.resident()
+        return JSONResponse([vars(event) for event in self.scheduler.residency])
+
     async def fake_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_json())
 
@@ -696,7 +701,7 @@ class FakeOllama:
         """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``add_models``
         ({name: FakeModel's fields}), ``aliases`` ({new name: existing name}, as ``ollama cp``), ``remove_models``,
         ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
-        ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs)."""
+        ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs), ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS)."""
         body = await request.json()
         for name, fields in (body.get("add_models") or {}).items():
             self.models[name] = FakeModel(name, **{"size": 2_000_000_000, "size_vram": 2_000_000_000, **fields})
@@ -730,9 +735,12 @@ class FakeOllama:
             self.scheduler.parallel = int(body["parallel"])
         if "load_delay" in body:
             self.scheduler.load_delay = float(body["load_delay"])
+        if "max_loaded_models" in body:
+            self.scheduler.max_runners = int(body["max_loaded_models"])
         if body.get("reset_stats"):
             self.stats = Stats()
             self.scheduler.log.clear()
+            self.scheduler.residency.clear()
         return JSONResponse({"ok": True})
 
 
@@ -777,6 +785,7 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
         Route("/metrics", fake.metrics),
         Route("/fake/stats", fake.fake_stats),
         Route("/fake/schedule", fake.fake_schedule),
+        Route("/fake/residency", fake.fake_residency),
         Route("/fake/echo", fake.fake_echo, methods=["GET", "POST", "PUT"]),
         Route("/fake/configure", fake.fake_configure, methods=["POST"]),
         Route("/{path:path}", fake.not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),

@@ -21,7 +21,13 @@
    ``num_ctx``, else OLLAMA_CONTEXT_LENGTH, else chosen from total VRAM (≥ 47 GiB: 262144,
    ≥ 23 GiB: 32768, else 4096), then clamped to the model's training context (server/sched.go
    ``effectiveContext``) with a floor of 4.
-6. **Keep-alive** (server/sched.go ``processCompleted``): a runner idle for ``keep_alive``
+6. **Room for another model** (server/sched.go ``processPending``, ``findRunnerToUnload``,
+   ``ByDurationAndName``): with OLLAMA_MAX_LOADED_MODELS runners loaded, a load first evicts one:
+   the idle runner with the shortest ``sessionDuration`` (then by blob), else the busiest's peer
+   with the shortest, which is drained first (``sessionDuration = 0``). Ollama's automatic limit
+   (three a GPU) and its VRAM fit (``Scheduler.load``'s ``needEvict``) are not modelled: the fake
+   has no memory estimates, so with ``max_runners`` 0 nothing is evicted for room.
+7. **Keep-alive** (server/sched.go ``processCompleted``): a runner idle for ``keep_alive``
    (default 5 minutes, 0: at once) is unloaded. Its ``expiresAt`` is set only when it goes idle
    (its last request ends), from the ``keep_alive`` of the latest request handed it
    (``useLoadedRunner``); until then /api/ps (server/routes.go ``PsHandler``) shows the Go zero
@@ -30,7 +36,8 @@
 ``load_duration`` is ``checkpointLoaded − checkpointStart`` (server/routes.go): from the
 handler's start to the hand-over, Ollama's body parsing and ping included
 (``SCHEDULING_OVERHEAD_S``). Every request leaves a ``Truth`` in ``log``: each part of its time,
-named; the ground truth the proxy's account is tested against.
+named; the ground truth the proxy's account is tested against. Every load and unload leaves a
+``Residency`` event in ``residency``: which model was resident when, and why it went.
 """
 
 from __future__ import annotations
@@ -110,6 +117,7 @@ class Truth:
     pending_s: float = 0.0  # waiting in the pending queue behind other requests' loads
     behind: list[str] = field(default_factory=list)  # the loads it waited behind: "model (cold)" or "model (reload)"
     drain_s: float = 0.0  # waiting for the old runner's requests before a reload
+    evict_s: float = 0.0  # waiting for another model's runner to be drained and unloaded, to make room
     load_s: float = 0.0
     load_reason: str | None = None  # "cold", "reload" or None
     reload_cause: str | None = None
@@ -122,6 +130,22 @@ class Truth:
     @property
     def waiting_s(self) -> float:
         return self.pending_s + self.drain_s + self.slot_s
+
+
+@dataclass
+class Residency:
+    """A runner loaded or unloaded, at ``at`` (unix seconds): the truth the residency timeline is tested against."""
+
+    model: str  # the runner's name in /api/ps
+    event: str  # "load" or "unload"
+    at: float
+    reason: str  # load: "cold" or "reload"; unload: "expired", "evicted", "reload" or "unloaded"
+    by: str | None = None  # evicted: the model whose load pushed it out
+    cause: str | None = None  # a reload's: the runner options that changed
+
+
+def _epoch(monotonic_at: float) -> float:
+    return time.time() - (time.monotonic() - monotonic_at)
 
 
 @dataclass
@@ -149,8 +173,10 @@ class Scheduler:
         self.parallel = parallel  # OLLAMA_NUM_PARALLEL (Ollama's default is 1; the tests that need it set it)
         self.total_vram = total_vram
         self.context_env: int | None = None  # OLLAMA_CONTEXT_LENGTH
+        self.max_runners = 0  # OLLAMA_MAX_LOADED_MODELS (0: no limit here, see rule 6)
         self.runners: dict[str, Runner] = {}  # s.loaded, keyed by blob
         self.log: list[Truth] = []
+        self.residency: list[Residency] = []
         self._pending = asyncio.Lock()  # processPending: one at a time, first come first served
         self._served: list[_Pending] = []  # every pending entry, in the order it was served
         self._serving = False
@@ -160,18 +186,24 @@ class Scheduler:
 
     def _expire(self, now: float) -> None:
         for key, runner in list(self.runners.items()):
-            if runner.refs == 0 and runner.expires <= now:
-                del self.runners[key]
+            if runner.refs == 0 and runner.expires <= now and not runner.draining:  # a drained one: the pending loop unloads it
+                self._unload(key, "expired", _epoch(runner.expires))
+
+    def _unload(self, key: str, reason: str, at: float | None = None, by: str | None = None) -> None:
+        runner = self.runners.pop(key, None)
+        if runner is not None:
+            self.residency.append(Residency(runner.name, "unload", time.time() if at is None else at, reason, by))
 
     def resident(self) -> list[Runner]:
         self._expire(time.monotonic())
         return list(self.runners.values())
 
     def unload_all(self) -> None:
-        self.runners.clear()
+        for key in list(self.runners):
+            self._unload(key, "unloaded")
 
     def unload(self, key: str) -> None:
-        self.runners.pop(key, None)
+        self._unload(key, "unloaded")
 
     def _usable(self, key: str, wanted: dict[str, Any]) -> Runner | None:
         self._expire(time.monotonic())
@@ -250,13 +282,30 @@ class Scheduler:
                         await runner.drained.wait()
                     truth.drain_s += time.perf_counter() - draining
                     if self.runners.get(key) is runner:
-                        del self.runners[key]  # the unload
+                        self._unload(key, "reload")
+                evicting = time.perf_counter()
+                while self.max_runners and len(self.runners) >= self.max_runners:
+                    await self._make_room(name)
+                truth.evict_s = time.perf_counter() - evicting
                 truth.load_reason = truth.load_reason or "cold"
                 entry.reason = truth.load_reason
                 loading = time.perf_counter()
                 await asyncio.sleep(self.load_delay)
                 truth.load_s = time.perf_counter() - loading
                 runner = self.runners[key] = Runner(key, name, wanted, asyncio.Semaphore(1 if one_slot else self.parallel))
+                self.residency.append(Residency(name, "load", time.time(), truth.load_reason, cause=truth.reload_cause))
                 return runner
             finally:
                 self._serving = False
+
+    async def _make_room(self, loading: str) -> None:
+        """findRunnerToUnload: the idle runner with the shortest session (then by blob), else the one with the
+        shortest, drained first; its sessionDuration set to 0, then unloaded (processPending waits on unloadedCh)."""
+        by_duration = sorted(self.runners.items(), key=lambda item: (0.0 if item[1].draining else item[1].session_s, item[0]))
+        key, victim = next(((key, runner) for key, runner in by_duration if runner.refs == 0), by_duration[0])
+        victim.draining = True
+        while victim.refs:
+            victim.drained.clear()
+            await victim.drained.wait()
+        if self.runners.get(key) is victim:
+            self._unload(key, "evicted", by=loading)

@@ -7,6 +7,7 @@ and checks the parts of each request's time against what Ollama's source says th
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import datetime, timezone
 
 import pytest
@@ -173,3 +174,60 @@ def test_expires_at_is_set_when_the_runner_goes_idle_and_not_before():
     assert (idle - datetime.now(timezone.utc)).total_seconds() == pytest.approx(DEFAULT_KEEP_ALIVE_S, abs=2)
     assert seen["busy-again"] == [idle]  # while busy, the old expiry stays
     assert (seen["idle-again"][0] - datetime.now(timezone.utc)).total_seconds() == pytest.approx(3600, abs=2)
+
+
+def residency(scheduler: Scheduler) -> list[tuple]:
+    return [(event.model, event.event, event.reason, event.by, event.cause) for event in scheduler.residency]
+
+
+def test_at_the_loaded_models_limit_a_load_evicts_the_idle_runner_with_the_shortest_keep_alive():
+    """server/sched.go processPending (loadedCount >= maxRunners), findRunnerToUnload, ByDurationAndName."""
+    async def main():
+        scheduler = Scheduler(0.05)
+        scheduler.max_runners = 2
+        await run(scheduler, "a", 0.0, keep_alive="10m")
+        await run(scheduler, "b", 0.0, keep_alive="1m")
+        third, third_ns = await run(scheduler, "c", 0.0)
+        return scheduler, third, third_ns
+    scheduler, third, third_ns = asyncio.run(main())
+    assert sorted(runner.name for runner in scheduler.resident()) == ["a", "c"]
+    assert residency(scheduler) == [("a", "load", "cold", None, None), ("b", "load", "cold", None, None),
+                                    ("b", "unload", "evicted", "c", None), ("c", "load", "cold", None, None)]
+    assert third.load_reason == "cold" and third.evict_s < 0.02  # b was idle: unloaded at once
+    times = [event.at for event in scheduler.residency]
+    assert times == sorted(times)
+
+
+def test_when_every_runner_is_busy_the_load_waits_for_the_shortest_to_drain_and_old_requests_still_join_it():
+    """findRunnerToUnload: no idle runner, so the one with the shortest sessionDuration; processPending sets it to 0 and
+    waits on unloadedCh (processCompleted unloads it when its refCount reaches 0). load_duration holds the wait."""
+    async def main():
+        scheduler = Scheduler(LOAD, parallel=4)
+        scheduler.max_runners = 1
+        await run(scheduler, "a", 0.0)
+        return scheduler, await asyncio.gather(
+            run(scheduler, "a", 0.3),  # busy when b's load comes
+            run(scheduler, "b", 0.0, after=0.05),  # evicts a once a's requests end
+            run(scheduler, "a", 0.2, after=0.1),  # joins a while it drains for b
+        )
+    scheduler, ((_, _), (loading, loading_ns), (late, late_ns)) = asyncio.run(main())
+    assert late.load_reason is None and late_ns / 1e9 < 0.02
+    assert loading.evict_s == pytest.approx(0.25, abs=TOLERANCE)  # until the late joiner ended (0.1 + 0.2 - 0.05)
+    assert loading_ns / 1e9 == pytest.approx(loading.evict_s + loading.load_s, abs=TOLERANCE)
+    assert residency(scheduler)[1:] == [("a", "unload", "evicted", "b", None), ("b", "load", "cold", None, None)]
+
+
+def test_the_residency_log_names_reloads_with_their_cause_and_expiries_at_their_due_time():
+    async def main():
+        scheduler = Scheduler(0.05)
+        await run(scheduler, "a", 0.0)
+        await run(scheduler, "a", 0.0, options={"num_ctx": 8192}, keep_alive="0.2s")
+        ended = time.time()
+        await asyncio.sleep(0.3)
+        scheduler.resident()  # the expiry is noticed late; it is logged at its due time
+        scheduler.unload_all()
+        return scheduler, ended
+    scheduler, ended = asyncio.run(main())
+    assert residency(scheduler) == [("a", "load", "cold", None, None), ("a", "unload", "reload", None, None),
+                                    ("a", "load", "reload", None, "num_ctx 4096 -> 8192"), ("a", "unload", "expired", None, None)]
+    assert scheduler.residency[-1].at == pytest.approx(ended + 0.2, abs=TOLERANCE)
