@@ -17,7 +17,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import alerts, format as fmt
-from ui import queries, recent, usage_view
+from ui import queries, recent, residency_view, usage_view
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
 
@@ -243,7 +243,8 @@ st.set_page_config(page_title="Ollama monitor", layout="wide")
 st.title("Ollama monitor")
 
 with st.sidebar:
-    view = st.radio("View", ["Live", "Usage"], horizontal=True, help="Usage: requests, tokens, energy and cost per day, week or month")
+    view = st.radio("View", ["Live", "Usage", "Residency"], horizontal=True,
+                    help="Usage: requests, tokens, energy and cost per day, week or month. Residency: which model was loaded when, and why it went")
     window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
     try:
         host_options, model_options, client_options = filter_options(PROMETHEUS_URL)
@@ -360,6 +361,9 @@ def live() -> None:
 
 if view == "Usage":
     usage_view.show(prometheus(PROMETHEUS_URL), host)
+    st.stop()
+if view == "Residency":
+    residency_view.show(prometheus(PROMETHEUS_URL), host)
     st.stop()
 
 live()

@@ -1,0 +1,179 @@
+"""Which model was resident when, and why it went: the residency timeline (no Streamlit here; ui/usage_view.py draws it).
+
+It is read from two records Prometheus keeps:
+
+- the collector's /api/ps samples: a model is resident while ``ollama_loaded_model_size_bytes`` lists it, and
+  ``ollama_loaded_model_expiry_seconds`` says when Ollama meant to unload it;
+- the proxy's load counts, ``ollama_model_loads_total``: cold or reload, and the runner options a reload changed.
+
+A stay runs from the first sample that listed the model to the last, so its ends are as exact as the samples
+(the collector's interval plus the scrape's). How a stay ends, read as Ollama's scheduler works (server/sched.go):
+
+- ``resident``: still listed at the range's end;
+- ``reloaded``: listed again straight after a reload of it (its runner options changed: the old runner drains, is
+  unloaded, and the new one loads);
+- ``expired``: it went when its expiry came: keep_alive ran out since its last request (processCompleted);
+- ``evicted``: it went before its expiry while another model was loaded on the same host (its stay began within
+  ``LOAD_WINDOW_S``) (processPending makes room
+  at OLLAMA_MAX_LOADED_MODELS or when the new model does not fit, findRunnerToUnload); ``by`` names that model;
+- ``unloaded``: it went before its expiry with no other model loaded beside it (``ollama stop``, a restart, a
+  runner that failed).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ui.queries import COLLECTOR_JOB, PROXY_JOB, Filters, Prometheus
+
+RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED = "resident", "reloaded", "expired", "evicted", "unloaded"
+ENDINGS = (RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED)
+BEFORE = "before the range"  # resident when the range began: its load is outside it
+NOT_SEEN = "not seen"  # no load counted by the proxy: loaded by a client that does not go through it
+POINTS = 720  # steps a range is cut into: a chart's width in points
+FINE_STEP_S = 60.0  # up to this step a sample is read as it is; above it, any sample in the step counts
+LOAD_WINDOW_S = 120.0  # a load takes at most this long: the stay that begins within it after one went is the load that pushed it out
+LAG_STEPS = 2  # a sample is the collector's reading (its interval) scraped later (the scrape's): up to two steps behind
+NICE_STEPS_S = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
+
+
+@dataclass(frozen=True)
+class Load:
+    host: str
+    model: str
+    at: float  # the step the proxy counted it in: when the loading request ended (unix seconds)
+    reason: str  # cold or reload
+    cause: str | None  # a reload's: the runner options that changed
+    count: int
+
+
+@dataclass
+class Stay:
+    host: str
+    model: str
+    start: float  # the first sample that listed it (unix seconds)
+    end: float  # the last sample that listed it
+    loaded: str = NOT_SEEN  # cold, reload, BEFORE or NOT_SEEN
+    cause: str | None = None  # a reload's: the runner options that changed
+    ended: str = RESIDENT  # one of ENDINGS
+    by: str | None = None  # evicted: the model whose load pushed it out
+    loads: list[Load] = field(default_factory=list)  # loads counted while it stayed listed (a reload between two samples)
+
+
+def step_for(seconds: float) -> float:
+    """A step that cuts the range into about POINTS, rounded to a step a person reads."""
+    wanted = seconds / POINTS
+    return next((step for step in NICE_STEPS_S if step >= wanted), NICE_STEPS_S[-1])
+
+
+def host_of(instance: str) -> str:
+    return re.sub(r":[0-9]+$", "", instance)
+
+
+def queries(f: Filters, step: float) -> dict[str, str]:
+    """The three series the timeline is built from, at ``step``: presence, expiry, loads counted in each step."""
+    collector = f.labels(COLLECTOR_JOB, model_label="model")
+    window = f"{round(step * 1000)}ms"  # PromQL durations take no fractions
+
+    def sampled(metric: str) -> str:
+        series = f"{metric}{collector}"
+        return f"max by (instance, model) ({series if step <= FINE_STEP_S else f'max_over_time({series}[{window}])'})"
+
+    loads = f"ollama_model_loads_total{f.labels(PROXY_JOB)}"
+    return {
+        "resident": sampled("ollama_loaded_model_size_bytes"),
+        "expiry": sampled("ollama_loaded_model_expiry_seconds"),
+        # counted in each step: the rise since the step before, and a series born in it from 0 (no extrapolation)
+        "loads": f"sum by (instance, gen_ai_request_model, ollama_load_reason, ollama_load_cause) "
+                 f"(({loads} - {loads} offset {window}) > 0 or ({loads} unless {loads} offset {window}))",
+    }
+
+
+def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float | None = None) -> tuple[list[Stay], list[Load]]:
+    """Every stay of every model in ``[start, end]``, and the loads the proxy counted, oldest first."""
+    step = step or step_for(end - start)
+    promql = queries(f, step)
+    got = prom.side_by_side({name: (lambda q=q: prom.range(q, start, end, step)) for name, q in promql.items()})
+    loads = sorted(
+        (Load(host_of(s.labels.get("instance", "")), s.labels.get("gen_ai_request_model", ""), t, s.labels.get("ollama_load_reason", ""),
+              s.labels.get("ollama_load_cause") or None, round(v))
+         for s in got["loads"] for t, v in s.points if v is not None and round(v) > 0),
+        key=lambda load: load.at)
+    expiries = {(host_of(s.labels.get("instance", "")), s.labels.get("model", "")): [(t, v) for t, v in s.points if v is not None] for s in got["expiry"]}
+    stays = []
+    for series in got["resident"]:
+        host, model = host_of(series.labels.get("instance", "")), series.labels.get("model", "")
+        stays.extend(_stays(host, model, [t for t, v in series.points if v is not None], step))
+    stays.sort(key=lambda stay: (stay.start, stay.model))
+    _explain(stays, loads, expiries, start, end, step)
+    return stays, loads
+
+
+def _stays(host: str, model: str, listed: list[float], step: float) -> list[Stay]:
+    """Runs of samples no more than a step and a half apart."""
+    stays: list[Stay] = []
+    for at in listed:
+        if stays and at - stays[-1].end <= 1.5 * step:
+            stays[-1].end = at
+        else:
+            stays.append(Stay(host, model, at, at))
+    return stays
+
+
+def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str], list[tuple[float, float]]], start: float, end: float, step: float) -> None:
+    """How each stay began (the load counted for it) and how it ended."""
+    for load in loads:  # a load is counted when its request ends: it belongs to the latest stay begun by then
+        began = [stay for stay in stays if (stay.host, stay.model) == (load.host, load.model) and stay.start <= load.at + step]
+        if not began:
+            continue
+        stay = began[-1]
+        if stay.loaded == NOT_SEEN:
+            stay.loaded, stay.cause = load.reason, load.cause
+        else:
+            stay.loads.append(load)
+    for stay in stays:
+        if stay.start <= start + step and stay.loaded == NOT_SEEN:
+            stay.loaded = BEFORE
+    for index, stay in enumerate(stays):
+        if stay.end > end - step:
+            continue  # listed at the range's last step: RESIDENT
+        gone = stay.end + step  # the first step it was no longer listed
+        later = stays[index + 1:]
+        window = gone + max(LAG_STEPS * step, LOAD_WINDOW_S)
+        again = next((s for s in later if (s.host, s.model) == (stay.host, stay.model)), None)
+        if again is not None and again.start <= window and again.loaded == "reload":
+            stay.ended = RELOADED  # the old runner drained, was unloaded, and the new one loaded
+            continue
+        expiry = next((v for t, v in reversed(expiries.get((stay.host, stay.model), [])) if t <= stay.end), None)
+        if expiry is not None and stay.end - LAG_STEPS * step <= expiry <= gone + LAG_STEPS * step:
+            stay.ended = EXPIRED
+            continue
+        pusher = next((s for s in later if s.host == stay.host and s.model != stay.model and stay.end < s.start <= window), None)
+        stay.ended, stay.by = (EVICTED, pusher.model) if pusher is not None else (UNLOADED, None)
+
+
+def describe_start(stay: Stay) -> str:
+    if stay.loaded == "reload":
+        return f"reloaded ({stay.cause} changed)" if stay.cause else "reloaded"
+    return {"cold": "cold load", BEFORE: "resident before the range", NOT_SEEN: "loaded (not through the proxy)"}.get(stay.loaded, stay.loaded)
+
+
+def describe_end(stay: Stay) -> str:
+    if stay.ended == EVICTED:
+        return f"evicted by {stay.by}"
+    return {RESIDENT: "still resident", RELOADED: "replaced by a reload", EXPIRED: "expired (keep_alive)", UNLOADED: "unloaded"}[stay.ended]
+
+
+def events(stays: list[Stay]) -> list[dict[str, str | float]]:
+    """The timeline as lines a person reads: each load and each departure, oldest first."""
+    rows: list[dict[str, str | float]] = []
+    for stay in stays:
+        if stay.loaded != BEFORE:
+            rows.append({"at": stay.start, "host": stay.host, "model": stay.model, "event": describe_start(stay)})
+        for load in stay.loads:
+            again = "reloaded" if load.reason == "reload" else "loaded again"
+            rows.append({"at": load.at, "host": stay.host, "model": stay.model, "event": f"{again} between two samples" + (f" ({load.cause} changed)" if load.cause else "")})
+        if stay.ended != RESIDENT:
+            rows.append({"at": stay.end, "host": stay.host, "model": stay.model, "event": describe_end(stay)})
+    return sorted(rows, key=lambda row: (row["at"], row["model"]))
