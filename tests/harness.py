@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -144,9 +145,11 @@ def hw_collector(ollama: str, *extra: str, env: dict[str, str] | None = None) ->
 
 
 @contextmanager
-def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s", rules: Sequence[Path] | None = None, alertmanagers: Sequence[str] = ()) -> Iterator[Server]:
+def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s", rules: Sequence[Path] | None = None, alertmanagers: Sequence[str] = (),
+               remote_write: Sequence[str] = ()) -> Iterator[Server]:
     """A real Prometheus scraping ``targets`` (job name → host:port list), data in a temporary directory; its
-    rules are alerts.yml and recording.yml unless ``rules`` names others, its alerts go to ``alertmanagers`` (host:port)."""
+    rules are alerts.yml and recording.yml unless ``rules`` names others, its alerts go to ``alertmanagers`` (host:port),
+    its samples on to ``remote_write`` (write URLs)."""
     from ollama_otel_stack.stack.defaults import ALERT_RULES, RECORDING_RULES
     from ollama_otel_stack.stack.prometheus import local_config
 
@@ -154,7 +157,7 @@ def prometheus(targets: dict[str, list[str]], scrape_interval: str = "1s", rules
     port = free_port()
     with tempfile.TemporaryDirectory() as directory:
         config = Path(directory) / "prometheus.yml"
-        config.write_text(local_config(targets, scrape_interval, rules or (ALERT_RULES, RECORDING_RULES), alertmanagers))
+        config.write_text(local_config(targets, scrape_interval, rules or (ALERT_RULES, RECORDING_RULES), alertmanagers, remote_write))
         args = [binary, f"--config.file={config}", f"--storage.tsdb.path={directory}/data", f"--web.listen-address=127.0.0.1:{port}"]
         with run_server(args, port, "/-/ready") as server:
             # Prometheus applies discovered targets every 5 s: wait until each has been scraped once.
@@ -182,6 +185,28 @@ def alertmanager(webhook: str, group_wait: str = "1s") -> Iterator[Server]:
         args = [binary, f"--config.file={config}", f"--storage.path={directory}/data", f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
         with run_server(args, port, "/-/ready") as server:
             yield server
+
+
+@contextmanager
+def victoria_metrics() -> Iterator[Server]:
+    """A single-node VictoriaMetrics, data in a temporary directory, keeping 100 days; with no latency offset, so a
+    query sees the newest samples at once (its default hides the last 30 s, docs/fleet.md), and no cache of results, so
+    a query made while history is imported cannot outlive it."""
+    binary = require_tool("victoria-metrics")
+    port = free_port()
+    with tempfile.TemporaryDirectory() as directory:
+        args = [binary, f"-storageDataPath={directory}", f"-httpListenAddr=127.0.0.1:{port}", "-retentionPeriod=100d", "-search.latencyOffset=0s", "-search.disableCache"]
+        with run_server(args, port, "/health") as server:
+            yield server
+
+
+def copy_into(store: Server, blocks: str) -> None:
+    """``vmctl prometheus``: Prometheus' blocks (a snapshot, or a data directory's) imported into the store. vmctl 1.79
+    (Debian 12) stops with "inappropriate ioctl for device" without a terminal, so it runs under ``script``'s."""
+    vmctl = [require_tool("vmctl"), "prometheus", "--prom-snapshot", blocks, "--vm-addr", store.url, "--vm-disable-progress-bar", "-s"]
+    done = subprocess.run([require_tool("script"), "-qec", shlex.join(vmctl), "/dev/null"], stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0 and "import requests: 0;" not in done.stdout, done.stdout + done.stderr
+    httpx.get(store.url + "/internal/force_flush", timeout=30).raise_for_status()
 
 
 @contextmanager

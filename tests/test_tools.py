@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 
 SCRIPT = Path(__file__).with_name("tools.sh")
-ALL = ["prometheus", "promtool", "prometheus-alertmanager", "amtool", "chromium", "podman", "runc", "netavark", "aardvark-dns", "iptables", "debootstrap", "go", "node", "npm", "systemd-analyze"]
+ALL = ["prometheus", "promtool", "prometheus-alertmanager", "amtool", "victoria-metrics", "vmctl", "chromium", "podman", "runc", "netavark", "aardvark-dns", "iptables", "debootstrap", "go", "node", "npm", "systemd-analyze"]
 
 
 def preflight(tmp_path: Path, present: list[str]) -> subprocess.CompletedProcess[str]:
@@ -29,7 +29,7 @@ def test_every_missing_tool_is_named_in_one_line_with_its_install_command(tmp_pa
     assert done.returncode == 1 and done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith("missing: " + " ".join(ALL) + ". Install them with: "), line
-    assert "sudo apt-get install prometheus prometheus-alertmanager chromium podman runc netavark aardvark-dns iptables debootstrap golang-go nodejs npm systemd " in line, line
+    assert "sudo apt-get install prometheus prometheus-alertmanager victoria-metrics chromium podman runc netavark aardvark-dns iptables debootstrap golang-go nodejs npm systemd " in line, line
 
 
 def test_only_what_is_missing_is_named(tmp_path):

@@ -24,9 +24,9 @@ from streamlit.testing.v1 import AppTest
 
 from ollama_otel_stack.stack.defaults import RECORDING_RULES
 from tests.backfill import DAY_S, Truth, backfill, backfill_rules, write_history
-from tests.harness import PYTHON, ROOT, Server, free_port, require_tool, run_server
+from tests.harness import PYTHON, ROOT, Server, copy_into, free_port, require_tool, run_server, victoria_metrics
 from ui.queries import Prometheus
-from ui.usage import ALL, Price, to_csv, usage
+from ui.usage import ALL, ENERGY, RECORDS, Price, to_csv, usage
 
 HOSTS, METERED = ["10.0.0.1", "10.0.0.2"], ["10.0.0.1"]
 MODELS, CLIENTS = ["llama3.2:1b", "qwen3:8b"], ["open-webui", "claude-code"]
@@ -40,7 +40,7 @@ def stored_prometheus(data: Path) -> Iterator[Server]:
     config = data.parent / "empty.yml"
     config.write_text("global: {scrape_interval: 1m}\n")
     args = [require_tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=100d",
-            f"--web.listen-address=127.0.0.1:{port}"]
+            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-admin-api"]  # snapshots, for a long-term store's vmctl
     # ready once its blocks are loaded (/-/ready answers 503 until then)
     with run_server(args, port, "/-/ready", timeout=300, ready_check=lambda url: httpx.get(url, timeout=1).raise_for_status()) as server:
         yield server
@@ -157,3 +157,37 @@ def test_the_command_line_csv_is_the_pages_table(month, monkeypatch):
     refused = subprocess.run([PYTHON, "-m", "ui.usage", "--price-per-kwh", "0.3"], cwd=ROOT, capture_output=True, text=True, timeout=60,
                              env={"PATH": "/usr/bin:/bin"})
     assert refused.returncode == 2 and "a price per kWh needs its currency" in refused.stderr
+
+
+def test_a_long_term_store_given_the_month_shows_the_same_usage(month, monkeypatch):
+    """docs/fleet.md: a store Prometheus remote-writes to (VictoriaMetrics) holds only what was scraped since; its own
+    vmctl brings the past from Prometheus' blocks. Pointed at the store, the tables are Prometheus' to the digit, equal
+    to the generator's truth, and the page's Usage view shows them."""
+    prom, truth, start = month
+    now = start + DAYS * DAY_S - 1
+    # a running Prometheus compacts its blocks: vmctl reads a snapshot of them (/api/v1/admin/tsdb/snapshot)
+    snapshot = httpx.post(prom.url + "/api/v1/admin/tsdb/snapshot", timeout=120).json()["data"]["name"]
+    blocks = Path(httpx.get(prom.url + "/api/v1/status/flags").json()["data"]["storage.tsdb.path"]) / "snapshots" / snapshot
+    with victoria_metrics() as store:
+        copy_into(store, str(blocks))
+        stored = Prometheus(store.url)
+        records = sorted({record.split("{")[0] for table in RECORDS.values() for record in table.values()} | {ENERGY})
+        counts = [f"sum(count_over_time({record}[40d]))" for record in records]  # every recorded sample: the import's last arrived
+        deadline = time.monotonic() + 60
+        while [stored.scalar(count, now + DAY_S) for count in counts] != [prom.scalar(count, now + DAY_S) for count in counts]:
+            assert time.monotonic() < deadline, (records, [stored.scalar(c, now + DAY_S) for c in counts], [prom.scalar(c, now + DAY_S) for c in counts])
+            time.sleep(0.5)
+        for by in ("model", "client"):
+            for per in ("day", "week"):
+                there, here = usage(stored, by, DAYS, per, now=now), usage(prom, by, DAYS, per, now=now)
+                assert there == here, (by, per, [(a[by], a["period"], name, a[name], b.get(name)) for a, b in zip(there, here) if a != b for name in a if a[name] != b.get(name)])
+        compare(usage(stored, "client", DAYS, "day", now=now), expected(truth, "client", start, DAYS, day_of), "client")
+        priced = usage(stored, "model", 7, "day", host="10.0.0.1", price=Price(0.25, "EUR"), now=now)
+        assert priced == usage(prom, "model", 7, "day", host="10.0.0.1", price=Price(0.25, "EUR"), now=now) and priced[0]["cost_EUR"] > 0
+        monkeypatch.setenv("PROMETHEUS_URL", store.url)
+        app = AppTest.from_file(str(ROOT / "ui" / "streamlit_app.py"), default_timeout=60)
+        app.run()
+        app.sidebar.radio[0].set_value("Usage").run()
+        assert not app.exception, [e.message for e in app.exception]
+        shown = app.dataframe[1].value  # by client, the last 30 days to today
+        assert to_csv(shown.where(shown.notna(), None).to_dict("records")) == to_csv(usage(prom, "client", DAYS, "day"))

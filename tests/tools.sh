@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The system tools the suite runs for real (`make test` runs this first), each with the package that brings it:
-# Prometheus and promtool (end-to-end and rule tests), Alertmanager (alerts delivered to a webhook), Chromium (the page), Podman with runc, netavark,
+# Prometheus and promtool (end-to-end and rule tests), Alertmanager (alerts delivered to a webhook), VictoriaMetrics
+# and vmctl (a long-term store Prometheus remote-writes to), Chromium (the page), Podman with runc, netavark,
 # aardvark-dns, iptables (netavark's firewall) and debootstrap (compose.yaml brought up for real), and Go
 # (tests/go_upstream: Go's own net/http, what Ollama's HTTP layer is), Node.js and npm (Grafana's own
 # dashboard types, tests/grafana_types), systemd-analyze (deploy/systemd verified).
@@ -8,7 +9,7 @@
 # they are installed, then checked again.
 set -uo pipefail
 
-NEEDED="prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager chromium:chromium podman:podman runc:runc netavark:netavark
+NEEDED="prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager victoria-metrics:victoria-metrics vmctl:victoria-metrics chromium:chromium podman:podman runc:runc netavark:netavark
 aardvark-dns:aardvark-dns iptables:iptables debootstrap:debootstrap go:golang-go node:nodejs npm:npm
 systemd-analyze:systemd"
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 import os
 import time
 from functools import partial
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import altair as alt
 import httpx
@@ -18,6 +16,7 @@ import streamlit as st
 
 from ui import alerts, format as fmt
 from ui import queries, recent, residency_view, usage_view
+from ui.cards import CARD_WINDOW, CARD_WINDOW_SECONDS, CARDS
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
 
@@ -26,37 +25,11 @@ PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
 OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")
 JAEGER_URL = os.environ.get("JAEGER_URL", "")
 WINDOWS = {"15 min": ("15m", 900), "1 h": ("1h", 3600), "6 h": ("6h", 21600), "24 h": ("24h", 86400)}
-# Cards: rates over the last minute, compared with the minute before (UI_CARD_WINDOW: a PromQL duration).
-CARD_WINDOW = os.environ.get("UI_CARD_WINDOW", "1m")
-CARD_WINDOW_SECONDS = pd.Timedelta(CARD_WINDOW).total_seconds()
 GPU_SOURCES = ("nvml", "amd_sysfs", "macmon", "ioreg")
 # Points a chart draws: 30 s apart over an hour. Each is an evaluation over every series the
 # query selects, which a fleet of 10 hosts x 100 models makes costly (docs/benchmarks.md).
 CHART_POINTS = 120
 POWER_SOURCES = ("nvml", "amd_sysfs", "rapl", "macmon")
-
-
-@dataclass(frozen=True)
-class Card:
-    label: str
-    query: Callable[[Filters], str]
-    show: Callable[[float | None], str]
-    missing: str  # why there is no number, when there is none
-    higher_is_better: bool = True
-
-
-CARDS = (
-    Card("Requests/s", lambda f: queries.request_rate(f, CARD_WINDOW), lambda v: fmt.rate(v, "/s"), "no traffic yet"),
-    Card("Avg latency", lambda f: queries.average_latency(f, CARD_WINDOW), fmt.seconds, "no generation requests in the last minute", False),
-    Card("Success rate", lambda f: queries.success_rate(f, CARD_WINDOW), fmt.percent, "no traffic yet"),
-    Card("Tokens/s", lambda f: queries.tokens_per_second(f, CARD_WINDOW), lambda v: fmt.rate(v, "tok/s"), "no tokens generated in the last minute"),
-    Card("TTFT p95", lambda f: queries.time_to_first_token_quantile(0.95, f, CARD_WINDOW), fmt.seconds, "no streaming generations in the last minute", False),
-    Card("GPU", queries.gpu_utilization, fmt.percent, "no GPU source on this host"),
-    Card("Power", queries.power_watts, fmt.watts, "no power source on this host", False),
-    Card("Memory used", lambda f: f"{queries.memory_used_bytes(f)} / {queries.memory_limit_bytes(f)}", fmt.percent, "hardware collector not scraped", False),
-    Card("Active requests", queries.active_requests, fmt.count, "proxy not scraped"),
-    Card("Temperature", queries.temperature_celsius, fmt.celsius, "no temperature sensor on this host", False),
-)
 
 
 # Queries: cached for every tab of this server, so open tabs do not multiply Prometheus' load ------
@@ -72,7 +45,7 @@ def card_values(url: str, host: str, model: str) -> dict[str, tuple[float | None
     """Each card's value now and a minute ago (for the change shown under it)."""
     prom, f, now = prometheus(url), Filters(host, model), time.time()
     before = now - CARD_WINDOW_SECONDS
-    values = prom.side_by_side({(card.label, at): partial(prom.scalar, card.query(f), at) for card in CARDS for at in (now, before)})
+    values = prom.side_by_side({(card.label, at): partial(prom.scalar, card.query(f, CARD_WINDOW), at) for card in CARDS for at in (now, before)})
     return {card.label: (values[(card.label, now)], values[(card.label, before)]) for card in CARDS}
 
 

@@ -73,7 +73,7 @@ def up(args: argparse.Namespace) -> int:
     logs.mkdir(parents=True, exist_ok=True)
     config = state / "prometheus.yml"
     config.write_text(local_config({"otel-proxy": [f"127.0.0.1:{ports['proxy']}"], "hw-collector": [f"127.0.0.1:{ports['collector']}"]},
-                                   alertmanagers=[f"127.0.0.1:{ports['alertmanager']}"]))
+                                   alertmanagers=[f"127.0.0.1:{ports['alertmanager']}"], remote_write=args.remote_write))
     alerting = args.alertmanager_config
     if alerting is None:
         alerting = state / "alertmanager.yml"
@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="an alertmanager.yml of your own (Slack, email, ntfy: see the project's alertmanager.yml) instead of --alert-webhook")
     parser.add_argument("--retention", default=os.environ.get("PROMETHEUS_RETENTION") or RETENTION,
                         help="how long Prometheus keeps samples, in its duration syntax ($PROMETHEUS_RETENTION, default %(default)s)")
+    parser.add_argument("--remote-write", action="append", default=[u for u in os.environ.get("PROMETHEUS_REMOTE_WRITE", "").split() if u],
+                        help="a long-term store's remote-write URL (VictoriaMetrics, Mimir, Thanos Receive: docs/fleet.md), repeatable "
+                             "($PROMETHEUS_REMOTE_WRITE, space-separated)")
     parser.add_argument("--retention-size", default=os.environ.get("PROMETHEUS_RETENTION_SIZE") or RETENTION_SIZE,
                         help="the most disk Prometheus' blocks may take, oldest dropped first ($PROMETHEUS_RETENTION_SIZE, default %(default)s)")
     args = parser.parse_args(argv)

@@ -11,9 +11,10 @@ from ollama_otel_stack.stack.defaults import ALERT_RULES, ALERTMANAGER_CONFIG, P
 
 
 def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rules: Sequence[Path] = (ALERT_RULES, RECORDING_RULES),
-                 alertmanagers: Sequence[str] = ()) -> str:
+                 alertmanagers: Sequence[str] = (), remote_write: Sequence[str] = ()) -> str:
     """The project's prometheus.yml with its jobs' targets replaced (job name → host:port list; jobs not named
-    are left out) and its alerts sent to ``alertmanagers`` (host:port), or to none."""
+    are left out), its alerts sent to ``alertmanagers`` (host:port), or to none, and every sample (the recording
+    rules' too) written on to each of ``remote_write`` (a long-term store's write URL, docs/fleet.md)."""
     config = yaml.safe_load(PROMETHEUS_CONFIG.read_text())
     config["global"]["scrape_interval"] = scrape_interval
     config["global"]["evaluation_interval"] = scrape_interval
@@ -24,6 +25,8 @@ def local_config(targets: dict[str, list[str]], scrape_interval: str = "5s", rul
         config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
     else:
         config.pop("alerting", None)
+    if remote_write:
+        config["remote_write"] = [{"url": url} for url in remote_write]
     return yaml.safe_dump(config, sort_keys=False)
 
 
