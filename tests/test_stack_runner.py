@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import yaml
 import psutil
 
 from ollama_otel_stack.stack.supervisor import PartSpec, RestartPolicy, Supervisor
@@ -56,7 +57,8 @@ def test_killing_any_part_never_interrupts_the_proxy_and_the_part_comes_back(fak
     configure_fake(fake, token_delay=0.01, answer_delay=0)
     ports = {name: free_port() for name in ("OTEL_PROXY_PORT", "HW_COLLECTOR_PORT", "PROMETHEUS_PORT", "ALERTMANAGER_PORT", "UI_PORT")}
     env = {**os.environ, **{k: str(v) for k, v in ports.items()}, "OLLAMA_UPSTREAM": fake.url, "PYTHONUNBUFFERED": "1", "STACK_RUN_DIR": str(tmp_path),
-           "PROMETHEUS_RETENTION": "30d"}  # the size bound left at its default
+           "PROMETHEUS_RETENTION": "30d",  # the size bound left at its default
+           "PROMETHEUS_REMOTE_WRITE": f"http://127.0.0.1:{free_port()}/api/v1/write"}  # a long-term store (nobody there: Prometheus retries)
     prometheus_url = f"http://127.0.0.1:{ports['PROMETHEUS_PORT']}"
     health = {
         "otel-proxy": f"http://127.0.0.1:{ports['OTEL_PROXY_PORT']}/-/healthy",
@@ -127,6 +129,8 @@ def test_killing_any_part_never_interrupts_the_proxy_and_the_part_comes_back(fak
         assert [sample["value"] for sample in kept] == [[seen_at, "1"]], kept
         flags = httpx.get(prometheus_url + "/api/v1/status/flags").json()["data"]
         assert (flags["storage.tsdb.retention.time"], flags["storage.tsdb.retention.size"]) == ("30d", "10GiB"), flags  # Prometheus reads its size units as powers of 2
+        loaded = yaml.safe_load(httpx.get(prometheus_url + "/api/v1/status/config").json()["data"]["yaml"])
+        assert [target["url"] for target in loaded["remote_write"]] == [env["PROMETHEUS_REMOTE_WRITE"]], loaded.get("remote_write")
         text = "".join(output)
         for name in ("ui", "hw-collector", "alertmanager", "prometheus", "otel-proxy"):
             assert f"{name} exited (code -9); restarting it in 1 s (restart 1 of 5)" in text, text
