@@ -2,8 +2,9 @@
 
 - /api/generate and /api/chat (server/routes.go, api/types.go): NDJSON ending in the
   ``"done": true`` chunk with ``done_reason``, counts and nanosecond timings, every zero
-  count or duration left out (``omitempty``); ``message.thinking`` chunks when the request
-  asks to ``think``, a ``message.tool_calls`` chunk when it offers ``tools``.
+  count or duration left out (``omitempty``); ``message.thinking`` (/api/chat) or ``thinking``
+  (/api/generate, api.GenerateResponse) chunks when the request asks to ``think``, a
+  ``message.tool_calls`` chunk when it offers ``tools``.
 - /v1/chat/completions and /v1/completions (openai/openai.go, middleware/openai.go): SSE
   ``data:`` events, the role in the first chat delta only, ``delta.reasoning`` and
   ``delta.tool_calls``, the finish reason on its own chunk with an empty delta, with
@@ -281,8 +282,10 @@ class FakeOllama:
                 if piece is not None and piece.tool_call is not None:
                     call = piece.tool_call
                     message["message"]["tool_calls"] = [{"id": call["id"], "function": {"index": 0, "name": call["name"], "arguments": call["arguments"]}}]
-            else:
+            else:  # api.GenerateResponse: response, then thinking (omitempty)
                 message["response"] = text
+                if piece is not None and piece.thinking:
+                    message["thinking"] = piece.thinking
             return message
 
         def final(text: str, started: float, load_ns: int, prompt_ns: int, eval_ns: int, tokens: int, whole: Piece | None = None) -> dict[str, Any]:
@@ -306,7 +309,7 @@ class FakeOllama:
             return end
 
         pieces = self._answer(model, count)
-        if chat and (body.get("think") or body.get("tools")):  # ChatRequest.Think, Tools
+        if body.get("think") or (chat and body.get("tools")):  # GenerateRequest.Think; ChatRequest.Think, Tools
             pieces, done_reason = self._pieces(model, body, limit, think=bool(body.get("think")))
         eval_count = self._eval_count(pieces)
         # Ollama truncates a prompt longer than the runner's context to fit it.
