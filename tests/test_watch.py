@@ -32,6 +32,9 @@ CASES = {
     "chat stream thinking": ("/api/chat", {"model": MODEL, "messages": USER, "think": True}, "stop", True, True),
     "chat stream tools": ("/api/chat", {"model": MODEL, "messages": USER, "tools": [TOOL_FUNCTION]}, "stop", True, True),
     "generate stream thinking": ("/api/generate", {"model": MODEL, "prompt": "why", "think": True}, "stop", True, True),
+    "chat stream thinking tools": ("/api/chat", {"model": MODEL, "messages": USER, "think": True, "tools": [TOOL_FUNCTION]}, "stop", True, True),
+    "openai chat stream usage thinking": ("/v1/chat/completions", {"model": MODEL, "messages": USER, "stream": True, "reasoning_effort": "low",
+                                                                  "stream_options": {"include_usage": True}}, "stop", True, True),
     "openai chat stream usage": ("/v1/chat/completions", {"model": MODEL, "messages": USER, "stream": True, "stream_options": {"include_usage": True}}, "stop", True, True),
     "openai chat stream": ("/v1/chat/completions", {"model": MODEL, "messages": USER, "stream": True, "max_tokens": 6}, "length", False, True),
     "openai chat whole": ("/v1/chat/completions", {"model": MODEL, "messages": USER}, "stop", True, True),
@@ -46,6 +49,8 @@ CASES = {
     "chat stream long": ("/api/chat", {"model": MODEL, "messages": USER, "options": {"num_predict": 900}}, "length", True, True),
     "openai chat stream usage long": ("/v1/chat/completions", {"model": MODEL, "messages": USER, "stream": True, "max_tokens": 900, "stream_options": {"include_usage": True}}, "length", True, True),
     "responses stream long": ("/v1/responses", {"model": MODEL, "input": "why", "stream": True}, "completed", True, True),
+    # its response.completed alone (the whole answer again) is larger than the tail: it must be caught as it begins
+    "responses stream longest": ("/v1/responses", {"model": MODEL, "input": "why", "stream": True}, "completed", True, True),
     "responses whole long": ("/v1/responses", {"model": MODEL, "input": "why"}, "completed", True, True),
     "messages stream long": ("/v1/messages", {"model": MODEL, "max_tokens": 4096, "messages": USER, "stream": True}, "end_turn", True, True),
     "messages whole long": ("/v1/messages", {"model": MODEL, "max_tokens": 4096, "messages": USER}, "end_turn", True, True),
@@ -108,7 +113,7 @@ def first_output_in(watcher, route: str, chunks: list[bytes], fed: list[tuple[fl
 def test_the_report_is_the_fakes_account_whatever_the_chunk_boundaries(name):
     path, body, finish, input_known, output_known = CASES[name]
     # a long answer: more than twice the tail, in events (~100 bytes a token) or in one body (~6 bytes a token)
-    answer_tokens = None if "long" not in name else 3000 if "whole" in name else 900
+    answer_tokens = None if "long" not in name else 3000 if "whole" in name or "longest" in name else 900
     answer, generated, prompted = asyncio.run(ask(path, body, answer_tokens))
     assert answer.status_code == 200, answer.text
     route = route_of(path)
@@ -287,3 +292,15 @@ def test_a_whole_body_past_its_bound_is_read_from_its_tail():
 ])
 def test_each_answer_gets_the_watcher_for_its_format(route, content_type, kind):
     assert type(watcher_for(route, content_type)).__name__ == kind
+
+
+def test_a_messages_delta_whose_fields_are_not_objects_reports_what_it_can():
+    """A message_delta whose ``delta`` is null and whose ``usage`` is a list: no counts and no finish reason are
+    read from it, and the stream, which did stop, is not broken."""
+    body = MESSAGE_START + b'event: message_delta\ndata: {"type":"message_delta","delta":null,"usage":[1,2]}\n\n' + MESSAGE_STOP
+    for chunks in (pieces(body, 7), [body]):
+        watcher = MessagesWatcher()
+        for chunk in chunks:
+            watcher.feed(chunk)
+        report = watcher.report()
+        assert (report.error, report.finish_reason, report.input_tokens, report.output_tokens) == (None, None, None, None), report
