@@ -110,3 +110,14 @@ def test_how_a_stay_ended_is_read_from_the_samples_around_it():
         ("d", residency.UNLOADED, None), ("e", residency.RESIDENT, None)]
     assert [s.loaded for s in stays] == [residency.BEFORE, residency.NOT_SEEN, "reload", residency.NOT_SEEN, residency.NOT_SEEN, residency.NOT_SEEN]
     assert residency.step_for(3600) == 5 and residency.step_for(30 * 86400) == 3600 and residency.step_for(3) == 0.5
+    # samples 2 min apart, keep_alive 5 min: an expiry within the lag of the departure is one only if no load explains it
+    step = 120.0
+    pushed, pusher = residency.Stay("h", "a", 0, 7200), residency.Stay("h", "b", 7260, 9000)
+    lone = residency.Stay("h", "c", 20000, 27200)
+    late = residency.Stay("h", "d", 30000, 37200)
+    after = residency.Stay("h", "e", 37260, 40000)
+    stays = [pushed, pusher, lone, late, after]
+    residency._explain(stays, [], {("h", "a"): [(7200, 7500.0)], ("h", "c"): [(27200, 27500.0)], ("h", "d"): [(37200, 37150.0)]}, 0, 40000, step)
+    assert [(s.model, s.ended, s.by) for s in stays] == [
+        ("a", residency.EVICTED, "b"), ("b", residency.UNLOADED, None), ("c", residency.EXPIRED, None),
+        ("d", residency.EXPIRED, None), ("e", residency.RESIDENT, None)]

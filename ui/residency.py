@@ -12,7 +12,9 @@ A stay runs from the first sample that listed the model to the last, so its ends
 - ``resident``: still listed at the range's end;
 - ``reloaded``: listed again straight after a reload of it (its runner options changed: the old runner drains, is
   unloaded, and the new one loads);
-- ``expired``: it went when its expiry came: keep_alive ran out since its last request (processCompleted);
+- ``expired``: it went when its expiry came: keep_alive ran out since its last request (processCompleted). Where
+  the samples are too coarse to tell (the expiry falls within their lag of the departure), an expiry already past
+  at its last sample wins, then another model's load that began as it went (an eviction), then the expiry;
 - ``evicted``: it went before its expiry while another model was loaded on the same host (its stay began within
   ``LOAD_WINDOW_S``) (processPending makes room
   at OLLAMA_MAX_LOADED_MODELS or when the new model does not fit, findRunnerToUnload); ``by`` names that model;
@@ -146,11 +148,19 @@ def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str
             stay.ended = RELOADED  # the old runner drained, was unloaded, and the new one loaded
             continue
         expiry = next((v for t, v in reversed(expiries.get((stay.host, stay.model), [])) if t <= stay.end), None)
-        if expiry is not None and stay.end - LAG_STEPS * step <= expiry <= gone + LAG_STEPS * step:
+        due = expiry is not None and stay.end - LAG_STEPS * step <= expiry <= gone + LAG_STEPS * step  # an older one is stale (busy since)
+        others = [s for s in stays if s.host == stay.host and s.model != stay.model and stay.end - LAG_STEPS * step < s.start <= window]
+        right_then = [s for s in others if s.start <= gone + LAG_STEPS * step]  # began as it went, within the samples' lag
+        if due and expiry <= stay.end:  # its expiry had come while it was still listed
             stay.ended = EXPIRED
-            continue
-        pusher = next((s for s in later if s.host == stay.host and s.model != stay.model and stay.end < s.start <= window), None)
-        stay.ended, stay.by = (EVICTED, pusher.model) if pusher is not None else (UNLOADED, None)
+        elif right_then:  # Ollama unloads the one it evicts, then loads: the nearest load that began as it went
+            stay.ended, stay.by = EVICTED, min(right_then, key=lambda s: abs(s.start - gone)).model
+        elif due:
+            stay.ended = EXPIRED
+        elif others:  # a load that took longer than the samples' lag (a cold load takes seconds to minutes)
+            stay.ended, stay.by = EVICTED, min(others, key=lambda s: s.start).model
+        else:
+            stay.ended = UNLOADED
 
 
 def describe_start(stay: Stay) -> str:

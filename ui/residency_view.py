@@ -32,7 +32,7 @@ def stay_rows(stays: list[residency.Stay], step: float) -> pd.DataFrame:
     several_hosts = len({stay.host for stay in stays}) > 1
     return pd.DataFrame([
         {
-            "model": f"{stay.model} on {stay.host}" if several_hosts else stay.model,
+            "model": f"{stay.host} · {stay.model}" if several_hosts else stay.model,
             "from": _utc(stay.start),
             "to": _utc(stay.end + step),
             "ended": stay.ended,
@@ -62,7 +62,7 @@ def show(prom: Prometheus, host: str) -> None:
     chart = alt.Chart(rows).mark_bar(height={"band": 0.7}).encode(
         x=alt.X("from:T", title=None, scale=alt.Scale(domain=[_utc(start).isoformat(), _utc(end).isoformat()])),
         x2="to:T",
-        y=alt.Y("model:N", title=None, sort=None),
+        y=alt.Y("model:N", title=None, sort="ascending", axis=alt.Axis(labelLimit=320)),  # by host, then model
         color=alt.Color("ended:N", title="how it ended", scale=alt.Scale(domain=list(ENDING_COLOURS), range=list(ENDING_COLOURS.values()))),
         tooltip=["model", alt.Tooltip("from:T", format="%Y-%m-%d %H:%M:%S"), alt.Tooltip("to:T", format="%Y-%m-%d %H:%M:%S"), "how it began", "how it ended"],
     )
