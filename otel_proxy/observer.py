@@ -298,7 +298,7 @@ class RequestObserver:
                 histogram.record(seconds, per_model)
         self._record_phases(per_model, parts)
         if parts.load_reason in LOAD_REASONS:
-            changed = changed_options(parts.reload_cause) if parts.load_reason == "reload" else None
+            changed = changed_options(parts.reload_cause)  # a reload's only: a cold load has no cause
             instruments.model_loads.add(1, {**per_model, "ollama.load.reason": parts.load_reason, **({"ollama.load.cause": changed} if changed else {})})
         fill = self._context_fill(report)
         if fill is not None:

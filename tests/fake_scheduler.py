@@ -23,8 +23,8 @@
    ``effectiveContext``) with a floor of 4.
 6. **Room for another model** (server/sched.go ``processPending``, ``findRunnerToUnload``,
    ``ByDurationAndName``): with OLLAMA_MAX_LOADED_MODELS runners loaded, a load first evicts one:
-   the idle runner with the shortest ``sessionDuration`` (then by blob), else the busiest's peer
-   with the shortest, which is drained first (``sessionDuration = 0``). Ollama's automatic limit
+   the idle runner with the shortest ``sessionDuration`` (then by blob); with none idle, the one
+   with the shortest, drained first (``sessionDuration = 0``, its requests left to end). Ollama's automatic limit
    (three a GPU) and its VRAM fit (``Scheduler.load``'s ``needEvict``) are not modelled: the fake
    has no memory estimates, so with ``max_runners`` 0 nothing is evicted for room.
 7. **Keep-alive** (server/sched.go ``processCompleted``): a runner idle for ``keep_alive``
