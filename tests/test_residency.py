@@ -121,3 +121,11 @@ def test_how_a_stay_ended_is_read_from_the_samples_around_it():
     assert [(s.model, s.ended, s.by) for s in stays] == [
         ("a", residency.EVICTED, "b"), ("b", residency.UNLOADED, None), ("c", residency.EXPIRED, None),
         ("d", residency.EXPIRED, None), ("e", residency.RESIDENT, None)]
+
+
+def test_loads_are_the_counters_rise_in_each_step_from_zero_where_it_was_new_or_reset():
+    step, start = 10.0, 100.0
+    points = [(90.0, 3.0), (100.0, 3.0), (110.0, 5.0), (140.0, 1.0), (150.0, 1.0), (160.0, 0.0), (170.0, 2.0)]
+    # 90: the base before the range; 110: +2; 140: back after a gap (a restart): 1 from zero; 170: +2 after a fall to 0
+    assert residency._counted(points, step, start) == [(110.0, 2), (140.0, 1), (170.0, 2)]
+    assert residency._counted([(100.0, 4.0)], step, start) == [(100.0, 4)]  # born in the range's first step

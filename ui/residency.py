@@ -25,6 +25,8 @@ A stay runs from the first sample that listed the model to the last, so its ends
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
+from collections import defaultdict
 from dataclasses import dataclass, field
 
 from ui.queries import COLLECTOR_JOB, PROXY_JOB, Filters, Prometheus
@@ -82,13 +84,12 @@ def queries(f: Filters, step: float) -> dict[str, str]:
         series = f"{metric}{collector}"
         return f"max by (instance, model) ({series if step <= FINE_STEP_S else f'max_over_time({series}[{window}])'})"
 
-    loads = f"ollama_model_loads_total{f.labels(PROXY_JOB)}"
     return {
         "resident": sampled("ollama_loaded_model_size_bytes"),
         "expiry": sampled("ollama_loaded_model_expiry_seconds"),
-        # counted in each step: the rise since the step before, and a series born in it from 0 (no extrapolation)
-        "loads": f"sum by (instance, gen_ai_request_model, ollama_load_reason, ollama_load_cause) "
-                 f"(({loads} - {loads} offset {window}) > 0 or ({loads} unless {loads} offset {window}))",
+        # the counter itself at each step (the loads in a step are told in Python, ``_counted``: PromQL's set operators
+        # for a series born in the step cost a 30-day view more than the rest of it, docs/benchmarks.md)
+        "loads": f"sum by (instance, gen_ai_request_model, ollama_load_reason, ollama_load_cause) (ollama_model_loads_total{f.labels(PROXY_JOB)})",
     }
 
 
@@ -96,11 +97,11 @@ def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float
     """Every stay of every model in ``[start, end]``, and the loads the proxy counted, oldest first."""
     step = step or step_for(end - start)
     promql = queries(f, step)
-    got = prom.side_by_side({name: (lambda q=q: prom.range(q, start, end, step)) for name, q in promql.items()})
+    got = prom.side_by_side({name: (lambda q=q: prom.range(q, start - (step if name == "loads" else 0), end, step)) for name, q in promql.items()})
     loads = sorted(
         (Load(host_of(s.labels.get("instance", "")), s.labels.get("gen_ai_request_model", ""), t, s.labels.get("ollama_load_reason", ""),
-              s.labels.get("ollama_load_cause") or None, round(v))
-         for s in got["loads"] for t, v in s.points if v is not None and round(v) > 0),
+              s.labels.get("ollama_load_cause") or None, count)
+         for s in got["loads"] for t, count in _counted(s.points, step, start)),
         key=lambda load: load.at)
     expiries = {(host_of(s.labels.get("instance", "")), s.labels.get("model", "")): [(t, v) for t, v in s.points if v is not None] for s in got["expiry"]}
     stays = []
@@ -110,6 +111,24 @@ def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float
     stays.sort(key=lambda stay: (stay.start, stay.model))
     _explain(stays, loads, expiries, start, end, step)
     return stays, loads
+
+
+def _counted(points: list[tuple[float, float | None]], step: float, start: float) -> list[tuple[float, int]]:
+    """(step, loads counted in it) from a counter's value at each step from the one before ``start``: the rise since
+    the step before; from zero where it was absent the step before (new, or back after a restart) or fell (a reset)."""
+    counted: list[tuple[float, int]] = []
+    before: tuple[float, float] | None = None
+    for at, value in points:
+        if value is None:
+            continue
+        if before is not None and abs(at - before[0] - step) < step / 2:
+            rise = value - before[1] if value >= before[1] else value
+        else:
+            rise = value if at >= start else 0.0  # the step before the range: only a base
+        if round(rise) > 0:
+            counted.append((at, round(rise)))
+        before = (at, value)
+    return counted
 
 
 def _stays(host: str, model: str, listed: list[float], step: float) -> list[Stay]:
@@ -124,12 +143,21 @@ def _stays(host: str, model: str, listed: list[float], step: float) -> list[Stay
 
 
 def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str], list[tuple[float, float]]], start: float, end: float, step: float) -> None:
-    """How each stay began (the load counted for it) and how it ended."""
+    """How each stay began (the load counted for it) and how it ended. ``stays`` in order of their start."""
+    by_model: dict[tuple[str, str], list[Stay]] = defaultdict(list)
+    by_host: dict[str, list[Stay]] = defaultdict(list)
+    for stay in stays:
+        by_model[(stay.host, stay.model)].append(stay)
+        by_host[stay.host].append(stay)
+    model_starts = {key: [stay.start for stay in group] for key, group in by_model.items()}
+    host_starts = {host: [stay.start for stay in group] for host, group in by_host.items()}
+    expiry_times = {key: [t for t, _ in points] for key, points in expiries.items()}
     for load in loads:  # a load is counted when its request ends: it belongs to the latest stay begun by then
-        began = [stay for stay in stays if (stay.host, stay.model) == (load.host, load.model) and stay.start <= load.at + step]
-        if not began:
+        key = (load.host, load.model)
+        index = bisect_right(model_starts.get(key, []), load.at + step) - 1
+        if index < 0:
             continue
-        stay = began[-1]
+        stay = by_model[key][index]
         if stay.loaded == NOT_SEEN:
             stay.loaded, stay.cause = load.reason, load.cause
         else:
@@ -137,30 +165,32 @@ def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str
     for stay in stays:
         if stay.start <= start + step and stay.loaded == NOT_SEEN:
             stay.loaded = BEFORE
-    for index, stay in enumerate(stays):
-        if stay.end > end - step:
-            continue  # listed at the range's last step: RESIDENT
-        gone = stay.end + step  # the first step it was no longer listed
-        later = stays[index + 1:]
-        window = gone + max(LAG_STEPS * step, LOAD_WINDOW_S)
-        again = next((s for s in later if (s.host, s.model) == (stay.host, stay.model)), None)
-        if again is not None and again.start <= window and again.loaded == "reload":
-            stay.ended = RELOADED  # the old runner drained, was unloaded, and the new one loaded
-            continue
-        expiry = next((v for t, v in reversed(expiries.get((stay.host, stay.model), [])) if t <= stay.end), None)
-        due = expiry is not None and stay.end - LAG_STEPS * step <= expiry <= gone + LAG_STEPS * step  # an older one is stale (busy since)
-        others = [s for s in stays if s.host == stay.host and s.model != stay.model and stay.end - LAG_STEPS * step < s.start <= window]
-        right_then = [s for s in others if s.start <= gone + LAG_STEPS * step]  # began as it went, within the samples' lag
-        if due and expiry <= stay.end:  # its expiry had come while it was still listed
-            stay.ended = EXPIRED
-        elif right_then:  # Ollama unloads the one it evicts, then loads: the nearest load that began as it went
-            stay.ended, stay.by = EVICTED, min(right_then, key=lambda s: abs(s.start - gone)).model
-        elif due:
-            stay.ended = EXPIRED
-        elif others:  # a load that took longer than the samples' lag (a cold load takes seconds to minutes)
-            stay.ended, stay.by = EVICTED, min(others, key=lambda s: s.start).model
-        else:
-            stay.ended = UNLOADED
+    for key, group in by_model.items():
+        for index, stay in enumerate(group):
+            if stay.end > end - step:
+                continue  # listed at the range's last step: RESIDENT
+            gone = stay.end + step  # the first step it was no longer listed
+            window = gone + max(LAG_STEPS * step, LOAD_WINDOW_S)
+            again = group[index + 1] if index + 1 < len(group) else None
+            if again is not None and again.start <= window and again.loaded == "reload":
+                stay.ended = RELOADED  # the old runner drained, was unloaded, and the new one loaded
+                continue
+            at = bisect_right(expiry_times.get(key, []), stay.end) - 1
+            expiry = expiries[key][at][1] if at >= 0 else None  # the last read while it was listed
+            due = expiry is not None and stay.end - LAG_STEPS * step <= expiry <= gone + LAG_STEPS * step  # an older one is stale (busy since)
+            neighbours, starts = by_host[stay.host], host_starts[stay.host]
+            others = [s for s in neighbours[bisect_right(starts, stay.end - LAG_STEPS * step):bisect_right(starts, window)] if s.model != stay.model]
+            right_then = [s for s in others if s.start <= gone + LAG_STEPS * step]  # began as it went, within the samples' lag
+            if due and expiry <= stay.end:  # its expiry had come while it was still listed
+                stay.ended = EXPIRED
+            elif right_then:  # Ollama unloads the one it evicts, then loads: the nearest load that began as it went
+                stay.ended, stay.by = EVICTED, min(right_then, key=lambda s: abs(s.start - gone)).model
+            elif due:
+                stay.ended = EXPIRED
+            elif others:  # a load that took longer than the samples' lag (a cold load takes seconds to minutes)
+                stay.ended, stay.by = EVICTED, others[0].model
+            else:
+                stay.ended = UNLOADED
 
 
 def describe_start(stay: Stay) -> str:

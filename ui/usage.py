@@ -96,14 +96,17 @@ def usage(prom: Prometheus, by: str, days: int, per: str = "day", host: str = ""
     label = LABEL[by]
     figures: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     seconds: dict[tuple[float, str, str], float] = {}  # (day, host, key) -> generation seconds
-    for figure, record in RECORDS[by].items():
-        for labels, day, value in _daily(prom, f"sum by (host, {label}) (sum_over_time({_selector(record, host)}[1d]))", days, now):
+    promql = {figure: f"sum by (host, {label}) (sum_over_time({_selector(record, host)}[1d]))" for figure, record in RECORDS[by].items()}
+    promql["energy"] = f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))"
+    daily = prom.side_by_side({name: (lambda q=q: _daily(prom, q, days, now)) for name, q in promql.items()})  # each independent of the others
+    for figure in RECORDS[by]:
+        for labels, day, value in daily[figure]:
             key = labels.get(label, "")
             figures[(_period(day, per), key)][figure] += value
             figures[(_period(day, per), ALL)][figure] += value
             if figure == "generation_s":
                 seconds[(day, labels.get("host", ""), key)] = value
-    energy = {(day, labels.get("host", "")): joules for labels, day, joules in _daily(prom, f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))", days, now)}
+    energy = {(day, labels.get("host", "")): joules for labels, day, joules in daily["energy"]}
     busy: dict[tuple[float, str], float] = defaultdict(float)
     for (day, where, _), spent in seconds.items():
         busy[(day, where)] += spent

@@ -24,7 +24,7 @@ def show(prom: Prometheus, host: str) -> None:
         st.warning(str(exc))
         price = None
     try:
-        tables = {by: usage(prom, by, days, per, host, price) for by in ("model", "client")}
+        tables = {by: usage(prom, by, days, per, host, price) for by in ("model", "client")}  # each sends its queries side by side
     except PrometheusError as exc:
         st.error(str(exc))
         return
