@@ -52,11 +52,11 @@ def test_the_cards_read_the_same_from_the_store_prometheus_writes_to(tmp_path):
         prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]},
                    remote_write=[store.url + "/api/v1/write"]) as prom,
     ):
-        assert drive(proxy.url, WINDOW_S + 8) > 20  # every series is born in the first second, then ages past the window
-        at = time.time() - 1  # the traffic still flowing then
+        assert drive(proxy.url, WINDOW_S + 14) > 20  # every series is born in the first second, then ages past the window
+        at = time.time() - 6  # the traffic still flowing then; remote write sends in batches, seconds apart
         here, there = Prometheus(prom.url), Prometheus(store.url)
         newest = "timestamp(up)"  # each target's last scrape by then: the store has caught up when they match
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while sorted(v for _, v in there.vector(newest, at)) != sorted(v for _, v in here.vector(newest, at)):  # remote write sends in batches
             assert time.monotonic() < deadline, (here.vector(newest, at), there.vector(newest, at))
             time.sleep(0.5)

@@ -40,7 +40,7 @@ def stored_prometheus(data: Path) -> Iterator[Server]:
     config = data.parent / "empty.yml"
     config.write_text("global: {scrape_interval: 1m}\n")
     args = [require_tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=100d",
-            f"--web.listen-address=127.0.0.1:{port}", "--web.enable-admin-api"]  # snapshots, for a long-term store's vmctl
+            f"--web.listen-address=127.0.0.1:{port}"]
     # ready once its blocks are loaded (/-/ready answers 503 until then)
     with run_server(args, port, "/-/ready", timeout=300, ready_check=lambda url: httpx.get(url, timeout=1).raise_for_status()) as server:
         yield server
@@ -160,18 +160,15 @@ def test_the_command_line_csv_is_the_pages_table(month, monkeypatch):
 
 
 def test_a_long_term_store_given_the_month_shows_the_same_usage(month, monkeypatch):
-    """docs/fleet.md: a store Prometheus remote-writes to (VictoriaMetrics) holds only what was scraped since; its own
-    vmctl brings the past from Prometheus' blocks. Pointed at the store, the tables are Prometheus' to the digit, equal
-    to the generator's truth, and the page's Usage view shows them."""
+    """docs/fleet.md: a store Prometheus remote-writes to (VictoriaMetrics) holds only what was scraped since; the past
+    is copied in (here every recorded sample, through the two query and import APIs). Pointed at the store, the tables
+    are Prometheus' to the digit, equal to the generator's truth, and the page's Usage view shows them."""
     prom, truth, start = month
     now = start + DAYS * DAY_S - 1
-    # a running Prometheus compacts its blocks: vmctl reads a snapshot of them (/api/v1/admin/tsdb/snapshot)
-    snapshot = httpx.post(prom.url + "/api/v1/admin/tsdb/snapshot", timeout=120).json()["data"]["name"]
-    blocks = Path(httpx.get(prom.url + "/api/v1/status/flags").json()["data"]["storage.tsdb.path"]) / "snapshots" / snapshot
+    records = sorted({record.split("{")[0] for table in RECORDS.values() for record in table.values()} | {ENERGY})
     with victoria_metrics() as store:
-        copy_into(store, str(blocks))
+        assert copy_into(store, prom.url, records, now + DAY_S, 40) > 10_000
         stored = Prometheus(store.url)
-        records = sorted({record.split("{")[0] for table in RECORDS.values() for record in table.values()} | {ENERGY})
         counts = [f"sum(count_over_time({record}[40d]))" for record in records]  # every recorded sample: the import's last arrived
         deadline = time.monotonic() + 60
         while [stored.scalar(count, now + DAY_S) for count in counts] != [prom.scalar(count, now + DAY_S) for count in counts]:

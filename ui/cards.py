@@ -1,27 +1,19 @@
 """The cards at the top of the page: what each shows, the PromQL behind it, how its number reads, and what it says
-when there is none. Rates are over the last minute (UI_CARD_WINDOW, a PromQL duration), compared with the minute
-before."""
+when there is none. Rates are over the window the page passes (UI_CARD_WINDOW, a minute by default)."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import pandas as pd
 
 from ui import format as fmt
 from ui import queries
 from ui.queries import Filters
 
-CARD_WINDOW = os.environ.get("UI_CARD_WINDOW", "1m")
-CARD_WINDOW_SECONDS = pd.Timedelta(CARD_WINDOW).total_seconds()
-
-
 @dataclass(frozen=True)
 class Card:
     label: str
-    query: Callable[[Filters, str], str]  # the host and model picked, and the window of the rates (CARD_WINDOW on the page)
+    query: Callable[[Filters, str], str]  # the host and model picked, and the window of the rates
     show: Callable[[float | None], str]
     missing: str  # why there is no number, when there is none
     higher_is_better: bool = True

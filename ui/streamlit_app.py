@@ -16,7 +16,7 @@ import streamlit as st
 
 from ui import alerts, format as fmt
 from ui import queries, recent, residency_view, usage_view
-from ui.cards import CARD_WINDOW, CARD_WINDOW_SECONDS, CARDS
+from ui.cards import CARDS
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
 
@@ -24,6 +24,9 @@ PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
 PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
 OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")
 JAEGER_URL = os.environ.get("JAEGER_URL", "")
+# Cards: rates over the last minute, compared with the minute before (UI_CARD_WINDOW: a PromQL duration).
+CARD_WINDOW = os.environ.get("UI_CARD_WINDOW", "1m")
+CARD_WINDOW_SECONDS = pd.Timedelta(CARD_WINDOW).total_seconds()
 WINDOWS = {"15 min": ("15m", 900), "1 h": ("1h", 3600), "6 h": ("6h", 21600), "24 h": ("24h", 86400)}
 GPU_SOURCES = ("nvml", "amd_sysfs", "macmon", "ioreg")
 # Points a chart draws: 30 s apart over an hour. Each is an evaluation over every series the
