@@ -19,11 +19,13 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
+import functools
 import io
 import os
 import re
 import sys
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ui.queries import Prometheus, PrometheusError, quote_label
@@ -71,6 +73,7 @@ def day_ends(days: int, now: float) -> list[float]:
     return [(today + dt.timedelta(days=offset + 1)).timestamp() for offset in range(-days + 1, 1)]
 
 
+@functools.lru_cache(maxsize=4096)  # asked for every point of every series: a 30-day table by model asks it 100,000 times
 def _period(day_end: float, per: str) -> str:
     day = dt.datetime.fromtimestamp(day_end - DAY_S, dt.timezone.utc).date()
     if per == "week":
@@ -90,32 +93,46 @@ def _daily(prom: Prometheus, promql: str, days: int, now: float) -> list[tuple[d
 
 def usage(prom: Prometheus, by: str, days: int, per: str = "day", host: str = "", price: Price | None = None, now: float | None = None) -> list[dict]:
     """The table: one row per period and model (or client), then the period's ``all`` row; oldest period first."""
-    if by not in RECORDS or per not in PERIODS:
+    return tables(prom, (by,), days, per, host, price, now)[by]
+
+
+def tables(prom: Prometheus, bys: Sequence[str], days: int, per: str = "day", host: str = "", price: Price | None = None,
+           now: float | None = None) -> dict[str, list[dict]]:
+    """``usage`` by each of ``bys`` (model, client), their queries sent side by side and the energy read once."""
+    if not set(bys) <= set(RECORDS) or per not in PERIODS:
         raise ValueError(f"by is one of {sorted(RECORDS)}, per one of {PERIODS}")
     now = dt.datetime.now(dt.timezone.utc).timestamp() if now is None else now
+    promql = {(by, figure): f"sum by ({'host, ' if figure == 'generation_s' else ''}{LABEL[by]}) (sum_over_time({_selector(record, host)}[1d]))"
+              for by in bys for figure, record in RECORDS[by].items()}  # the host only where energy is shared out by it
+    promql[("", "energy")] = f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))"
+    daily = prom.side_by_side({name: (lambda q=q: _daily(prom, q, days, now)) for name, q in promql.items()})  # each independent of the others
+    return {by: _table(by, {figure: daily[(by, figure)] for figure in RECORDS[by]}, daily[("", "energy")], per, price) for by in bys}
+
+
+def _table(by: str, daily: dict[str, list[tuple[dict[str, str], float, float]]], energy_daily: list[tuple[dict[str, str], float, float]],
+           per: str, price: Price | None) -> list[dict]:
     label = LABEL[by]
     figures: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
     seconds: dict[tuple[float, str, str], float] = {}  # (day, host, key) -> generation seconds
-    promql = {figure: f"sum by (host, {label}) (sum_over_time({_selector(record, host)}[1d]))" for figure, record in RECORDS[by].items()}
-    promql["energy"] = f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))"
-    daily = prom.side_by_side({name: (lambda q=q: _daily(prom, q, days, now)) for name, q in promql.items()})  # each independent of the others
-    for figure in RECORDS[by]:
-        for labels, day, value in daily[figure]:
+    for figure, points in daily.items():
+        for labels, day, value in points:
             key = labels.get(label, "")
             figures[(_period(day, per), key)][figure] += value
             figures[(_period(day, per), ALL)][figure] += value
             if figure == "generation_s":
                 seconds[(day, labels.get("host", ""), key)] = value
-    energy = {(day, labels.get("host", "")): joules for labels, day, joules in daily["energy"]}
-    busy: dict[tuple[float, str], float] = defaultdict(float)
-    for (day, where, _), spent in seconds.items():
-        busy[(day, where)] += spent
+    energy = {(day, labels.get("host", "")): joules for labels, day, joules in energy_daily}
+    spent_by: dict[tuple[float, str], dict[str, float]] = defaultdict(dict)  # (day, host) -> key -> generation seconds
+    for (day, where, key), spent in seconds.items():
+        spent_by[(day, where)][key] = spent
     measured: dict[tuple[str, str], float] = defaultdict(float)  # (period, key) -> joules
     for (day, where), joules in energy.items():
-        measured[(_period(day, per), ALL)] += joules
-        for (spent_day, spent_host, key), spent in seconds.items():
-            if spent_day == day and spent_host == where and busy[(day, where)] > 0:
-                measured[(_period(day, per), key)] += joules * spent / busy[(day, where)]
+        period = _period(day, per)
+        measured[(period, ALL)] += joules
+        spent = spent_by.get((day, where), {})
+        busy = sum(spent.values())
+        for key, share in spent.items() if busy > 0 else ():
+            measured[(period, key)] += joules * share / busy
     rows = []
     for period, key in sorted(figures, key=lambda pk: (pk[0], pk[1] == ALL, pk[1])):
         values = figures[(period, key)]

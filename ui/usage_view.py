@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from ui.queries import Prometheus, PrometheusError
-from ui.usage import ALL, PERIODS, price_from_env, to_csv, usage
+from ui.usage import ALL, PERIODS, price_from_env, tables, to_csv
 
 RANGES = (30, 90)
 
@@ -24,28 +24,28 @@ def show(prom: Prometheus, host: str) -> None:
         st.warning(str(exc))
         price = None
     try:
-        tables = {by: usage(prom, by, days, per, host, price) for by in ("model", "client")}  # each sends its queries side by side
+        found = tables(prom, ("model", "client"), days, per, host, price)  # their queries side by side
     except PrometheusError as exc:
         st.error(str(exc))
         return
-    if not tables["model"] and not tables["client"]:
+    if not found["model"] and not found["client"]:
         st.caption("No usage recorded in this range. The figures come from recording.yml's hourly records: Prometheus must load it "
                    "(make up and compose do), and the first record comes an hour after the first request.")
         return
-    by_model = pd.DataFrame([row for row in tables["model"] if row["model"] != ALL])
+    by_model = pd.DataFrame([row for row in found["model"] if row["model"] != ALL])
     if not by_model.empty:
         chart = alt.Chart(by_model).mark_bar().encode(
             x=alt.X("period:N", title=None), y=alt.Y("output_tokens:Q", title="output tokens"), color=alt.Color("model:N"),
             tooltip=["period", "model", "requests", "output_tokens"])
         st.altair_chart(chart.properties(height=220), width="stretch")
-    for by, rows in tables.items():
+    for by, rows in found.items():
         st.subheader(f"By {by}")
         if not rows:
             st.caption(f"No {by} used in this range.")
             continue
         st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
         st.download_button("Download CSV", to_csv(rows), file_name=f"ollama-usage-by-{by}-per-{per}-{days}d.csv", mime="text/csv", key=f"csv-{by}")
-    columns = set(tables["model"][0]) if tables["model"] else set()
+    columns = set(found["model"][0]) if found["model"] else set()
     notes = ["Each period's `all` row sums its rows; its energy is every joule measured, idle time included, and a row's energy is "
              "its share of its host's generation time that day."]
     if "energy_kwh" not in columns:
