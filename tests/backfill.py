@@ -6,7 +6,9 @@ amount drawn afresh each hour, some hours idle), so an hour's increase is exactl
 ``increase`` reads it with or without extrapolation. Each request is counted once by model and once by client, as the
 proxy counts it. Energy (hw_energy_joules_total, hw_type="system") grows all the time, idle hours included.
 
-Used by tests/test_usage.py (2 hosts, 2 models, 2 clients) and bench/usage_scale.py (10 hosts, 100 models).
+Used by tests/test_usage.py (2 hosts, 2 models, 2 clients) and bench/usage_scale.py (10 hosts, 100 models); the
+residency history (``write_residency``: which model was resident when, and the loads counted) by
+tests/test_residency.py and the same benchmark.
 """
 
 from __future__ import annotations
@@ -105,6 +107,43 @@ def write_history(path: Path, start: int, days: int, hosts: list[str], models: l
                 out.write(f"{name} {value!r} {start + index * step_s}\n")
         out.write("# EOF\n")
     return truth
+
+
+@dataclass(frozen=True)
+class Stay:
+    """One model resident on one host from ``since`` to ``until`` (unix seconds), as the history writes it."""
+
+    host: str
+    model: str
+    since: int
+    until: int
+    loaded: str = "cold"  # how the proxy counted its load: cold or reload
+    cause: str | None = None  # a reload's changed options
+    expires: int | None = None  # the expiry /api/ps gives it; None: five minutes ahead at every sample (in use)
+
+
+def write_residency(path: Path, stays: list[Stay], end: int, step_s: int = 60, loads_step_s: int = 240) -> None:
+    """The collector's /api/ps gauges (``ollama_loaded_model_size_bytes`` and ``..._expiry_seconds``) every ``step_s``
+    while each stay lasts, and the proxy's ``ollama_model_loads_total`` from each series' first load to ``end``: every
+    ``loads_step_s`` (the counter is scraped every few seconds; this is within Prometheus' 5-minute lookback) and at
+    each load."""
+    ordered = sorted(stays, key=lambda stay: (stay.host, stay.model, stay.since))  # a series' samples together, in time order
+    with path.open("w") as out:
+        for family in ("ollama_loaded_model_size_bytes", "ollama_loaded_model_expiry_seconds"):
+            for stay in ordered:
+                head = f'{family}{{instance="{stay.host}:8002",job="hw-collector",model="{stay.model}"}}'
+                for at in range(stay.since, stay.until, step_s):
+                    value = 2e9 if family.endswith("bytes") else stay.expires or at + 300
+                    out.write(f"{head} {value} {at}\n")
+        loads: dict[tuple[str, str, str, str | None], list[int]] = defaultdict(list)
+        for stay in ordered:
+            loads[(stay.host, stay.model, stay.loaded, stay.cause)].append(stay.since)
+        for (host, model, reason, cause), times in sorted(loads.items(), key=lambda item: (item[0][:3], item[0][3] or "")):
+            labels = f'gen_ai_request_model="{model}",instance="{host}:8001",job="otel-proxy",ollama_load_reason="{reason}"'
+            head = "ollama_model_loads_total{" + labels + (f',ollama_load_cause="{cause}"' if cause else "") + "}"
+            at_times = sorted(set(range((times[0] // loads_step_s + 1) * loads_step_s, end, loads_step_s)) | set(times))
+            out.writelines(f"{head} {sum(1 for t in times if t <= at)} {at}\n" for at in at_times)
+        out.write("# EOF\n")
 
 
 def backfill(promtool: str, openmetrics: Path, data: Path) -> None:

@@ -91,6 +91,19 @@ def run_server(
 
 
 @contextmanager
+def stored_prometheus(data: Path) -> Iterator[Server]:
+    """Prometheus over a data directory of its own, keeping 100 days, scraping and evaluating nothing."""
+    port = free_port()
+    config = data.parent / "empty.yml"
+    config.write_text("global: {scrape_interval: 1m}\n")
+    args = [require_tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=100d",
+            f"--web.listen-address=127.0.0.1:{port}"]
+    # ready once its blocks are loaded (/-/ready answers 503 until then)
+    with run_server(args, port, "/-/ready", timeout=300, ready_check=lambda url: httpx.get(url, timeout=1).raise_for_status()) as server:
+        yield server
+
+
+@contextmanager
 def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3) -> Iterator[Server]:
     port = free_port()
     args = [PYTHON, "-m", "tests.fake_ollama", "--port", str(port), "--token-delay", str(token_delay), "--load-delay", str(load_delay)]

@@ -5,14 +5,19 @@ page's Residency view drawn from the same series."""
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
 
 import httpx
 import pyarrow
 from streamlit.testing.v1 import AppTest
 
+from ollama_otel_stack.stack.defaults import RECORDING_RULES
 from otel_proxy.scheduling import changed_options
-from tests.harness import ROOT, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus
+from tests import backfill
+from tests.backfill import DAY_S, HOUR_S
+from tests.harness import ROOT, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus, require_tool, stored_prometheus
 from ui import residency
 from ui.queries import Filters, Prometheus
 
@@ -129,3 +134,71 @@ def test_loads_are_the_counters_rise_in_each_step_from_zero_where_it_was_new_or_
     # 90: the base before the range; 110: +2; 140: back after a gap (a restart): 1 from zero; 170: +2 after a fall to 0
     assert residency._counted(points, step, start) == [(110.0, 2), (140.0, 1), (170.0, 2)]
     assert residency._counted([(100.0, 4.0)], step, start) == [(100.0, 4)]  # born in the range's first step
+
+
+def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
+    """Eight days on two hosts, backfilled into a real Prometheus with the hourly records of recording.yml evaluated by
+    promtool over all but the first and the last day: the timeline at hourly steps reads the records where they are
+    and the samples around them, and comes out the same as from the samples alone, and as the history was written."""
+    promtool = require_tool("promtool")
+    now = int(time.time())
+    start = (now // DAY_S - 8) * DAY_S
+    at = lambda hours: start + hours * HOUR_S  # noqa: E731
+    a, b = "10.0.0.1", "10.0.0.2"
+    history = [
+        backfill.Stay(a, "llama3.2:1b", at(2), at(30), expires=at(35)),  # evicted by phi3:mini's load
+        backfill.Stay(a, "phi3:mini", at(30), at(50), expires=at(50)),  # its keep_alive ran out
+        backfill.Stay(a, "llama3.2:1b", at(60), at(100), expires=at(105)),  # reloaded within the hour: one stay, two loads
+        backfill.Stay(a, "llama3.2:1b", at(100), at(140), loaded="reload", cause="num_ctx", expires=at(150)),  # evicted by qwen
+        backfill.Stay(a, "qwen2.5:7b", at(140), now),
+        backfill.Stay(b, "phi3:mini", at(10), at(70), expires=at(90)),  # went with nothing loaded beside it: ollama stop
+        backfill.Stay(b, "phi3:mini", at(80), at(120), expires=at(120)),
+        backfill.Stay(b, "gemma3:4b", at(150), now),
+    ]
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        backfill.write_residency(work / "residency.om", history, now)
+        backfill.backfill(promtool, work / "residency.om", work / "data")
+        recorded_from, recorded_to = start + DAY_S, (now // HOUR_S) * HOUR_S - DAY_S
+        with stored_prometheus(work / "data") as server:
+            backfill.backfill_rules(promtool, server.url, RECORDING_RULES, recorded_from, recorded_to, work / "rules")
+        for block in (work / "rules").iterdir():
+            block.rename(work / "data" / block.name)
+        with stored_prometheus(work / "data") as server:
+            prom = Prometheus(server.url)
+            asked: list[tuple[str, float, float]] = []
+            sent = prom.range
+            prom.range = lambda promql, begin, end, step: asked.append((promql, begin, end)) or sent(promql, begin, end, step)  # type: ignore[method-assign]
+            recorded = residency.timeline(prom, Filters(), start, now, HOUR_S)
+            from_records = [(begin, end) for promql, begin, end in asked if "ollama:model_resident:max1h" in promql]
+            from_samples = sorted((begin, end) for promql, begin, end in asked if "ollama_loaded_model_size_bytes" in promql)
+            asked.clear()
+            sampled = residency.timeline(prom, Filters(), start, now, HOUR_S, recorded=False)
+            assert [promql for promql, _, _ in asked if ":max1h" in promql or ":increase1h" in promql] == []
+            by_host = residency.timeline(prom, Filters(host=b), start, now, HOUR_S)
+    step = HOUR_S
+    # the records were read for the hours they hold (promtool evaluates from --start to the hour before --end), the
+    # samples for the first day and for the last, not recorded yet
+    assert from_records == [(start + step + residency.RECORDED_BY, -(-now // step) * step + residency.RECORDED_BY)]
+    assert from_samples == [(start + step, recorded_from - step), (recorded_to, -(-now // step) * step)]
+
+    def seen(timeline: tuple[list[residency.Stay], list[residency.Load]]) -> list[tuple]:
+        stays, loads = timeline
+        return [(s.host, s.model, s.start, s.end, s.loaded, s.cause, s.ended, s.by, [(x.at, x.reason, x.cause) for x in s.loads]) for s in stays] + loads
+
+    assert seen(recorded) == seen(sampled)
+    stays, loads = recorded
+    # each sample at or after the hour starts a window ending at the next: a stay from hh:00 runs from that point
+    assert [(s.host, s.model, s.start, s.end, s.loaded, s.cause, s.ended, s.by) for s in stays] == [
+        (a, "llama3.2:1b", at(2), at(30), "cold", None, residency.EVICTED, "phi3:mini"),
+        (b, "phi3:mini", at(10), at(70), "cold", None, residency.UNLOADED, None),
+        (a, "phi3:mini", at(30), at(50), "cold", None, residency.EXPIRED, None),
+        (a, "llama3.2:1b", at(60), at(140), "cold", None, residency.EVICTED, "qwen2.5:7b"),
+        (b, "phi3:mini", at(80), at(120), "cold", None, residency.EXPIRED, None),
+        (a, "qwen2.5:7b", at(140), -(-now // step) * step, "cold", None, residency.RESIDENT, None),
+        (b, "gemma3:4b", at(150), -(-now // step) * step, "cold", None, residency.RESIDENT, None),
+    ]
+    assert [(x.at, x.reason, x.cause) for x in stays[3].loads] == [(at(100), "reload", "num_ctx")]
+    assert sorted((x.host, x.model, x.at, x.reason, x.cause, x.count) for x in loads) == sorted(
+        (s.host, s.model, s.since, s.loaded, s.cause, 1) for s in history)
+    assert seen(by_host) == seen(([s for s in stays if s.host == b], [x for x in loads if x.host == b]))

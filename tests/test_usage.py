@@ -15,35 +15,20 @@ import subprocess
 import time
 from collections import defaultdict
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from ollama_otel_stack.stack.defaults import RECORDING_RULES
 from tests.backfill import DAY_S, Truth, backfill, backfill_rules, write_history
-from tests.harness import PYTHON, ROOT, Server, copy_into, free_port, require_tool, run_server, victoria_metrics
+from tests.harness import PYTHON, ROOT, copy_into, require_tool, stored_prometheus, victoria_metrics
 from ui.queries import Prometheus
 from ui.usage import ALL, ENERGY, RECORDS, Price, to_csv, usage
 
 HOSTS, METERED = ["10.0.0.1", "10.0.0.2"], ["10.0.0.1"]
 MODELS, CLIENTS = ["llama3.2:1b", "qwen3:8b"], ["open-webui", "claude-code"]
 DAYS = 30
-
-
-@contextmanager
-def stored_prometheus(data: Path) -> Iterator[Server]:
-    """Prometheus over a data directory of its own, keeping 100 days, scraping and evaluating nothing."""
-    port = free_port()
-    config = data.parent / "empty.yml"
-    config.write_text("global: {scrape_interval: 1m}\n")
-    args = [require_tool("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={data}", "--storage.tsdb.retention.time=100d",
-            f"--web.listen-address=127.0.0.1:{port}"]
-    # ready once its blocks are loaded (/-/ready answers 503 until then)
-    with run_server(args, port, "/-/ready", timeout=300, ready_check=lambda url: httpx.get(url, timeout=1).raise_for_status()) as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,9 @@ It is read from two records Prometheus keeps:
 - the proxy's load counts, ``ollama_model_loads_total``: cold or reload, and the runner options a reload changed.
 
 A stay runs from the first sample that listed the model to the last, so its ends are as exact as the samples
-(the collector's interval plus the scrape's). How a stay ends, read as Ollama's scheduler works (server/sched.go):
+(the collector's interval plus the scrape's). Over days (steps of an hour or more) the three are read from
+recording.yml's hourly records of them (``ollama-residency``), so a month costs Prometheus one point a series an
+hour, not every scrape; the samples are read only around the records (the last hour or two, not recorded yet). How a stay ends, read as Ollama's scheduler works (server/sched.go):
 
 - ``resident``: still listed at the range's end;
 - ``reloaded``: listed again straight after a reload of it (its runner options changed: the old runner drains, is
@@ -29,7 +31,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ui.queries import COLLECTOR_JOB, PROXY_JOB, Filters, Prometheus
+from ui.queries import COLLECTOR_JOB, PROXY_JOB, Filters, Prometheus, quote_label
 
 RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED = "resident", "reloaded", "expired", "evicted", "unloaded"
 ENDINGS = (RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED)
@@ -39,6 +41,9 @@ POINTS = 720  # steps a range is cut into: a chart's width in points
 FINE_STEP_S = 60.0  # up to this step a sample is read as it is; above it, any sample in the step counts
 LOAD_WINDOW_S = 120.0  # a load takes at most this long: the stay that begins within it after one went is the load that pushed it out
 LAG_STEPS = 2  # a sample is the collector's reading (its interval) scraped later (the scrape's): up to two steps behind
+HOUR_S = 3600  # recording.yml records each clock hour: steps of an hour or more read the records
+RECORDED_BY = HOUR_S - 0.001  # an hour's record is written within the hour after it (the group's offset)
+RECORDS = {"resident": "ollama:model_resident:max1h", "expiry": "ollama:model_expiry:max1h", "loads": "ollama:model_loads:increase1h"}
 NICE_STEPS_S = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 
 
@@ -93,24 +98,91 @@ def queries(f: Filters, step: float) -> dict[str, str]:
     }
 
 
-def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float | None = None) -> tuple[list[Stay], list[Load]]:
-    """Every stay of every model in ``[start, end]``, and the loads the proxy counted, oldest first."""
+def recorded_queries(f: Filters, step: float) -> dict[str, str]:
+    """The same three series from recording.yml's hourly records (``ollama-residency``), summed over ``step`` (whole
+    hours): each point holds the hours that end in the step, read an hour later (``RECORDED_BY``), once recorded."""
+    window = f"{round(step)}s"
+
+    def selector(record: str, model_label: str) -> str:
+        matchers = ([f'host="{quote_label(host_of(f.host))}"'] if f.host else []) + ([f'{model_label}="{quote_label(f.model)}"'] if f.model else [])
+        return record + "{" + ",".join(matchers) + "}"
+
+    return {
+        "resident": f"max by (host, model) (max_over_time({selector(RECORDS['resident'], 'model')}[{window}]))",
+        "expiry": f"max by (host, model) (max_over_time({selector(RECORDS['expiry'], 'model')}[{window}]))",
+        "loads": f"sum by (host, gen_ai_request_model, ollama_load_reason, ollama_load_cause) "
+                 f"(sum_over_time({selector(RECORDS['loads'], 'gen_ai_request_model')}[{window}]))",
+    }
+
+
+@dataclass
+class _Read:
+    """What the three series said, by (host, model): the steps it was listed at, its expiry at each, and the loads."""
+
+    listed: dict[tuple[str, str], list[float]] = field(default_factory=lambda: defaultdict(list))
+    expiries: dict[tuple[str, str], list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    loads: list[Load] = field(default_factory=list)
+
+    def add(self, got: dict[str, list], counted: bool, since: float, step: float) -> None:
+        """``got``: each series' points, read raw (by instance; the loads as the counter, ``counted`` from ``since``)
+        or from the records (by host; the loads already counted in each step)."""
+        for series in got["resident"]:
+            self.listed[_key(series.labels, "model")].extend(t for t, v in series.points if v is not None)
+        for series in got["expiry"]:
+            self.expiries[_key(series.labels, "model")].extend((t, v) for t, v in series.points if v is not None)
+        for series in got["loads"]:
+            host, model = _key(series.labels, "gen_ai_request_model")
+            points = _counted(series.points, step, since) if counted else [(t, round(v)) for t, v in series.points if v is not None and round(v) > 0]
+            self.loads.extend(Load(host, model, t, series.labels.get("ollama_load_reason", ""), series.labels.get("ollama_load_cause") or None, count)
+                              for t, count in points)
+
+
+def _key(labels: dict[str, str], model_label: str) -> tuple[str, str]:
+    return labels.get("host") or host_of(labels.get("instance", "")), labels.get(model_label, "")
+
+
+def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float | None = None, recorded: bool = True) -> tuple[list[Stay], list[Load]]:
+    """Every stay of every model in ``[start, end]``, and the loads the proxy counted, oldest first.
+
+    Steps of an hour or more fall on whole multiples of the step (UTC) and are read from recording.yml's hourly records
+    where there are any (``recorded``), the samples themselves before the first record and after the last (the hour or
+    two not recorded yet, or a range older than the rules); finer steps read the samples from ``start``."""
     step = step or step_for(end - start)
-    promql = queries(f, step)
-    got = prom.side_by_side({name: (lambda q=q: prom.range(q, start - (step if name == "loads" else 0), end, step)) for name, q in promql.items()})
-    loads = sorted(
-        (Load(host_of(s.labels.get("instance", "")), s.labels.get("gen_ai_request_model", ""), t, s.labels.get("ollama_load_reason", ""),
-              s.labels.get("ollama_load_cause") or None, count)
-         for s in got["loads"] for t, count in _counted(s.points, step, start)),
-        key=lambda load: load.at)
-    expiries = {(host_of(s.labels.get("instance", "")), s.labels.get("model", "")): [(t, v) for t, v in s.points if v is not None] for s in got["expiry"]}
+    read = _Read()
+    if step < HOUR_S:
+        _read_raw(prom, f, read, start, end, step)
+    else:
+        first, last = (start // step + 1) * step, -(-end // step) * step  # the steps whose windows hold start and end
+        covered = _read_recorded(prom, f, read, first, last, step) if recorded and step % HOUR_S == 0 else None
+        gaps = [(first, last)] if covered is None else [(a, b) for a, b in ((first, covered[0] - step), (covered[1] + step, last)) if a <= b]
+        for a, b in gaps:
+            _read_raw(prom, f, read, a, b, step)
     stays = []
-    for series in got["resident"]:
-        host, model = host_of(series.labels.get("instance", "")), series.labels.get("model", "")
-        stays.extend(_stays(host, model, [t for t, v in series.points if v is not None], step))
+    for (host, model), listed in read.listed.items():
+        stays.extend(_stays(host, model, sorted(listed), step))
     stays.sort(key=lambda stay: (stay.start, stay.model))
-    _explain(stays, loads, expiries, start, end, step)
+    loads = sorted(read.loads, key=lambda load: load.at)
+    _explain(stays, loads, {key: sorted(points) for key, points in read.expiries.items()}, start, end, step)
     return stays, loads
+
+
+def _read_raw(prom: Prometheus, f: Filters, read: _Read, start: float, end: float, step: float) -> None:
+    promql = queries(f, step)
+    got = prom.side_by_side({name: (lambda q=q, name=name: prom.range(q, start - (step if name == "loads" else 0), end, step)) for name, q in promql.items()})
+    read.add(got, True, start, step)
+
+
+def _read_recorded(prom: Prometheus, f: Filters, read: _Read, first: float, last: float, step: float) -> tuple[float, float] | None:
+    """The records' points at the steps ``first`` to ``last``; the first and last step any record holds, or None."""
+    promql = recorded_queries(f, step)
+    got = prom.side_by_side({name: (lambda q=q: prom.range(q, first + RECORDED_BY, last + RECORDED_BY, step)) for name, q in promql.items()})
+    for series in (series for found in got.values() for series in found):
+        series.points[:] = [(round(t - RECORDED_BY), v) for t, v in series.points]
+    steps = [t for found in got.values() for series in found for t, v in series.points if v is not None]
+    if not steps:
+        return None
+    read.add(got, False, first, step)
+    return min(steps), max(steps)
 
 
 def _counted(points: list[tuple[float, float | None]], step: float, start: float) -> list[tuple[float, int]]:

@@ -71,7 +71,9 @@ def show(prom: Prometheus, host: str) -> None:
     if lines:
         st.dataframe(pd.DataFrame([{**line, "at": _utc(float(line["at"])).strftime("%Y-%m-%d %H:%M:%S UTC")} for line in reversed(lines)]),
                      hide_index=True, width="stretch", height=min(400, 38 + 35 * len(lines)))
-    st.caption(f"A bar runs from the first to the last /api/ps sample that listed the model, read every {step:g} s here. "
+    read = (f"read in steps of {step / 3600:g} h (recording.yml's hourly records, the samples for the hours not recorded yet)"
+            if step >= residency.HOUR_S else f"read every {step:g} s here")
+    st.caption(f"A bar runs from the first to the last /api/ps sample that listed the model, {read}. "
                "Evicted: it went before its keep_alive ran out while another model was loaded (OLLAMA_MAX_LOADED_MODELS, or VRAM). "
                "Expired: its keep_alive ran out. Reloaded: its runner options changed (the cause names them; the values are in "
                "the request's trace). Unloaded: it went with no other load beside it (ollama stop, a restart, a failed runner).")
