@@ -34,47 +34,28 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.dashboard_refresh import calls, counted  # noqa: E402
 from bench.dashboard_scale import pages, queries_cache_clear, write_openmetrics  # noqa: E402
 from ollama_otel_stack.stack.defaults import RECORDING_RULES  # noqa: E402
-from tests.backfill import DAY_S, backfill, backfill_rules, write_history  # noqa: E402
+from tests.backfill import DAY_S, Stay, backfill, backfill_rules, write_history, write_residency  # noqa: E402
 from tests.harness import free_port, require_tool, run_server  # noqa: E402
 from ui import queries  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESIDENT_AT_ONCE = 3
 LOAD_EVERY_S = 2 * 3600
-LOADS_STEP_S = 240  # the proxy's load counter: sparser than a scrape, but within Prometheus' 5-minute lookback
 VIEWS = ("Live", "Usage", "Residency")
 SLOWEST: dict[str, list[tuple[str, float, str]]] = {}  # each view's Prometheus calls, for --slowest
 
 
-def write_residency(path: Path, start: int, end: int, hosts: list[str], models: list[str], step_s: int) -> int:
-    """The collector's size and expiry gauges while each model is resident, and the proxy's cold loads, from ``start``
-    to ``end`` (unix seconds); the stays written."""
-    stays = 0
-    with path.open("w") as out:
-        for number, host in enumerate(hosts):
-            resident: list[tuple[str, int]] = []  # (model, loaded at), oldest first
-            timeline: list[tuple[str, int, int]] = []  # (model, from, to)
-            for index, at in enumerate(range(start, end, LOAD_EVERY_S)):
-                if len(resident) == RESIDENT_AT_ONCE:
-                    gone, since = resident.pop(0)
-                    timeline.append((gone, since, at))
-                resident.append((models[(number * 7 + index) % len(models)], at))
-            timeline.extend((model, since, end) for model, since in resident)
-            stays += len(timeline)
-            collector, proxy = f'instance="{host}:8002",job="hw-collector"', f'instance="{host}:8001",job="otel-proxy"'
-            for family, value in (("ollama_loaded_model_size_bytes", lambda _: 2e9), ("ollama_loaded_model_expiry_seconds", lambda at: at + 300)):
-                for model, since, until in sorted(timeline):
-                    head = f'{family}{{{collector},model="{model}"}}'
-                    out.writelines(f"{head} {value(at)} {at}\n" for at in range(since, until, step_s))
-            loads: dict[str, list[int]] = {}
-            for model, since, _ in timeline:
-                loads.setdefault(model, []).append(since)
-            for model, times in sorted(loads.items()):
-                head = f'ollama_model_loads_total{{gen_ai_request_model="{model}",ollama_load_reason="cold",{proxy}}}'
-                # a sample every 4 min, and one as each load is counted (the proxy's counter is scraped every few seconds)
-                at_times = sorted(set(range((times[0] // LOADS_STEP_S + 1) * LOADS_STEP_S, end, LOADS_STEP_S)) | set(times))
-                out.writelines(f"{head} {sum(1 for t in times if t <= at)} {at}\n" for at in at_times)
-        out.write("# EOF\n")
+def rotation(start: int, end: int, hosts: list[str], models: list[str]) -> list[Stay]:
+    """On each host three models resident at a time, a cold load every two hours pushing the oldest out."""
+    stays: list[Stay] = []
+    for number, host in enumerate(hosts):
+        resident: list[tuple[str, int]] = []  # (model, loaded at), oldest first
+        for index, at in enumerate(range(start, end, LOAD_EVERY_S)):
+            if len(resident) == RESIDENT_AT_ONCE:
+                gone, since = resident.pop(0)
+                stays.append(Stay(host, gone, since, at))
+            resident.append((models[(number * 7 + index) % len(models)], at))
+        stays.extend(Stay(host, model, since, end) for model, since in resident)
     return stays
 
 
@@ -139,7 +120,8 @@ def main() -> None:
         subprocess.run([promtool, "tsdb", "create-blocks-from", "openmetrics", str(work / "live.om"), str(data)], check=True, capture_output=True)
         (work / "live.om").unlink()
         write_history(work / "usage.om", start, args.days, hosts, models, ["open-webui", "claude-code", "scripts"], step_s=args.usage_step)
-        stays = write_residency(work / "residency.om", start, int(time.time()), hosts, models, args.residency_step)
+        stays = rotation(start, int(time.time()), hosts, models)
+        write_residency(work / "residency.om", stays, int(time.time()), args.residency_step)
         for name in ("usage.om", "residency.om"):
             backfill(promtool, work / name, data)
             (work / name).unlink()
@@ -149,14 +131,15 @@ def main() -> None:
         args_prometheus = [prometheus, f"--config.file={config}", f"--storage.tsdb.path={data}", f"--web.listen-address=127.0.0.1:{port}",
                            "--storage.tsdb.retention.time=10y"]
         with run_server(args_prometheus, port, "/-/ready", timeout=600) as server:
-            backfill_rules(promtool, server.url, RECORDING_RULES, start, start + args.days * DAY_S + 3600, work / "rules")
+            # to this hour, as a Prometheus evaluating recording.yml all along has them (the hour since is read raw)
+            backfill_rules(promtool, server.url, RECORDING_RULES, start, int(time.time()) // 3600 * 3600 + 1, work / "rules")
         for block in (work / "rules").iterdir():
             block.rename(data / block.name)
         built = time.perf_counter() - built
         with run_server(args_prometheus, port, "/-/ready", timeout=600) as server:
             blocks = settled_blocks(data)
             print(f"{args.hosts} hosts x {args.models} models: {live:,} live series over {args.minutes:g} min, {args.days} days of usage "
-                  f"(a sample every {args.usage_step} s, recording.yml hourly) and residency ({stays:,} stays); built in {built:.0f} s; "
+                  f"(a sample every {args.usage_step} s, recording.yml hourly) and residency ({len(stays):,} stays); built in {built:.0f} s; "
                   f"{blocks[0]} blocks, {blocks[-1]} once Prometheus had compacted them. "
                   f"Medians of {args.rounds} refreshes, caches cleared.\n")
             print("| view | range | Prometheus calls | in Prometheus (ms) | page run (ms) | x the Live view |")
