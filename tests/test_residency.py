@@ -144,6 +144,7 @@ def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
     now = int(time.time())
     start = (now // DAY_S - 8) * DAY_S
     at = lambda hours: start + hours * HOUR_S  # noqa: E731
+    hour = now // HOUR_S * HOUR_S  # the hour now is in began
     a, b = "10.0.0.1", "10.0.0.2"
     history = [
         backfill.Stay(a, "llama3.2:1b", at(2), at(30), expires=at(35)),  # evicted by phi3:mini's load
@@ -154,6 +155,7 @@ def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
         backfill.Stay(b, "phi3:mini", at(10), at(70), expires=at(90)),  # went with nothing loaded beside it: ollama stop
         backfill.Stay(b, "phi3:mini", at(80), at(120), expires=at(120)),
         backfill.Stay(b, "gemma3:4b", at(150), now),
+        backfill.Stay(b, "mistral:7b", hour - 5 * HOUR_S, hour - HOUR_S // 2, expires=hour - HOUR_S // 2),  # went in the last whole hour
     ]
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
@@ -197,6 +199,7 @@ def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
         (b, "phi3:mini", at(80), at(120), "cold", None, residency.EXPIRED, None),
         (a, "qwen2.5:7b", at(140), -(-now // step) * step, "cold", None, residency.RESIDENT, None),
         (b, "gemma3:4b", at(150), -(-now // step) * step, "cold", None, residency.RESIDENT, None),
+        (b, "mistral:7b", hour - 5 * HOUR_S, hour, "cold", None, residency.EXPIRED, None),  # not listed in the hour now is in
     ]
     assert [(x.at, x.reason, x.cause) for x in stays[3].loads] == [(at(100), "reload", "num_ctx")]
     assert sorted((x.host, x.model, x.at, x.reason, x.cause, x.count) for x in loads) == sorted(

@@ -151,6 +151,7 @@ def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float
     read = _Read()
     if step < HOUR_S:
         _read_raw(prom, f, read, start, end, step)
+        last = end
     else:
         first, last = (start // step + 1) * step, -(-end // step) * step  # the steps whose windows hold start and end
         covered = _read_recorded(prom, f, read, first, last, step) if recorded and step % HOUR_S == 0 else None
@@ -162,7 +163,7 @@ def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float
         stays.extend(_stays(host, model, sorted(listed), step))
     stays.sort(key=lambda stay: (stay.start, stay.model))
     loads = sorted(read.loads, key=lambda load: load.at)
-    _explain(stays, loads, {key: sorted(points) for key, points in read.expiries.items()}, start, end, step)
+    _explain(stays, loads, {key: sorted(points) for key, points in read.expiries.items()}, start, last, step)  # resident: listed at the last step
     return stays, loads
 
 
