@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 
 import httpx
@@ -97,6 +98,8 @@ def test_the_timeline_shows_each_load_and_why_each_model_went(tmp_path, monkeypa
         assert spec["mark"]["type"] == "bar" and spec["encoding"]["x2"]["field"] == "to"  # a bar from each stay's first sample to its last
         bars = pyarrow.ipc.open_stream(chart.proto.datasets[0].data.data).read_all().to_pandas()
         assert list(zip(bars["model"], bars["ended"])) == [(stay.model, stay.ended) for stay in hour]
+        resident = [stay.ended == residency.RESIDENT for stay in hour]
+        assert any(resident) and all(bars["to"][resident] <= datetime.fromtimestamp(shown_at, timezone.utc))  # not past now
         lines = app.dataframe[0].value
         assert list(zip(lines["model"], lines["event"]))[::-1] == [(line["model"], line["event"]) for line in residency.events(hour)]  # newest first
         assert lines["event"].iloc[0] == "cold load" and lines["model"].iloc[0] == "llama3.2:1b"

@@ -27,14 +27,15 @@ def _utc(at: float) -> datetime:
     return datetime.fromtimestamp(at, tz=timezone.utc)
 
 
-def stay_rows(stays: list[residency.Stay], step: float) -> pd.DataFrame:
-    """One row a stay; a bar runs to a step past its last sample, where it was last known to be resident."""
+def stay_rows(stays: list[residency.Stay], step: float, end: float) -> pd.DataFrame:
+    """One row a stay; a bar runs to a step past its last sample, where it was last known to be resident, and no
+    further than ``end`` (now: steps of an hour or more end at the next whole one)."""
     several_hosts = len({stay.host for stay in stays}) > 1
     return pd.DataFrame([
         {
             "model": f"{stay.host} · {stay.model}" if several_hosts else stay.model,
             "from": _utc(stay.start),
-            "to": _utc(stay.end + step),
+            "to": _utc(min(stay.end + step, end)),
             "ended": stay.ended,
             "how it began": residency.describe_start(stay),
             "how it ended": residency.describe_end(stay),
@@ -58,7 +59,7 @@ def show(prom: Prometheus, host: str) -> None:
         st.caption("No model was resident in this range, or the collector's /api/ps samples (ollama_loaded_model_size_bytes) "
                    "are not in Prometheus.")
         return
-    rows = stay_rows(stays, step)
+    rows = stay_rows(stays, step, end)
     chart = alt.Chart(rows).mark_bar(height={"band": 0.7}).encode(
         x=alt.X("from:T", title=None, scale=alt.Scale(domain=[_utc(start).isoformat(), _utc(end).isoformat()])),
         x2="to:T",
