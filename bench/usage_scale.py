@@ -36,7 +36,7 @@ from bench.dashboard_scale import pages, queries_cache_clear, write_openmetrics 
 from ollama_otel_stack.stack.defaults import RECORDING_RULES  # noqa: E402
 from tests.backfill import DAY_S, Stay, backfill, backfill_rules, write_history, write_residency  # noqa: E402
 from tests.harness import free_port, require_tool, run_server  # noqa: E402
-from ui import queries  # noqa: E402
+from ui import queries, residency  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RESIDENT_AT_ONCE = 3
@@ -96,6 +96,14 @@ def render(prometheus_url: str, view: str) -> tuple[int, float, float]:
     return len(calls), sum(t for _, t, _ in calls), wall
 
 
+def timed_timeline(prometheus_url: str, recorded: bool, days: int) -> float:
+    """Seconds to read the timeline over ``days``, from recording.yml's records or from the samples alone."""
+    end = time.time()
+    started = time.perf_counter()
+    residency.timeline(queries.Prometheus(prometheus_url), queries.Filters(), end - days * DAY_S, end, recorded=recorded)
+    return time.perf_counter() - started
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--hosts", type=int, default=10)
@@ -147,11 +155,14 @@ def main() -> None:
             for view in VIEWS:
                 render(server.url, view)  # warm: Prometheus' caches, Streamlit's imports
             results = {view: [render(server.url, view) for _ in range(args.rounds)] for view in VIEWS}
+            read = {recorded: [timed_timeline(server.url, recorded, args.days) for _ in range(args.rounds)] for recorded in (True, False)}
     live_run = statistics.median(r[2] for r in results["Live"])
     for view, label in zip(VIEWS, ("1 h charts, 1 min cards", "30 days, per day", "30 days")):
         runs = results[view]
         wall = statistics.median(r[2] for r in runs)
         print(f"| {view} | {label} | {runs[0][0]} | {statistics.median(r[1] for r in runs) * 1000:.0f} | {wall * 1000:.0f} | {wall / live_run:.2f} |")
+    print(f"\nThe {args.days}-day timeline alone (ui.residency.timeline), median: {statistics.median(read[True]) * 1000:.0f} ms from the hourly records, "
+          f"{statistics.median(read[False]) * 1000:.0f} ms from the samples.")
     for view in VIEWS if args.slowest else ():
         for path, seconds, query in sorted(SLOWEST[view], key=lambda call: call[1], reverse=True)[: args.slowest]:
             print(f"{view}: {seconds * 1000:7.1f} ms {path} {query[:150]}")
