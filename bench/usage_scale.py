@@ -9,7 +9,9 @@ One Prometheus holds what each view reads, built with promtool:
   Prometheus records them;
 - 30 days of residency, to now: on each host three models resident at a time, a cold load every two hours pushing
   the oldest out (the collector's /api/ps gauges every --residency-step seconds, the proxy's load counter every
-  4 minutes and at each load). Both are sparser than a 5 s scrape: the views' query cost here is a lower bound.
+  4 minutes and at each load), with recording.yml's residency records evaluated over them the same way, to this
+  hour. The samples are sparser than a 5 s scrape, which the two views do not read over 30 days: they read the
+  hourly records (``--residency-step`` shows it; the timeline is also timed alone, from the samples).
 
 The page is rendered with Streamlit's AppTest in each view, its caches cleared before each of --rounds refreshes,
 every call to Prometheus counted (bench/dashboard_refresh.py). Target (issue 25): the Usage view over 30 days, and

@@ -30,6 +30,9 @@ MEMORY_USED = 'system_memory_state="used"'
 # with labels of its own: every query of them selects this project's job, so scraping both counts once.
 PROXY_JOB = f'job="{os.environ.get("UI_PROXY_JOB", "otel-proxy")}"'  # ollama_prompt_tokens_total, ollama_generated_tokens_total
 COLLECTOR_JOB = f'job="{os.environ.get("UI_COLLECTOR_JOB", "hw-collector")}"'  # ollama_loaded_model_size_bytes, _vram_bytes
+# recording.yml's records each hold a clock hour and are written within the hour after it (their group's offset):
+# a record is read this long after the hour it holds ends (ui/usage.py, ui/residency.py)
+RECORDED_BY = 3600 - 0.001
 
 
 @dataclass(frozen=True)

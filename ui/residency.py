@@ -9,7 +9,9 @@ It is read from two records Prometheus keeps:
 A stay runs from the first sample that listed the model to the last, so its ends are as exact as the samples
 (the collector's interval plus the scrape's). Over days (steps of an hour or more) the three are read from
 recording.yml's hourly records of them (``ollama-residency``), so a month costs Prometheus one point a series an
-hour, not every scrape; the samples are read only around the records (the last hour or two, not recorded yet). How a stay ends, read as Ollama's scheduler works (server/sched.go):
+hour, not every scrape; the samples are read only around the records (the last hour or two, not recorded yet).
+
+How a stay ends, read as Ollama's scheduler works (server/sched.go):
 
 - ``resident``: still listed at the range's end;
 - ``reloaded``: listed again straight after a reload of it (its runner options changed: the old runner drains, is
@@ -31,7 +33,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ui.queries import COLLECTOR_JOB, PROXY_JOB, Filters, Prometheus, quote_label
+from ui.queries import COLLECTOR_JOB, PROXY_JOB, RECORDED_BY, Filters, Prometheus, quote_label
 
 RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED = "resident", "reloaded", "expired", "evicted", "unloaded"
 ENDINGS = (RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED)
@@ -42,7 +44,6 @@ FINE_STEP_S = 60.0  # up to this step a sample is read as it is; above it, any s
 LOAD_WINDOW_S = 120.0  # a load takes at most this long: the stay that begins within it after one went is the load that pushed it out
 LAG_STEPS = 2  # a sample is the collector's reading (its interval) scraped later (the scrape's): up to two steps behind
 HOUR_S = 3600  # recording.yml records each clock hour: steps of an hour or more read the records
-RECORDED_BY = HOUR_S - 0.001  # an hour's record is written within the hour after it (the group's offset)
 RECORDS = {"resident": "ollama:model_resident:max1h", "expiry": "ollama:model_expiry:max1h", "loads": "ollama:model_loads:increase1h"}
 NICE_STEPS_S = (0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400)
 

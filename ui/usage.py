@@ -28,10 +28,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ui.queries import Prometheus, PrometheusError, quote_label
+from ui.queries import RECORDED_BY, Prometheus, PrometheusError, quote_label
 
 DAY_S = 86400
-RECORDED_BY = 3600 - 0.001  # a day's last hour is recorded within the hour after it (the group's offset), before the next is
 PERIODS = ("day", "week", "month")
 ALL = "all"
 # what each table reads: figure -> recorded series (recording.yml)
@@ -73,7 +72,7 @@ def day_ends(days: int, now: float) -> list[float]:
     return [(today + dt.timedelta(days=offset + 1)).timestamp() for offset in range(-days + 1, 1)]
 
 
-@functools.lru_cache(maxsize=4096)  # asked for every point of every series: a 30-day table by model asks it 100,000 times
+@functools.lru_cache(maxsize=4096)  # asked for every point of every series: at a fleet's size, hundreds of thousands of times
 def _period(day_end: float, per: str) -> str:
     day = dt.datetime.fromtimestamp(day_end - DAY_S, dt.timezone.utc).date()
     if per == "week":
@@ -113,18 +112,15 @@ def _table(by: str, daily: dict[str, list[tuple[dict[str, str], float, float]]],
            per: str, price: Price | None) -> list[dict]:
     label = LABEL[by]
     figures: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    seconds: dict[tuple[float, str, str], float] = {}  # (day, host, key) -> generation seconds
+    spent_by: dict[tuple[float, str], dict[str, float]] = defaultdict(dict)  # (day, host) -> key -> generation seconds
     for figure, points in daily.items():
         for labels, day, value in points:
             key = labels.get(label, "")
             figures[(_period(day, per), key)][figure] += value
             figures[(_period(day, per), ALL)][figure] += value
             if figure == "generation_s":
-                seconds[(day, labels.get("host", ""), key)] = value
+                spent_by[(day, labels.get("host", ""))][key] = value
     energy = {(day, labels.get("host", "")): joules for labels, day, joules in energy_daily}
-    spent_by: dict[tuple[float, str], dict[str, float]] = defaultdict(dict)  # (day, host) -> key -> generation seconds
-    for (day, where, key), spent in seconds.items():
-        spent_by[(day, where)][key] = spent
     measured: dict[tuple[str, str], float] = defaultdict(float)  # (period, key) -> joules
     for (day, where), joules in energy.items():
         period = _period(day, per)
