@@ -1,5 +1,6 @@
 # make up   - run the monitoring stack on this machine (installs only the runtime dependencies)
-# make test - install what the tests need (test extras, Prometheus, Chromium) and run them all
+# make test - install what the tests need (test extras, Prometheus, Chromium), lint, and run them all
+# make test-quick - lint and the in-process tests only (tests/ but tests/e2e/), in about a minute
 # make lock - re-resolve requirements/*.txt to the newest versions pyproject.toml allows, then run the suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,7 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 PIP_QUIET := -qq
 UV_VERSION := 0.13.9
 
-.PHONY: test up down load venv test-venv tools lock bench mutation clean
+.PHONY: test test-quick lint up down load venv test-venv tools lock bench mutation clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
@@ -35,16 +36,24 @@ test-venv: $(VENV)/.test
 
 # The system tools the suite runs for real: every missing one named in one line, installed where this machine allows.
 tools:
-	@tests/tools.sh
+	@tests/support/tools.sh
 
-# Grafana's own dashboard types (@grafana/schema, pinned in the lock), for tests/test_grafana.py's type check.
-GRAFANA_TYPES := tests/grafana_types
+# Grafana's own dashboard types (@grafana/schema, pinned in the lock), for tests/e2e/ui/test_grafana.py's type check.
+GRAFANA_TYPES := tests/support/grafana_types
 $(GRAFANA_TYPES)/node_modules/.installed: $(GRAFANA_TYPES)/package-lock.json | tools
 	@npm ci --prefix $(GRAFANA_TYPES) --no-audit --no-fund --silent
 	@touch $@
 
-test: test-venv tools $(GRAFANA_TYPES)/node_modules/.installed
+test: lint tools $(GRAFANA_TYPES)/node_modules/.installed
 	$(PY) -m pytest
+
+# The in-process tests alone (tests/ but tests/e2e/: no system tools, one fake Ollama), in about a minute.
+test-quick: lint
+	$(PY) -m pytest --ignore=tests/e2e
+
+# ruff, pinned in the test lock ([tool.ruff] in pyproject.toml)
+lint: test-venv
+	$(VENV)/bin/ruff check --no-cache .
 
 # make up's state directory (logs, the run's state, Prometheus' data): the checkout's .run/
 STACK_RUN_DIR ?= .run

@@ -1,6 +1,6 @@
 """The Usage and Residency views as a person sees them: artifacts/usage.png and artifacts/residency.png.
 
-A month of usage and residency for a small fleet (bench/usage_scale.py's generators: tests/backfill.py's counters
+A month of usage and residency for a small fleet (bench/usage_scale.py's generators: tests/support/backfill.py's counters
 with recording.yml evaluated by promtool, three models resident per host and a load every two hours), a real
 Prometheus serving it, the dashboard under `streamlit run`, and headless Chromium (Debian's, through Playwright).
 
@@ -19,8 +19,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.usage_scale import write_residency  # noqa: E402
 from ollama_otel_stack.stack.defaults import RECORDING_RULES  # noqa: E402
-from tests.backfill import DAY_S, backfill, backfill_rules, write_history  # noqa: E402
-from tests.harness import PYTHON, free_port, require_tool, run_server  # noqa: E402
+from tests.support.backfill import DAY_S, backfill, backfill_rules, write_history  # noqa: E402
+from tests.support.harness import PYTHON, free_port, require_tool, run_server  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "artifacts"

@@ -7,7 +7,7 @@ transport (an ``httpx.Request`` built as the forwarder builds it, inside the con
 proxy span), 20,000 times for each way of making the span: none; opentelemetry-
 instrumentation-httpx (``--client-spans httpx``), with the span unrecorded (no trace
 exporter: the sampler is parentbased_always_off) and recorded and exported over OTLP/HTTP
-to bench/otlp_discard.py; and the proxy's own (otel_proxy/client_spans.py, the default),
+to bench/otlp_discard.py; and the proxy's own (otel_proxy/upstream_spans.py, the default),
 the same two ways. Prints microseconds a call; each way runs in a fresh process.
 """
 
@@ -34,7 +34,7 @@ def one_way(way: str, calls: int, endpoint: str) -> float:
     from opentelemetry.metrics import NoOpMeterProvider
     from opentelemetry.trace import SpanKind
 
-    from otel_proxy.client_spans import ClientSpanTransport
+    from otel_proxy.upstream_spans import ClientSpanTransport
     from otel_proxy.spans import FinishedSpans
     from telemetry import setup_telemetry
 

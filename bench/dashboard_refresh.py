@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ollama_otel_stack.loadgen.traffic import Plan, run  # noqa: E402
-from tests.harness import monitored_ollama  # noqa: E402
+from tests.support.harness import monitored_ollama  # noqa: E402
 from ui import queries  # noqa: E402
 
 calls: list[tuple[str, float, str]] = []  # every call the page made: path, seconds, query

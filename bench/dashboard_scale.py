@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import configure_fake, fake_ollama, free_port, hw_collector, otel_proxy, require_tool, run_server  # noqa: E402
+from tests.support.harness import configure_fake, fake_ollama, free_port, hw_collector, otel_proxy, require_tool, run_server  # noqa: E402
 from bench.dashboard_refresh import calls, counted  # noqa: E402
 from ui import queries  # noqa: E402
 
@@ -41,7 +41,7 @@ every_call: list[tuple[str, float, str]] = []  # the fleet's refreshes (--slowes
 def pages(models: int, workdir: Path) -> tuple[str, str]:
     """One proxy's and one collector's /metrics after every model was used."""
     names = [f"model-{index}:7b" for index in range(models)]
-    stand_ins = ROOT / "tests" / "stand_ins"
+    stand_ins = ROOT / "tests" / "support" / "stand_ins"
     env = {"PYTHONPATH": os.pathsep.join([str(stand_ins), str(ROOT)]), "STAND_IN_NVML_GPUS": "8"}
     with fake_ollama(token_delay=0.0002, load_delay=0) as fake, otel_proxy(fake.url, "--max-models", str(max(models, 1))) as proxy:
         configure_fake(fake, chunk_texts={name: "tok " for name in names})

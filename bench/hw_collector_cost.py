@@ -23,7 +23,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import fake_ollama, hw_collector  # noqa: E402
+from tests.support.harness import fake_ollama, hw_collector  # noqa: E402
 
 
 def main() -> None:
@@ -31,13 +31,13 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=1.0, help="sampling interval for the measurement")
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--scrapes", type=int, default=200)
-    parser.add_argument("--gpus", type=int, help="NVIDIA boards from tests/stand_ins/pynvml.py (default: this machine's own sources)")
+    parser.add_argument("--gpus", type=int, help="NVIDIA boards from tests/support/stand_ins/pynvml.py (default: this machine's own sources)")
     parser.add_argument("--models", type=int, default=1, help="models Ollama holds")
     args = parser.parse_args()
     env = None
     if args.gpus:
-        stand_ins = Path(__file__).resolve().parent.parent / "tests" / "stand_ins"
-        env = {"PYTHONPATH": os.pathsep.join([str(stand_ins), str(stand_ins.parent.parent)]), "STAND_IN_NVML_GPUS": str(args.gpus)}
+        stand_ins = Path(__file__).resolve().parent.parent / "tests" / "support" / "stand_ins"
+        env = {"PYTHONPATH": os.pathsep.join([str(stand_ins), str(stand_ins.parents[2])]), "STAND_IN_NVML_GPUS": str(args.gpus)}
     with fake_ollama() as fake, hw_collector(fake.url, "--interval", str(args.interval), env=env) as collector:
         names = ["llama3.2:1b"] + [f"resident-{index}:7b" for index in range(args.models - 1)]
         httpx.post(fake.url + "/fake/configure", json={"answers": {name: "ok" for name in names[1:]}})

@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import PYTHON, hw_collector  # noqa: E402
+from tests.support.harness import PYTHON, hw_collector  # noqa: E402
 
 SMI_FIELDS = "uuid,name,utilization.gpu,memory.used,memory.total,power.draw,temperature.gpu"
 LOAD = """

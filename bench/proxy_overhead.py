@@ -48,7 +48,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadclient import RunResult, run_measured  # noqa: E402
-from tests.harness import Server, configure_fake, fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
+from tests.support.harness import Server, configure_fake, fake_ollama, free_port, otel_proxy, run_server  # noqa: E402
 
 NGINX_CONF = """
 worker_processes 1;

@@ -25,7 +25,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.harness import configure_fake, fake_ollama, otel_proxy  # noqa: E402
+from tests.support.harness import configure_fake, fake_ollama, otel_proxy  # noqa: E402
 
 ROUTES = ("/api/generate", "/api/chat", "/v1/chat/completions")
 

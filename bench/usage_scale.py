@@ -4,7 +4,7 @@ One Prometheus holds what each view reads, built with promtool:
 
 - the Live view's series: bench/dashboard_scale.py's real proxy and collector pages, repeated for every host every
   15 s over the last --minutes;
-- 30 days of usage counters for the same fleet (tests/backfill.py, a sample every --usage-step seconds, three
+- 30 days of usage counters for the same fleet (tests/support/backfill.py, a sample every --usage-step seconds, three
   clients), with recording.yml evaluated over them every hour (``promtool tsdb create-blocks-from rules``), as
   Prometheus records them;
 - 30 days of residency, to now: on each host three models resident at a time, a cold load every two hours pushing
@@ -36,8 +36,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.dashboard_refresh import calls, counted  # noqa: E402
 from bench.dashboard_scale import pages, queries_cache_clear, write_openmetrics  # noqa: E402
 from ollama_otel_stack.stack.defaults import RECORDING_RULES  # noqa: E402
-from tests.backfill import DAY_S, Stay, backfill, backfill_rules, write_history, write_residency  # noqa: E402
-from tests.harness import free_port, require_tool, run_server  # noqa: E402
+from tests.support.backfill import DAY_S, Stay, backfill, backfill_rules, write_history, write_residency  # noqa: E402
+from tests.support.harness import free_port, require_tool, run_server  # noqa: E402
 from ui import queries, residency  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

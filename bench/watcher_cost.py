@@ -20,7 +20,7 @@ from starlette.testclient import TestClient
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from otel_proxy.watch import NOTHING_TO_WATCH, watcher_for  # noqa: E402
-from tests.fake_ollama import create_app  # noqa: E402
+from tests.fake.ollama import create_app  # noqa: E402
 
 STREAMS = {
     "/api/chat": ("application/x-ndjson", {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": 64}}, b"\n"),

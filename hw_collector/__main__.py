@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 
 from hw_collector.app import create_app
 from hw_collector.config import CollectorSettings
 from hw_collector.sampler import Sampler, default_sources
-from ollama_otel_stack.service import add_flag, configure_logging, serve
+from ollama_otel_stack.service import add_flag, configure_logging, serve, service_parser
 from ollama_otel_stack.telemetry import setup_telemetry
 
 DEFAULTS = CollectorSettings()
 
 
 def settings_from(argv: list[str] | None = None) -> CollectorSettings:
-    parser = argparse.ArgumentParser(prog="hw-collector", description="Hardware and Ollama-residency gauges for Prometheus and OTLP.")
-    add_flag(parser, "--host", "HW_COLLECTOR_HOST", DEFAULTS.host, str, "address to listen on")
-    add_flag(parser, "--port", "HW_COLLECTOR_PORT", DEFAULTS.port, int, "port to listen on")
+    parser = service_parser("hw-collector", "Hardware and Ollama-residency gauges for Prometheus and OTLP.", "HW_COLLECTOR", DEFAULTS.host, DEFAULTS.port)
     add_flag(parser, "--ollama", "OLLAMA_UPSTREAM", DEFAULTS.ollama, str, "Ollama's base URL, for /api/ps")
     add_flag(parser, "--interval", "HW_COLLECTOR_INTERVAL", DEFAULTS.interval_s, float, "seconds between samples")
     add_flag(parser, "--sysfs-root", "HW_COLLECTOR_SYSFS_ROOT", DEFAULTS.sysfs_root, str, "where drm/ and powercap/ are found")

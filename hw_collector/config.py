@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ollama_otel_stack.stack.defaults import COLLECTOR_PORT, OLLAMA_URL
+
 
 @dataclass(frozen=True)
 class CollectorSettings:
     host: str = "127.0.0.1"
-    port: int = 8002
-    ollama: str = "http://127.0.0.1:11434"
+    port: int = COLLECTOR_PORT
+    ollama: str = OLLAMA_URL
     interval_s: float = 5.0  # how often the sampler refreshes the snapshot that /metrics reads
     sysfs_root: str = "/sys"  # where drm/ and powercap/ live (tests point it at a recorded tree)
     macmon: str = "macmon"  # the macmon binary (Apple Silicon)

@@ -65,6 +65,25 @@ CATALOGUE = (
     Spec(SOURCE_UP, "1", "1 for each measurement source active on this machine, 0 for one unavailable or failing."),
 )
 
+# What each source (hw_collector/sources/, by its name) measures: the page tells "no GPU source on this host" from
+# "a GPU source is active, no reading yet" with this, and tests/collector/test_sources.py holds it to the sources' code.
+SOURCES: dict[str, tuple[str, ...]] = {
+    "psutil": (CPU_UTILIZATION, MEMORY_USAGE, MEMORY_LIMIT, MEMORY_UTILIZATION, PAGING_USAGE, PAGING_UTILIZATION,
+               PROCESS_CPU_UTILIZATION, PROCESS_MEMORY_USAGE, TEMPERATURE),
+    "nvml": (GPU_UTILIZATION, GPU_MEMORY_USAGE, GPU_MEMORY_LIMIT, TEMPERATURE, POWER, ENERGY),
+    "amd_sysfs": (GPU_UTILIZATION, GPU_MEMORY_USAGE, GPU_MEMORY_LIMIT, TEMPERATURE, POWER, ENERGY),
+    "rapl": (POWER, ENERGY),
+    "macmon": (GPU_UTILIZATION, TEMPERATURE, POWER, ENERGY),
+    "ioreg": (GPU_UTILIZATION,),
+    "ollama": (OLLAMA_UP, LOADED_MODELS, LOADED_MODEL_SIZE, LOADED_MODEL_VRAM, LOADED_MODEL_EXPIRY),
+}
+
+
+def sources_measuring(metric: str) -> tuple[str, ...]:
+    """The sources that measure ``metric``, in the catalogue's order."""
+    return tuple(name for name, measured in SOURCES.items() if metric in measured)
+
+
 Measurements = dict[str, list[tuple[float, dict[str, str | int]]]]
 
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 # Private: the SDK encoder's own resource and scope encoders (opentelemetry-exporter-otlp-proto-common
-# 1.45.2, as requirements/*.txt lock it), so those bytes are the SDK's exactly; tests/test_shortcuts.py
+# 1.45.2, as requirements/*.txt lock it), so those bytes are the SDK's exactly; tests/stack/test_shortcuts.py
 # fails if an upgrade moves them.
 from opentelemetry.exporter.otlp.proto.common._internal import _encode_instrumentation_scope, _encode_resource
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans as sdk_encode_spans
@@ -242,7 +242,7 @@ class LeanOTLPSpanExporter(OTLPSpanExporter):
     ``export`` is the SDK's, step for step, with the encoder swapped. It leans on the SDK
     exporter's internals (``_client``, ``_metrics``, ``_shutdown``, ``_max_request_size``, as
     opentelemetry-exporter-otlp-proto-http 1.45.2 has them); should a later SDK rename them,
-    it falls back to the SDK's own ``export``, and tests/test_shortcuts.py fails.
+    it falls back to the SDK's own ``export``, and tests/stack/test_shortcuts.py fails.
     """
 
     def __init__(self, **kwargs: Any) -> None:

@@ -36,6 +36,14 @@ def add_flag(parser: argparse.ArgumentParser, flag: str, env: str, default: T, c
     parser.add_argument(flag, type=cast, default=env_default(env, default, cast), help=f"{help} (env {env}; default {default})")
 
 
+def service_parser(prog: str, description: str, prefix: str, host: str, port: int) -> argparse.ArgumentParser:
+    """A service's command line, with its --host and --port (from ``{prefix}_HOST`` and ``{prefix}_PORT``)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    add_flag(parser, "--host", f"{prefix}_HOST", host, str, "address to listen on")
+    add_flag(parser, "--port", f"{prefix}_PORT", port, int, "port to listen on")
+    return parser
+
+
 def configure_logging() -> None:
     level = os.environ.get("LOG_LEVEL", "INFO").upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -42,7 +42,7 @@ _OTLP_ENDPOINT_VARIABLES = {
     "metrics": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
 }
 _KNOWN_EXPORTERS = {"otlp", "console", "none"}
-# The fast paths that lean on SDK internals (each fails tests/test_shortcuts.py when an upgrade
+# The fast paths that lean on SDK internals (each fails tests/stack/test_shortcuts.py when an upgrade
 # breaks it): the proxy's metric records (otel_proxy/recorder.py) and the span encoder
 # (otlp_spans.py). OLLAMA_OTEL_SHORTCUTS names the ones on (default all; "none" for the SDK's
 # own paths everywhere), so bench/proxy_overhead.py can measure each against the SDK.

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
 from pathlib import Path
 
 from otel_proxy.app import create_app
-from otel_proxy.client_protocol import ClientProtocol
+from otel_proxy.server_protocol import ServerProtocol
 from otel_proxy.clients import KeyFile, KeyFileError
 from otel_proxy.config import ProxySettings
-from ollama_otel_stack.service import add_flag, configure_logging, serve
+from ollama_otel_stack.service import add_flag, configure_logging, serve, service_parser
 from ollama_otel_stack.telemetry import setup_telemetry
 
 DEFAULTS = ProxySettings()
@@ -20,9 +19,7 @@ UPSTREAM_TRANSPORTS = ("proxy", "httpx")
 
 
 def settings_from(argv: list[str] | None = None) -> ProxySettings:
-    parser = argparse.ArgumentParser(prog="otel-proxy", description="A measuring proxy in front of Ollama.")
-    add_flag(parser, "--host", "OTEL_PROXY_HOST", DEFAULTS.host, str, "address to listen on")
-    add_flag(parser, "--port", "OTEL_PROXY_PORT", DEFAULTS.port, int, "port to listen on")
+    parser = service_parser("otel-proxy", "A measuring proxy in front of Ollama.", "OTEL_PROXY", DEFAULTS.host, DEFAULTS.port)
     add_flag(parser, "--upstream", "OLLAMA_UPSTREAM", DEFAULTS.upstream, str, "Ollama's base URL")
     add_flag(parser, "--connect-timeout", "OTEL_PROXY_CONNECT_TIMEOUT", DEFAULTS.connect_timeout_s, float, "seconds to connect to Ollama")
     add_flag(parser, "--idle-timeout", "OTEL_PROXY_IDLE_TIMEOUT", DEFAULTS.idle_timeout_s, float, "longest silence from Ollama, in seconds, before a request fails")
@@ -103,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
     settings = settings_from(argv)
     telemetry = setup_telemetry("otel-proxy", settings.instance_id)
     try:
-        protocol = functools.partial(ClientProtocol, max_head_bytes=settings.max_header_bytes)
+        protocol = functools.partial(ServerProtocol, max_head_bytes=settings.max_header_bytes)
         serve(create_app(settings, telemetry), settings.host, settings.port, http=protocol, tls=settings.tls)
     finally:
         telemetry.shutdown()

@@ -12,7 +12,6 @@ import logging
 import signal
 import sys
 import threading
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,17 +25,18 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from otel_proxy.bookkeeping import Bookkeeper
-from otel_proxy.client_spans import ClientSpanTransport, why_instrumented
-from otel_proxy.clients import ClientNames, KeyFile, presented_key
+from otel_proxy.clients import MAX_NAME_LENGTH, KeyFile, presented_key
 from otel_proxy.config import ProxySettings
 from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
-from otel_proxy.instruments import ModelNames, ProxyInstruments
+from otel_proxy.instruments import ProxyInstruments
+from otel_proxy.labels import UNKNOWN_MODEL, BoundedNames
 from otel_proxy.observer import ObserverContext
+from otel_proxy.ps_poller import PsPoller
 from otel_proxy.recent import RecentRequests
-from ollama_otel_stack.model_names import ModelCatalog
 from otel_proxy.scheduling import SchedulerView
 from otel_proxy.spans import FinishedSpans
 from otel_proxy.upstream import UpstreamTransport
+from otel_proxy.upstream_spans import ClientSpanTransport, why_instrumented
 from ollama_otel_stack.telemetry import PROMETHEUS_CONTENT_TYPE, Telemetry
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,6 @@ log = logging.getLogger(__name__)
 RENDER_SWITCH_S = 0.0005
 KEY_FILE_CHECK_S = 1.0
 FIRST_READ_WAIT_S = 2.0  # how long the proxy waits, at start, for Ollama's /api/ps before it serves
-TAGS_EVERY = 6  # /api/tags once every six /api/ps reads (30 s by default), and at once when /api/ps names a model it lacks
 OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
 
 
@@ -93,10 +92,7 @@ class ProxyApp:
         self._render_lock = threading.Lock()
         self.bookkeeper = Bookkeeper()
         self.scheduler = SchedulerView(settings.cold_load_threshold_s, settings.num_parallel)
-        self._first_read = asyncio.Event()  # the first /api/ps read is in, or has failed
-        self._loaded = asyncio.Event()  # set when a runner was just loaded: /api/ps is read at once, for its context length
-        self.scheduler.on_load = self._loaded.set
-        self.catalog = ModelCatalog()
+        self.ps_poller = PsPoller(settings.upstream, settings.ps_interval_s, settings.connect_timeout_s, self.scheduler, self.bookkeeper)
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
         instrumented = why_instrumented(settings.client_spans)
@@ -118,12 +114,12 @@ class ProxyApp:
             settings=settings,
             instruments=ProxyInstruments(telemetry.meter("otel_proxy"), shortcut="metric_records" in telemetry.shortcuts),
             spans=spans,
-            models=ModelNames(settings.max_models),
+            models=BoundedNames(settings.max_models, empty=UNKNOWN_MODEL),
             recent=self.recent,
             bookkeeper=self.bookkeeper,
             scheduler=self.scheduler,
-            catalog=self.catalog,
-            clients=ClientNames(settings.max_clients),
+            catalog=self.ps_poller.resident.catalog,
+            clients=BoundedNames(settings.max_clients, max_length=MAX_NAME_LENGTH),
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
         )
@@ -154,11 +150,11 @@ class ProxyApp:
         # Everything imported and built so far lives as long as the process: keep it out of
         # the collector's way so GC pauses stay short on the streaming path.
         gc.freeze()
-        watchers = [asyncio.create_task(self._watch_resident_models())]
+        watchers = [asyncio.create_task(self.ps_poller.run())]
         # Serve once the first /api/ps is in (or has failed), so that the first requests are told
         # cold from warm; an Ollama that does not answer soon holds nothing up.
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._first_read.wait(), FIRST_READ_WAIT_S)
+            await asyncio.wait_for(self.ps_poller.first_read.wait(), FIRST_READ_WAIT_S)
         keys = self.settings.api_keys
         if isinstance(keys, KeyFile):
             asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, keys.reload)
@@ -169,40 +165,6 @@ class ProxyApp:
         self.bookkeeper.drain()
         self.scheduler.flush()
         await self.client.aclose()
-
-    async def _watch_resident_models(self) -> None:
-        """Ollama's /api/ps every --ps-interval and right after each load, off the hot path, into the scheduler view (in request order),
-        and its /api/tags every TAGS_EVERY reads: the models' names (ollama_otel_stack/model_names.py)."""
-        base = self.settings.upstream.rstrip("/")
-        url = base + "/api/ps"
-        async with httpx.AsyncClient(timeout=self.settings.connect_timeout_s, trust_env=False) as client:  # no spans: not a client's request
-            failing = False
-            reads, stale = 0, True
-            while True:
-                try:
-                    if stale or reads % TAGS_EVERY == 0:
-                        tags = await client.get(base + "/api/tags")
-                        if tags.status_code == 200:
-                            self.catalog.refresh(tags.json())
-                        stale = False
-                    reads += 1
-                    read_at = time.perf_counter()
-                    answer = await client.get(url)
-                    listed = answer.json().get("models") if answer.status_code == 200 else None
-                    if isinstance(listed, list):
-                        stale = any(isinstance(entry, dict) and not self.catalog.is_listed(str(entry.get("name") or entry.get("model") or "")) for entry in listed)
-                        named = [{**entry, "name": self.catalog.canonical(entry.get("name") or entry.get("model") or "")} for entry in listed if isinstance(entry, dict)]
-                        self.bookkeeper.defer(lambda named=named, read_at=read_at: self.scheduler.observe_ps(named, read_at))
-                        failing = False
-                except (httpx.HTTPError, ValueError, AttributeError) as exc:
-                    if not failing:
-                        log.info("Ollama's /api/ps at %s cannot be read (%s): queue and load are told apart once it answers", url, exc)
-                    failing = True
-                self._first_read.set()
-                # the next read: after --ps-interval, or at once when a load has just ended
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._loaded.wait(), self.settings.ps_interval_s)
-                self._loaded.clear()
 
     def _refused(self, request: Request) -> Response | None:
         """A 401 for /metrics, /-/requests and /-/ready without the scrape token, when one is set.
@@ -261,7 +223,7 @@ class ProxyApp:
         except ValueError:
             return JSONResponse({"error": "limit must be a whole number"}, status_code=400)
         self.bookkeeper.drain()
-        entries = self.recent.newest_first(max(0, limit))
+        entries = [finished.as_json() for finished in self.recent.newest_first(max(0, limit))]
         return JSONResponse({"capacity": self.settings.recent_requests, "requests": entries})
 
 

@@ -20,13 +20,15 @@ import hmac
 import logging
 import os
 import re
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from otel_proxy.labels import OTHER
+
 log = logging.getLogger(__name__)
 
-OTHER_CLIENT = "other"
+OTHER_CLIENT = OTHER
+MAX_NAME_LENGTH = 64  # characters of an X-Client-Name kept
 # (family, pattern matched against the User-Agent, first match wins): the official SDKs first.
 FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (family, re.compile(pattern, re.I))
@@ -53,29 +55,6 @@ def family_of(user_agent: str) -> str:
         if pattern.search(user_agent):
             return family
     return OTHER_CLIENT
-
-
-class ClientNames:
-    """Bounds the names clients give themselves (X-Client-Name): the first ``limit``, then ``other``."""
-
-    MAX_LENGTH = 64
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def label(self, name: str) -> str:
-        name = name.strip()[: self.MAX_LENGTH]
-        if not name:
-            return OTHER_CLIENT
-        if name in self._seen:
-            return name
-        with self._lock:
-            if len(self._seen) < self._limit:
-                self._seen.add(name)
-                return name
-        return OTHER_CLIENT
 
 
 class KeyFileError(ValueError):

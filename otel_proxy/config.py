@@ -7,13 +7,14 @@ from dataclasses import dataclass
 import httpx
 
 from otel_proxy.clients import ApiKeys, KeyFile
+from ollama_otel_stack.stack.defaults import OLLAMA_URL, PROXY_PORT
 
 
 @dataclass(frozen=True)
 class ProxySettings:
     host: str = "127.0.0.1"  # loopback: the proxy never exposes Ollama to the network by accident
-    port: int = 8001
-    upstream: str = "http://127.0.0.1:11434"
+    port: int = PROXY_PORT
+    upstream: str = OLLAMA_URL
     connect_timeout_s: float = 5.0
     # The longest silence allowed between two chunks from Ollama (and before the first:
     # a cold load of a large model can take minutes). Streams that keep flowing are never cut.
@@ -33,10 +34,10 @@ class ProxySettings:
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
     # Who makes the CLIENT span of each call to Ollama: the proxy ("proxy": the span
     # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see
-    # otel_proxy/client_spans.py) or the instrumentation's own wrapper ("httpx").
+    # otel_proxy/upstream_spans.py) or the instrumentation's own wrapper ("httpx").
     client_spans: str = "proxy"
     # Who speaks HTTP/1.1 to a plain-http Ollama: the proxy's own transport ("proxy",
-    # otel_proxy/upstream.py, held to httpcore by tests/test_transport_conformance.py) or
+    # otel_proxy/upstream.py, held to httpcore by tests/e2e/proxy/test_transport_conformance.py) or
     # httpx's default one, httpcore ("httpx"). An https upstream always gets httpcore.
     upstream_transport: str = "proxy"
 

@@ -20,7 +20,6 @@ from otel_proxy import ollama
 from otel_proxy.clients import carries_a_key, presented_key
 from otel_proxy.config import ProxySettings
 from otel_proxy.observer import CLIENT_DISCONNECTED, RATE_LIMITED, UNAUTHORIZED, ObserverContext, RequestObserver
-from otel_proxy.watch import NOTHING_TO_WATCH
 
 log = logging.getLogger(__name__)
 
@@ -352,7 +351,7 @@ class Forwarder:
             if not gone:
                 raise
             relay_task.uncancel()
-            if watcher is not NOTHING_TO_WATCH and watcher.report().error is None:
+            if observer.answered_whole():
                 return  # the whole answer had passed: an SSE client stops reading at the final event and may hang up before the stream's last bytes
             observer.failed(CLIENT_DISCONNECTED, "the client disconnected mid-response; the upstream request was cancelled")
         except httpx.HTTPError as exc:

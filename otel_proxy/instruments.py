@@ -8,7 +8,7 @@ GPU emits a token every few milliseconds).
 
 from __future__ import annotations
 
-import threading
+from dataclasses import dataclass
 from typing import Any
 
 from opentelemetry.metrics import Meter
@@ -52,215 +52,107 @@ LOAD_REASONS = ("cold", "reload")
 # Where a request's time went before it ran (otel_proxy/scheduling.py): ollama.scheduler.time's ollama.phase.
 PHASES = ("pending", "drain", "load", "slot", "unknown")
 
-OTHER_MODEL = "other"
-UNKNOWN_MODEL = "unknown"
-# http.request.method as the HTTP semantic conventions bound it: the known methods, the rest "_OTHER".
-KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"})
-OTHER_METHOD = "_OTHER"
+HISTOGRAM, COUNTER, UP_DOWN = "histogram", "counter", "up_down_counter"
 
 
-def method_label(method: str) -> str:
-    return method if method in KNOWN_METHODS else OTHER_METHOD
+@dataclass(frozen=True)
+class Spec:
+    """One instrument: the attribute it is recorded through, its OpenTelemetry name, kind, unit and description, and
+    a histogram's bucket boundaries."""
+
+    attribute: str
+    name: str
+    kind: str
+    unit: str
+    description: str
+    buckets: tuple[float, ...] = ()
+
+    def create(self, meter: Meter) -> Any:
+        if self.kind == HISTOGRAM:
+            return meter.create_histogram(self.name, unit=self.unit, description=self.description, explicit_bucket_boundaries_advisory=self.buckets)
+        if self.kind == COUNTER:
+            return meter.create_counter(self.name, unit=self.unit, description=self.description)
+        return meter.create_up_down_counter(self.name, unit=self.unit, description=self.description)
 
 
-class ModelNames:
-    """Bounds ``gen_ai.request.model``: the first ``limit`` names seen, then ``other``."""
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._seen: set[str] = set()
-        self._lock = threading.Lock()
-
-    def label(self, model: str | None, admit: bool = True) -> str:
-        """The label for ``model``; a name not yet seen gets a slot only if ``admit``."""
-        if not model:
-            return UNKNOWN_MODEL
-        if model in self._seen:
-            return model
-        if not admit:
-            return OTHER_MODEL
-        with self._lock:
-            if len(self._seen) < self._limit:
-                self._seen.add(model)
-                return model
-        return OTHER_MODEL
+CATALOGUE = (
+    Spec("request_duration", "http.server.request.duration", HISTOGRAM, "s",
+         "Duration of HTTP requests through the proxy, to the last byte sent to the client.", HTTP_DURATION_BUCKETS),
+    Spec("active_requests", "http.server.active_requests", UP_DOWN, "{request}", "HTTP requests the proxy is serving right now."),
+    Spec("time_to_first_token", "gen_ai.server.time_to_first_token", HISTOGRAM, "s",
+         "Time from the request's arrival to the first streamed chunk of a generation.", TIME_TO_FIRST_TOKEN_BUCKETS),
+    # The same, per API route and without the model: a fleet-wide p95 sums this one (a
+    # dozen series a host) rather than the per-model histogram above (docs/metrics.md).
+    Spec("route_time_to_first_token", "ollama.time_to_first_token", HISTOGRAM, "s",
+         "Time from the request's arrival to the first streamed chunk of a generation, per route, every model together.", TIME_TO_FIRST_TOKEN_BUCKETS),
+    Spec("time_per_output_token", "gen_ai.server.time_per_output_token", HISTOGRAM, "s",
+         "Time per generated token after the first (Ollama's eval_duration / eval_count).", TIME_PER_OUTPUT_TOKEN_BUCKETS),
+    Spec("genai_request_duration", "gen_ai.server.request.duration", HISTOGRAM, "s",
+         "Duration of generation and embedding requests, to the last byte.", GENAI_REQUEST_DURATION_BUCKETS),
+    Spec("token_usage", "gen_ai.client.token.usage", HISTOGRAM, "{token}",
+         "Tokens per request as Ollama reported them, by gen_ai.token.type (input or output).", TOKEN_USAGE_BUCKETS),
+    Spec("prompt_tokens", "ollama.prompt_tokens", COUNTER, "{token}", "Prompt tokens Ollama evaluated (prompt_eval_count, usage.prompt_tokens)."),
+    Spec("generated_tokens", "ollama.generated_tokens", COUNTER, "{token}",
+         "Tokens Ollama generated (eval_count, usage.completion_tokens; content chunks where unreported)."),
+    Spec("load_duration", "ollama.load.duration", HISTOGRAM, "s", "Ollama's load_duration: time spent loading the model for a request.", OLLAMA_PHASE_BUCKETS),
+    Spec("prompt_eval_duration", "ollama.prompt_eval.duration", HISTOGRAM, "s", "Ollama's prompt_eval_duration: time spent evaluating the prompt.",
+         OLLAMA_PHASE_BUCKETS),
+    Spec("eval_duration", "ollama.eval.duration", HISTOGRAM, "s", "Ollama's eval_duration: time spent generating the response tokens.", OLLAMA_PHASE_BUCKETS),
+    Spec("model_loads", "ollama.model_loads", COUNTER, "{load}",
+         "Model loads, by ollama.load.reason: cold (the model was not resident) or reload (its runner options changed, ollama.load.cause naming them). "
+         "A request that only waited is never one."),
+    # Who is using the server (otel_proxy/clients.py): counters and one histogram, per client only.
+    Spec("client_requests", "ollama.client.requests", COUNTER, "{request}",
+         "Generation and embedding requests per client (ollama.client), with error.type when they failed."),
+    Spec("client_tokens", "ollama.client.tokens", COUNTER, "{token}", "Tokens per client and gen_ai.token.type (input, output), as Ollama reported them."),
+    Spec("client_request_duration", "ollama.client.request.duration", HISTOGRAM, "s",
+         "Generation and embedding requests per client, to the last byte: its share of the server's time, its latency.", CLIENT_DURATION_BUCKETS),
+    Spec("queue_wait", "ollama.queue_wait", HISTOGRAM, "s",
+         "The time a request spent waiting in Ollama: in the pending queue behind loads (any model's), for the old runner's requests before a "
+         "reload, and for a free OLLAMA_NUM_PARALLEL slot.", QUEUE_WAIT_BUCKETS),
+    Spec("scheduler_time", "ollama.scheduler.time", COUNTER, "s",
+         "Seconds of requests' time before they ran, by ollama.phase: pending (the load queue, with ollama.behind naming the model whose load held "
+         "it up), drain (before a reload), load, slot (waiting for a free slot), unknown (load_duration not told apart)."),
+    Spec("requests_in_flight", "ollama.requests_in_flight", UP_DOWN, "{request}", "Requests to each model that Ollama has not finished answering."),
+    Spec("context_fill", "ollama.context_fill", HISTOGRAM, "1", "Prompt plus output tokens as a share of the runner's context length.", CONTEXT_FILL_BUCKETS),
+    Spec("context_full", "ollama.context_full", COUNTER, "{request}",
+         "Requests that filled at least 95 % of the context: Ollama truncated the prompt, the model forgot its start."),
+)
 
 
 class ProxyInstruments:
-    """Every instrument the proxy records, created once per process.
+    """Every instrument of the catalogue, created once per process, as an attribute named by its spec.
 
     Each is wrapped in a Recorder (otel_proxy/recorder.py): the same records, at a
     quarter of the SDK's cost for attribute sets already seen.
     """
 
+    request_duration: Recorder
+    active_requests: Recorder
+    time_to_first_token: Recorder
+    route_time_to_first_token: Recorder
+    time_per_output_token: Recorder
+    genai_request_duration: Recorder
+    token_usage: Recorder
+    prompt_tokens: Recorder
+    generated_tokens: Recorder
+    load_duration: Recorder
+    prompt_eval_duration: Recorder
+    eval_duration: Recorder
+    model_loads: Recorder
+    client_requests: Recorder
+    client_tokens: Recorder
+    client_request_duration: Recorder
+    queue_wait: Recorder
+    scheduler_time: Recorder
+    requests_in_flight: Recorder
+    context_fill: Recorder
+    context_full: Recorder
+
     def __init__(self, meter: Meter, shortcut: bool = True) -> None:
         """``shortcut``: the Recorders may bypass the SDK's per-record work (OLLAMA_OTEL_SHORTCUTS)."""
-
-        def wrap(instrument: Any) -> Recorder:
-            return Recorder(instrument, shortcut=shortcut)
-
-        self.request_duration = wrap(
-            meter.create_histogram(
-                "http.server.request.duration",
-                unit="s",
-                description="Duration of HTTP requests through the proxy, to the last byte sent to the client.",
-                explicit_bucket_boundaries_advisory=HTTP_DURATION_BUCKETS,
-            )
-        )
-        self.active_requests = wrap(
-            meter.create_up_down_counter(
-                "http.server.active_requests",
-                unit="{request}",
-                description="HTTP requests the proxy is serving right now.",
-            )
-        )
-        self.time_to_first_token = wrap(
-            meter.create_histogram(
-                "gen_ai.server.time_to_first_token",
-                unit="s",
-                description="Time from the request's arrival to the first streamed chunk of a generation.",
-                explicit_bucket_boundaries_advisory=TIME_TO_FIRST_TOKEN_BUCKETS,
-            )
-        )
-        # The same, per API route and without the model: a fleet-wide p95 sums this one (a
-        # dozen series a host) rather than the per-model histogram above (docs/metrics.md).
-        self.route_time_to_first_token = wrap(
-            meter.create_histogram(
-                "ollama.time_to_first_token",
-                unit="s",
-                description="Time from the request's arrival to the first streamed chunk of a generation, per route, every model together.",
-                explicit_bucket_boundaries_advisory=TIME_TO_FIRST_TOKEN_BUCKETS,
-            )
-        )
-        self.time_per_output_token = wrap(
-            meter.create_histogram(
-                "gen_ai.server.time_per_output_token",
-                unit="s",
-                description="Time per generated token after the first (Ollama's eval_duration / eval_count).",
-                explicit_bucket_boundaries_advisory=TIME_PER_OUTPUT_TOKEN_BUCKETS,
-            )
-        )
-        self.genai_request_duration = wrap(
-            meter.create_histogram(
-                "gen_ai.server.request.duration",
-                unit="s",
-                description="Duration of generation and embedding requests, to the last byte.",
-                explicit_bucket_boundaries_advisory=GENAI_REQUEST_DURATION_BUCKETS,
-            )
-        )
-        self.token_usage = wrap(
-            meter.create_histogram(
-                "gen_ai.client.token.usage",
-                unit="{token}",
-                description="Tokens per request as Ollama reported them, by gen_ai.token.type (input or output).",
-                explicit_bucket_boundaries_advisory=TOKEN_USAGE_BUCKETS,
-            )
-        )
-        self.prompt_tokens = wrap(
-            meter.create_counter(
-                "ollama.prompt_tokens",
-                unit="{token}",
-                description="Prompt tokens Ollama evaluated (prompt_eval_count, usage.prompt_tokens).",
-            )
-        )
-        self.generated_tokens = wrap(
-            meter.create_counter(
-                "ollama.generated_tokens",
-                unit="{token}",
-                description="Tokens Ollama generated (eval_count, usage.completion_tokens; content chunks where unreported).",
-            )
-        )
-        self.load_duration = wrap(
-            meter.create_histogram(
-                "ollama.load.duration",
-                unit="s",
-                description="Ollama's load_duration: time spent loading the model for a request.",
-                explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
-            )
-        )
-        self.prompt_eval_duration = wrap(
-            meter.create_histogram(
-                "ollama.prompt_eval.duration",
-                unit="s",
-                description="Ollama's prompt_eval_duration: time spent evaluating the prompt.",
-                explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
-            )
-        )
-        self.eval_duration = wrap(
-            meter.create_histogram(
-                "ollama.eval.duration",
-                unit="s",
-                description="Ollama's eval_duration: time spent generating the response tokens.",
-                explicit_bucket_boundaries_advisory=OLLAMA_PHASE_BUCKETS,
-            )
-        )
-        self.model_loads = wrap(
-            meter.create_counter(
-                "ollama.model_loads",
-                unit="{load}",
-                description="Model loads, by ollama.load.reason: cold (the model was not resident) or reload (its runner options changed, ollama.load.cause naming them). A request that only waited is never one.",
-            )
-        )
-        # Who is using the server (otel_proxy/clients.py): counters and one histogram, per client only.
-        self.client_requests = wrap(
-            meter.create_counter(
-                "ollama.client.requests",
-                unit="{request}",
-                description="Generation and embedding requests per client (ollama.client), with error.type when they failed.",
-            )
-        )
-        self.client_tokens = wrap(
-            meter.create_counter(
-                "ollama.client.tokens",
-                unit="{token}",
-                description="Tokens per client and gen_ai.token.type (input, output), as Ollama reported them.",
-            )
-        )
-        self.client_request_duration = wrap(
-            meter.create_histogram(
-                "ollama.client.request.duration",
-                unit="s",
-                description="Generation and embedding requests per client, to the last byte: its share of the server's time, its latency.",
-                explicit_bucket_boundaries_advisory=CLIENT_DURATION_BUCKETS,
-            )
-        )
-        self.queue_wait = wrap(
-            meter.create_histogram(
-                "ollama.queue_wait",
-                unit="s",
-                description="The time a request spent waiting in Ollama: in the pending queue behind loads (any model's), for the old runner's requests before a reload, and for a free OLLAMA_NUM_PARALLEL slot.",
-                explicit_bucket_boundaries_advisory=QUEUE_WAIT_BUCKETS,
-            )
-        )
-        self.scheduler_time = wrap(
-            meter.create_counter(
-                "ollama.scheduler.time",
-                unit="s",
-                description="Seconds of requests' time before they ran, by ollama.phase: pending (the load queue, with ollama.behind naming the model whose load held it up), drain (before a reload), load, slot (waiting for a free slot), unknown (load_duration not told apart).",
-            )
-        )
-        self.requests_in_flight = wrap(
-            meter.create_up_down_counter(
-                "ollama.requests_in_flight",
-                unit="{request}",
-                description="Requests to each model that Ollama has not finished answering.",
-            )
-        )
-        self.context_fill = wrap(
-            meter.create_histogram(
-                "ollama.context_fill",
-                unit="1",
-                description="Prompt plus output tokens as a share of the runner's context length.",
-                explicit_bucket_boundaries_advisory=CONTEXT_FILL_BUCKETS,
-            )
-        )
-        self.context_full = wrap(
-            meter.create_counter(
-                "ollama.context_full",
-                unit="{request}",
-                description="Requests that filled at least 95 % of the context: Ollama truncated the prompt, the model forgot its start.",
-            )
-        )
+        for spec in CATALOGUE:
+            setattr(self, spec.attribute, Recorder(spec.create(meter), shortcut=shortcut))
 
 
 # The series budget (docs/metrics.md, "Series budget"), from the catalogue above. A histogram

@@ -139,16 +139,17 @@ class Report:
 
     input_tokens: int | None = None
     output_tokens: int | None = None
+    output_counted_from_chunks: bool = False  # a /v1 stream without usage: its content chunks, a lower bound
     finish_reason: str | None = None
+    error: str | None = None
+    reasoning: bool = False  # the answer carried reasoning ("thinking"); never its text
+    tool_calls: bool = False  # the answer called tools; never their arguments
     response_model: str | None = None
+    # Ollama's durations (its native API only)
     load_s: float | None = None
     prompt_eval_s: float | None = None
     eval_s: float | None = None
     total_s: float | None = None
-    error: str | None = None
-    output_counted_from_chunks: bool = False
-    reasoning: bool = False  # the answer carried reasoning ("thinking"); never its text
-    tool_calls: bool = False  # the answer called tools; never their arguments
 
 
 def _seconds(value: Any) -> float | None:

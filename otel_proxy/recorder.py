@@ -9,7 +9,7 @@ A ``Recorder`` wraps one instrument. The first record of an attribute set goes t
 the SDK's own path; the Recorder then remembers the aggregations that record landed in
 (one per reader) and hands later measurements of the same set straight to them: the
 same aggregation objects doing the same arithmetic, so what every reader collects is
-identical (tests/test_recorder.py records one sequence both ways and compares).
+identical (tests/proxy/test_recorder.py records one sequence both ways and compares).
 
 Everything else still takes the SDK's path: a value that is not a finite number (or a
 negative one, except on an up-down counter), an attribute value that is not a plain
@@ -38,7 +38,7 @@ _PLAIN_TYPES = (str, int, float, bool)
 
 # The SDK's internals the shortcut relies on, as opentelemetry-sdk 1.45.2 has them (the version
 # requirements/*.txt lock): the attribute hashing of _view_instrument_match and the Measurement
-# its consumer takes; tests/test_shortcuts.py fails if an upgrade moves them. Without them every
+# its consumer takes; tests/stack/test_shortcuts.py fails if an upgrade moves them. Without them every
 # record takes the SDK's path.
 try:
     from opentelemetry.sdk.metrics._internal._view_instrument_match import _hash_attributes

@@ -193,6 +193,7 @@ class SchedulerView:
         self._ended: OrderedDict[int, float] = OrderedDict()
         self._responded: OrderedDict[int, float] = OrderedDict()  # request -> its first chunk
         self._arrivals: OrderedDict[int, Arrival] = OrderedDict()
+        self._live: dict[int, Arrival] = {}  # requests not ended yet, as the view knows them now (never forgotten)
         self._waiting: list[tuple[Arrival, Any, Callable[[Decomposition], None]]] = []
         self._serial = 0
         self._ps_read = False  # before the first /api/ps, what is resident is unknown
@@ -207,7 +208,7 @@ class SchedulerView:
     def arrive(self, model: str, options: Any, at: float, now_epoch: float | None = None, timed: bool = True) -> Arrival:
         """A request for ``model`` with these ``options``, arrived ``at``; ``timed``: its answer will carry durations."""
         arrival = self._classify(model, options, at, now_epoch, timed)
-        self._arrivals[arrival.serial] = arrival
+        self._arrivals[arrival.serial] = self._live[arrival.serial] = arrival
         if arrival.kind != WARM:
             self._queue[arrival.serial] = arrival
         return arrival
@@ -257,9 +258,13 @@ class SchedulerView:
             view.context_length = context_length
         return Arrival(serial, model, at, kind, cause, ahead, drains, context_length, tuple(wanted.items()), company, loader, timed)
 
-    def responded(self, arrival: Arrival, at: float) -> None:
+    def responded(self, serial: int, at: float) -> None:
         """The request's first chunk: it has been handed its runner, which is loaded (the runners before it are gone)."""
-        arrival = self._arrivals.get(arrival.serial, arrival)
+        arrival = self._live.get(serial)
+        if arrival is not None:  # else it has ended, and was counted as answered then
+            self._answered(arrival, at)
+
+    def _answered(self, arrival: Arrival, at: float) -> None:
         self._responded.setdefault(arrival.serial, at)
         if arrival.serial in self._queue:
             del self._queue[arrival.serial]
@@ -296,7 +301,7 @@ class SchedulerView:
                 now = replace(was, kind=RELOAD, cause=cause, ahead=ahead or was.ahead, drains=drains, company=())
             else:
                 now = replace(was, kind=JOINED, ahead=tuple(sorted({*ahead, first.serial})), loader=first.serial, company=tuple(s for s in late if s < serial))
-            self._arrivals[serial] = self._queue[serial] = now
+            self._arrivals[serial] = self._queue[serial] = self._live[serial] = now
 
     def _retire_drained(self) -> None:
         """A loaded runner that a reload waits on is unloaded once that reload's turn has come (nothing ahead of
@@ -309,16 +314,17 @@ class SchedulerView:
                     break
                 view.runners.pop(0)
 
-    def end(self, arrival: Arrival, at: float, ok: bool, load_s: float | None) -> None:
-        """The request is over; ``load_s``: the load_duration Ollama reported, if it did."""
-        arrival = self._arrivals.get(arrival.serial, arrival)
+    def end(self, serial: int, at: float, ok: bool, load_s: float | None) -> Arrival:
+        """The request is over; ``load_s``: the load_duration Ollama reported, if it did. Returns its arrival as the
+        view knows it now (a late joiner's is requeued), the one to settle."""
+        arrival = self._live.pop(serial)
         view = self.model(arrival.model)
         view.in_flight.pop(arrival.serial, None)
         view.last_end, view.expires_at = at, None  # Ollama sets the expiry afresh when the runner goes idle
         for runner in view.runners:
             runner.members.discard(arrival.serial)
         if ok:
-            self.responded(arrival, at)
+            self._answered(arrival, at)
             if arrival.kind != UNKNOWN:
                 view.resident = True
         else:
@@ -337,6 +343,7 @@ class SchedulerView:
             while len(remembered) > REMEMBERED:
                 remembered.popitem(last=False)
         self._settle_waiting()
+        return arrival
 
     def observe_ps(self, listed: list[dict[str, Any]], read_at: float | None = None) -> None:
         """Ollama's /api/ps (names already made canonical), asked for at ``read_at`` (perf_counter): what is

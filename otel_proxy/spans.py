@@ -14,16 +14,19 @@ their parent's decision, as the SDK's parent-based samplers would decide.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.context import Context
+from opentelemetry.propagate import extract
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.util.types import AttributeValue
 
 from ollama_otel_stack.telemetry import Telemetry
+from otel_proxy.finished import FinishedRequest
 
 Attributes = Mapping[str, AttributeValue]
 UNSET = Status(StatusCode.UNSET)
@@ -83,3 +86,109 @@ class FinishedSpans:
             instrumentation_scope=self._scope,
         )
         self._processor.on_end(span)
+
+
+def caller_span(headers: Iterable[tuple[bytes, bytes]]) -> SpanContext | None:
+    """The span a client's ``traceparent`` names, if it sent a valid one."""
+    wanted = {b"traceparent", b"tracestate"}
+    carrier = {name.decode("latin-1"): value.decode("latin-1") for name, value in headers if name in wanted}
+    if not carrier:
+        return None
+    caller = trace.get_current_span(extract(carrier)).get_span_context()
+    return caller if caller.is_valid else None
+
+
+class RequestSpans:
+    """One request's spans: their ids taken as it arrives (the upstream call nests under them), the spans
+    written whole from the finished request.
+
+    The SERVER span; for a generation, its GenAI span (between the SERVER span and the call to Ollama);
+    and under that, Ollama's phases on the timeline."""
+
+    def __init__(self, spans: FinishedSpans, headers: Iterable[tuple[bytes, bytes]], name: str, attributes: dict[str, Any], generation: bool) -> None:
+        self._spans = spans
+        self._caller = caller_span(headers)
+        self._name = name
+        self._attributes = attributes
+        self.server = spans.root(self._caller, name, SpanKind.SERVER, attributes)
+        self.genai = spans.child(self.server) if generation else None
+
+    def upstream_context(self) -> Context:
+        """The context the call to Ollama runs in, so its CLIENT span nests under ours."""
+        return FinishedSpans.context_of(self.genai or self.server)
+
+    def emit(self, finished: FinishedRequest, started_ns: int, genai: dict[str, Any] | None, input_messages: str | None) -> None:
+        """``genai``: the GenAI span's attributes known at arrival (None: it is not reported); ``input_messages``:
+        the prompt, only where the user opted in to capturing it."""
+        end_ns = started_ns + round(finished.duration_s * 1e9)
+        if self.genai is not None and genai is not None and self.genai.trace_flags.sampled:
+            self._emit_genai(finished, genai, input_messages, started_ns, end_ns)
+        if self.server.trace_flags.sampled:
+            self._emit_server(finished, started_ns, end_ns)
+
+    def _emit_server(self, finished: FinishedRequest, started_ns: int, end_ns: int) -> None:
+        attributes = self._attributes
+        if finished.status is not None:
+            attributes["http.response.status_code"] = finished.status
+        status = UNSET
+        if finished.error_type is not None:
+            attributes["error.type"] = finished.error_type
+            if finished.status is None or finished.status >= 500 or not finished.error_type.isdigit():
+                status = Status(StatusCode.ERROR, finished.error)
+        self._spans.emit(self._name, self.server, self._caller, SpanKind.SERVER, attributes, started_ns, end_ns, status)
+
+    def _emit_genai(self, finished: FinishedRequest, attributes: dict[str, Any], input_messages: str | None, started_ns: int, end_ns: int) -> None:
+        assert self.genai is not None
+        if finished.response_model:
+            attributes["gen_ai.response.model"] = finished.response_model
+        if finished.input_tokens is not None:
+            attributes["gen_ai.usage.input_tokens"] = finished.input_tokens
+        if finished.output_tokens is not None:
+            attributes["gen_ai.usage.output_tokens"] = finished.output_tokens
+        if finished.finish_reason:
+            attributes["gen_ai.response.finish_reasons"] = (finished.finish_reason,)
+        # Whether the answer reasoned or called tools, and where the model ran: never any text.
+        attributes["ollama.response.reasoning"] = finished.reasoning
+        attributes["ollama.response.tool_calls"] = finished.tool_calls
+        attributes["ollama.model.cloud"] = finished.cloud
+        attributes["ollama.client"] = finished.client or ""
+        if finished.time_to_first_token_s is not None:
+            attributes["gen_ai.response.time_to_first_chunk"] = finished.time_to_first_token_s
+        status = UNSET
+        if finished.error_type is not None:
+            attributes["error.type"] = finished.error_type
+            status = Status(StatusCode.ERROR, finished.error)
+        if input_messages is not None:
+            attributes["gen_ai.input.messages"] = input_messages
+        self._emit_phases(finished, started_ns, end_ns)
+        name = f"{finished.operation} {finished.requested_model or ''}".strip()
+        self._spans.emit(name, self.genai, self.server, SpanKind.CLIENT, attributes, started_ns, end_ns, status)
+
+    def _emit_phases(self, finished: FinishedRequest, started_ns: int, end_ns: int) -> None:
+        """Ollama's phases on the timeline, back to back as Ollama runs them and ending with the last chunk:
+        the pending wait behind loads (ollama.queue), the drain before a reload (ollama.drain) and the load
+        (ollama.load) that make up load_duration, the wait for a slot (ollama.slot_wait), then prompt
+        evaluation and generation; each as wide as its real share of the request."""
+        parent = self.genai
+        assert parent is not None
+        load_attributes: dict[str, Any] = {}
+        if finished.load_reason is not None:
+            load_attributes["ollama.load.reason"] = finished.load_reason
+        if finished.reload_cause:
+            load_attributes["ollama.load.cause"] = finished.reload_cause
+        queue_attributes = {"ollama.behind": finished.waited_behind} if finished.waited_behind else {}
+        if finished.unknown_s is not None:
+            head = [("ollama.load", finished.unknown_s, {"ollama.load.reason": "unknown"})]  # not told apart: one span, said so
+        else:
+            head = [("ollama.queue", finished.pending_wait_s, queue_attributes), ("ollama.drain", finished.drain_s, {}), ("ollama.load", finished.load_s, load_attributes)]
+        phases = [
+            (name, round(seconds * 1e9), attributes)
+            for name, seconds, attributes in (*head, ("ollama.slot_wait", finished.slot_wait_s, {}), ("ollama.prompt_eval", finished.prompt_eval_s, {}),
+                                              ("ollama.eval", finished.eval_s, {}))
+            if seconds  # a phase that took no time (no load) has no span
+        ]
+        cursor = max(started_ns, end_ns - sum(length for _, length, _ in phases))
+        spans = self._spans
+        for name, length, attributes in phases:
+            spans.emit(name, spans.child(parent), parent, SpanKind.INTERNAL, attributes, cursor, cursor + length)
+            cursor += length

@@ -94,7 +94,7 @@ class _Connection:
         """Open, and nothing arrived while idle: httpcore drops a readable idle connection, and so does this.
 
         ``StreamReader._buffer`` (CPython 3.11-3.13): the bytes read from the socket and not yet taken.
-        tests/test_upstream.py fails if it stops saying so.
+        tests/proxy/test_upstream.py fails if it stops saying so.
         """
         return not self.writer.is_closing() and not self.reader.at_eof() and not self.reader._buffer
 

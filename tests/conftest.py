@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import Server, configure_fake, fake_ollama, otel_proxy
+from tests.support.harness import Server, configure_fake, fake_ollama, otel_proxy
 
 
 @pytest.fixture(scope="session")

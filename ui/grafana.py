@@ -5,7 +5,7 @@
 Every panel's query is the function the Streamlit page calls, with Grafana's variables in
 place of the pickers: ``$instance``, ``$model`` and ``$client`` (each with "All" as ``.*``),
 ``${datasource}`` for the Prometheus data source and ``$__rate_interval`` for rate windows.
-tests/test_grafana.py checks that the committed JSON is this module's output and runs every
+tests/e2e/ui/test_grafana.py checks that the committed JSON is this module's output and runs every
 panel's query against a real Prometheus.
 """
 
@@ -17,13 +17,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from ui import queries
+from ui.cards import CARDS
 from ui.queries import Filters
 
 TITLE = "Ollama monitoring"
 UID = "ollama-monitoring"
 RATE = "$__rate_interval"
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-SCHEMA_VERSION = 42  # what Grafana 12 writes (the version @grafana/schema's Dashboard defaults to: tests/grafana_types)
+SCHEMA_VERSION = 42  # what Grafana 12 writes (the version @grafana/schema's Dashboard defaults to: tests/support/grafana_types)
 
 
 @dataclass(frozen=True)
@@ -56,14 +57,7 @@ def panels() -> list[Panel]:
     client = queries.per_client(F, "$__range")  # the tables count over the dashboard's range
     model = queries.per_model(F, "$__range")
     return [
-        Panel("Requests/s", "stat", "reqps", (("requests/s", queries.request_rate(F, RATE)),)),
-        Panel("Success rate", "stat", "percentunit", (("success", queries.success_rate(F, RATE)),)),
-        Panel("Tokens/s", "stat", "short", (("tokens/s", queries.tokens_per_second(F, RATE)),)),
-        Panel("Time to first token p95", "stat", "s", (("p95", queries.time_to_first_token_quantile(0.95, F, RATE)),)),
-        Panel("GPU", "stat", "percentunit", (("GPU", queries.gpu_utilization(F)),)),
-        Panel("Power", "stat", "watt", (("W", queries.power_watts(F)),)),
-        Panel("Temperature", "stat", "celsius", (("°C", queries.temperature_celsius(F)),)),
-        Panel("Memory used", "stat", "bytes", (("used", queries.memory_used_bytes(F)),)),
+        *(Panel(card.grafana_title or card.label, "stat", card.grafana_unit, ((card.label, card.query(F, RATE)),)) for card in CARDS if card.grafana_unit),
         Panel("Latency by endpoint", "timeseries", "s",
               tuple((f"p{int(q * 100)} {{{{http_route}}}}", queries.latency_by_endpoint(q, F, RATE)) for q in queries.LATENCY_QUANTILES)),
         Panel("Token generation", "timeseries", "short", (("tokens/s", queries.tokens_per_second(F, RATE)),)),

@@ -9,7 +9,6 @@ scrape interval, and a division with nothing to divide yields "no data" (None), 
 from __future__ import annotations
 
 import math
-import os
 from concurrent.futures import ThreadPoolExecutor
 import re
 from dataclasses import dataclass, field
@@ -26,10 +25,6 @@ GENERATION_ROUTES = "/api/generate|/api/chat|/v1/chat/completions|/v1/completion
 SYSTEM_POWER = 'hw_type="system"'
 GPU_SENSORS = 'hw_type="gpu"'
 MEMORY_USED = 'system_memory_state="used"'
-# Ollama's own /metrics (an open pull request, docs/metrics.md) would publish four of this project's names
-# with labels of its own: every query of them selects this project's job, so scraping both counts once.
-PROXY_JOB = f'job="{os.environ.get("UI_PROXY_JOB", "otel-proxy")}"'  # ollama_prompt_tokens_total, ollama_generated_tokens_total
-COLLECTOR_JOB = f'job="{os.environ.get("UI_COLLECTOR_JOB", "hw-collector")}"'  # ollama_loaded_model_size_bytes, _vram_bytes
 # recording.yml's records each hold a clock hour and are written within the hour after it (their group's offset):
 # a record is read this long after the hour it holds ends (ui/usage.py, ui/residency.py)
 RECORDED_BY = 3600 - 0.001
@@ -42,6 +37,18 @@ class Filters:
     host: str = ""  # matches the instance label's host part (the proxy and the collector of one machine)
     model: str = ""
     client: str = ""  # the ollama_client label: on the client families only (docs/metrics.md)
+    # Ollama's own /metrics (an open pull request, docs/metrics.md) would publish four of this project's names
+    # with labels of its own: every query of them selects this project's job, so scraping both counts once.
+    proxy_job: str = "otel-proxy"  # ollama_prompt_tokens_total, ollama_generated_tokens_total (UI_PROXY_JOB)
+    collector_job: str = "hw-collector"  # ollama_loaded_model_size_bytes, _vram_bytes (UI_COLLECTOR_JOB)
+
+    @property
+    def proxy(self) -> str:
+        return f'job="{quote_label(self.proxy_job)}"'
+
+    @property
+    def collector(self) -> str:
+        return f'job="{quote_label(self.collector_job)}"'
 
     def labels(self, *extra: str, model_label: str = "gen_ai_request_model") -> str:
         matchers = list(extra)
@@ -89,7 +96,7 @@ def success_rate(f: Filters, window: str) -> str:
 
 
 def tokens_per_second(f: Filters, window: str) -> str:
-    return f"sum(rate(ollama_generated_tokens_total{f.labels(PROXY_JOB)}[{window}]))"
+    return f"sum(rate(ollama_generated_tokens_total{f.labels(f.proxy)}[{window}]))"
 
 
 def latency_quantile(q: float, f: Filters, window: str, by: str = "") -> str:
@@ -109,6 +116,7 @@ def active_requests(f: Filters) -> str:
 
 
 def gpu_utilization(f: Filters) -> str:
+    """The mean busy share over every GPU of the hosts picked."""
     return f"avg(hw_gpu_utilization{f.host_only()})"
 
 
@@ -117,12 +125,10 @@ def power_watts(f: Filters) -> str:
     return f"sum(hw_power_watts{f.host_only(SYSTEM_POWER)}) or sum(hw_power_watts{f.host_only()})"
 
 
-def memory_used_bytes(f: Filters) -> str:
-    return f"sum(system_memory_usage_bytes{f.host_only(MEMORY_USED)})"
-
-
-def memory_limit_bytes(f: Filters) -> str:
-    return f"sum(system_memory_limit_bytes{f.host_only()})"
+def memory(f: Filters) -> dict[str, str]:
+    """Host memory in use (the collector's psutil reading: not cached, not buffers), all of it, and the share in use."""
+    used, limit = f"sum(system_memory_usage_bytes{f.host_only(MEMORY_USED)})", f"sum(system_memory_limit_bytes{f.host_only()})"
+    return {"used": used, "limit": limit, "share": f"{used} / {limit}"}
 
 
 def temperature_celsius(f: Filters) -> str:
@@ -150,7 +156,7 @@ def per_model(f: Filters, window: str) -> dict[str, str]:
     cold, reload = f.labels('ollama_load_reason="cold"'), f.labels('ollama_load_reason="reload"')
     return {
         "requests": f"sum by ({by}) {grown(f'gen_ai_server_request_duration_seconds_count{sel}', window)}",
-        "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{f.labels(PROXY_JOB)}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
+        "tokens_per_second": f"sum by ({by}) (rate(ollama_generated_tokens_total{f.labels(f.proxy)}[{window}])) / sum by ({by}) (rate(ollama_eval_duration_seconds_sum{sel}[{window}]))",
         "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(gen_ai_server_request_duration_seconds_bucket{sel}[{window}])))",
         "cold_loads": f"sum by ({by}) {grown(f'ollama_model_loads_total{cold}', window)}",
         "reloads": f"sum by ({by}) {grown(f'ollama_model_loads_total{reload}', window)}",
@@ -160,7 +166,7 @@ def per_model(f: Filters, window: str) -> dict[str, str]:
 
 
 def loaded_models(f: Filters) -> dict[str, str]:
-    sel = f.labels(COLLECTOR_JOB, model_label="model")
+    sel = f.labels(f.collector, model_label="model")
     return {
         "size_bytes": f"sum by (model) (ollama_loaded_model_size_bytes{sel})",
         "vram_bytes": f"sum by (model) (ollama_loaded_model_vram_bytes{sel})",
@@ -250,7 +256,7 @@ def charts(f: Filters, window: str) -> dict[str, tuple[str, str]]:
     """Chart title → (PromQL, unit of its values: tokens/s, bytes, ratio, W, Cel or s)."""
     return {
         "Token generation": (tokens_per_second(f, window), "tokens/s"),
-        "Memory used": (memory_used_bytes(f), "bytes"),
+        "Memory used": (memory(f)["used"], "bytes"),
         "GPU utilisation": (gpu_utilization(f), "ratio"),
         "Power": (power_watts(f), "W"),
         "Temperature": (temperature_celsius(f), "Cel"),

@@ -13,14 +13,13 @@ import httpx
 
 from ui.queries import Filters, Prometheus, PrometheusError
 
-PROXY_JOB = "otel-proxy"
 LIST_LIMIT = 100
 
 
-def proxy_urls(prom: Prometheus, host: str, fallback: str) -> list[str]:
-    """The proxies of the picked host (all of them for ""), as Prometheus scrapes them; [fallback] if none."""
+def proxy_urls(prom: Prometheus, f: Filters, fallback: str) -> list[str]:
+    """The proxies of the picked host (all of them for none), as Prometheus scrapes them; [fallback] if none."""
     try:
-        found = prom.vector("up" + Filters(host).host_only(f'job="{PROXY_JOB}"'))
+        found = prom.vector("up" + f.host_only(f.proxy))
     except PrometheusError:
         return [fallback]
     instances = sorted({labels["instance"] for labels, _ in found if labels.get("instance")})

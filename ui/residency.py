@@ -33,7 +33,7 @@ from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from ui.queries import COLLECTOR_JOB, PROXY_JOB, RECORDED_BY, Filters, Prometheus, quote_label
+from ui.queries import RECORDED_BY, Filters, Prometheus, quote_label
 
 RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED = "resident", "reloaded", "expired", "evicted", "unloaded"
 ENDINGS = (RESIDENT, RELOADED, EXPIRED, EVICTED, UNLOADED)
@@ -83,7 +83,7 @@ def host_of(instance: str) -> str:
 
 def queries(f: Filters, step: float) -> dict[str, str]:
     """The three series the timeline is built from, at ``step``: presence, expiry, loads counted in each step."""
-    collector = f.labels(COLLECTOR_JOB, model_label="model")
+    collector = f.labels(f.collector, model_label="model")
     window = f"{round(step * 1000)}ms"  # PromQL durations take no fractions
 
     def sampled(metric: str) -> str:
@@ -95,7 +95,7 @@ def queries(f: Filters, step: float) -> dict[str, str]:
         "expiry": sampled("ollama_loaded_model_expiry_seconds"),
         # the counter itself at each step (the loads in a step are told in Python, ``_counted``: PromQL's set operators
         # for a series born in the step cost a 30-day view more than the rest of it, docs/benchmarks.md)
-        "loads": f"sum by (instance, gen_ai_request_model, ollama_load_reason, ollama_load_cause) (ollama_model_loads_total{f.labels(PROXY_JOB)})",
+        "loads": f"sum by (instance, gen_ai_request_model, ollama_load_reason, ollama_load_cause) (ollama_model_loads_total{f.labels(f.proxy)})",
     }
 
 

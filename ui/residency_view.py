@@ -44,14 +44,14 @@ def stay_rows(stays: list[residency.Stay], step: float, end: float) -> pd.DataFr
     ])
 
 
-def show(prom: Prometheus, host: str) -> None:
+def show(prom: Prometheus, f: Filters) -> None:
     st.header("Model residency")
     label = st.radio("Range", list(RANGES), index=1, horizontal=True)
     end = time.time()
     start = end - RANGES[label]
     step = residency.step_for(end - start)
     try:
-        stays, _ = residency.timeline(prom, Filters(host=host), start, end, step)
+        stays, _ = residency.timeline(prom, f, start, end, step)
     except PrometheusError as exc:
         st.error(str(exc))
         return

@@ -7,7 +7,6 @@ human sentence by a small model through Ollama, with the rules' own sentence as 
 from __future__ import annotations
 
 import html
-import os
 import re
 import sys
 import threading
@@ -18,14 +17,13 @@ from functools import partial
 import httpx
 
 from ui import format as fmt
-from ui import queries
+from ui import queries, settings
+from ui.settings import DEFAULTS, Settings
 from ui.queries import Filters, Prometheus, PrometheusError
 
-STATUS_MODEL = os.environ.get("STATUS_MODEL", "phi3:mini")
 MAX_CHARS = 100
 REFRESH_S = 30.0  # regenerate at most this often...
 SOONEST_S = 10.0  # ...or sooner when a state word changes, but never more often than this
-TIMEOUT_S = float(os.environ.get("STATUS_TIMEOUT", "20"))
 
 # Thresholds, stated once: each condition's words and where they change.
 ACTIVITY = ((0.2, "low"), (2.0, "moderate"))  # requests/s below each bound; above: high; none at all: idle
@@ -38,7 +36,7 @@ RELIABILITY = ((0.95, "failing"), (0.99, "degraded"))  # success ratio below eac
 LATENCY_ELEVATED = 1.5  # p95 now over the hour's p95
 LATENCY_HIGH = 3.0
 # Why requests are slow, and what to change (docs/metrics.md, "Why was that request slow").
-# Each is also an alert rule in alerts.yml, with the same threshold (tests/test_stack_files.py holds them equal).
+# Each is also an alert rule in alerts.yml, with the same threshold (tests/e2e/stack/test_files.py holds them equal).
 SLOT_WAIT_S = 0.5  # a model's mean wait for a slot per request above this: it is slot-bound
 HELD_UP_10M_S = 5.0  # seconds one model waited behind another's loads within 10 minutes, from this: load-queue-bound
 RELOADS_10M = 3  # reloads of one model within 10 minutes from this many: clients switch runner options
@@ -226,7 +224,7 @@ class StatusModelError(Exception):
         self.hint = hint
 
 
-def ask_model(ollama_url: str, prompt: str, model: str = STATUS_MODEL, timeout_s: float = TIMEOUT_S) -> str:
+def ask_model(ollama_url: str, prompt: str, model: str = DEFAULTS.status_model, timeout_s: float = DEFAULTS.status_timeout_s) -> str:
     """Ollama's /api/generate, directly (not through the proxy: the status line is not user traffic)."""
     body = {
         "model": model,
@@ -283,9 +281,7 @@ class StatusLine:
 class StatusCache:
     """One generation serves every tab: regenerated at most every 30 s, sooner (≥ 10 s) when a state word changes."""
 
-    def __init__(self, model: str = STATUS_MODEL, timeout_s: float = TIMEOUT_S) -> None:
-        self._model = model
-        self._timeout_s = timeout_s
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._line: StatusLine | None = None
         self._states: dict[str, str] = {}
@@ -295,7 +291,8 @@ class StatusCache:
         with self._lock:
             self._line, self._states, self.model_calls = None, {}, 0
 
-    def get(self, snapshot: Snapshot, ollama_url: str, now: float | None = None) -> StatusLine:
+    def get(self, snapshot: Snapshot, configured: Settings, now: float | None = None) -> StatusLine:
+        """The line for ``snapshot``, written by the status model the settings name (through OLLAMA_URL)."""
         now = time.time() if now is None else now
         states = assess(snapshot)
         with self._lock:
@@ -305,22 +302,23 @@ class StatusCache:
                 changed = states != self._states
                 if age < SOONEST_S or (age < REFRESH_S and not changed):
                     return line
-            self._line = self._generate(snapshot, states, ollama_url, now)
+            self._line = self._generate(snapshot, states, configured, now)
             self._states = states
             return self._line
 
-    def _generate(self, snapshot: Snapshot, states: dict[str, str], ollama_url: str, now: float) -> StatusLine:
+    def _generate(self, snapshot: Snapshot, states: dict[str, str], configured: Settings, now: float) -> StatusLine:
         fallback = rules_sentence(snapshot, states)
-        if not ollama_url:
+        if not configured.ollama_url:
             return StatusLine(fallback, "rules", now, why_rules="no OLLAMA_URL")
         self.model_calls += 1
+        model = configured.status_model
         try:
-            text = clean(ask_model(ollama_url, build_prompt(snapshot, states), self._model, self._timeout_s))
+            text = clean(ask_model(configured.ollama_url, build_prompt(snapshot, states), model, configured.status_timeout_s))
         except StatusModelError as exc:
             return StatusLine(fallback, "rules", now, hint=exc.hint, why_rules=exc.reason)
         if text is None:
-            return StatusLine(fallback, "rules", now, why_rules=f"{self._model} gave no usable answer")
-        return StatusLine(text, self._model, now)
+            return StatusLine(fallback, "rules", now, why_rules=f"{model} gave no usable answer")
+        return StatusLine(text, model, now)
 
 
 STATUS = StatusCache()  # process-wide: shared by every browser tab of this Streamlit server
@@ -363,8 +361,8 @@ def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m", recent: list
     gpu_recent = [value for series in gpu_series for _, value in series.points if value is not None]
     asked = {
         "up": f"max(ollama_up{f.host_only()})",
-        "used": queries.memory_used_bytes(f),
-        "limit": queries.memory_limit_bytes(f),
+        "used": queries.memory(f)["used"],
+        "limit": queries.memory(f)["limit"],
         "request_rate": queries.request_rate(f, window),
         "active_requests": queries.active_requests(f),
         "p95_latency_s": queries.latency_quantile(0.95, f, window),
@@ -397,13 +395,14 @@ def recent_requests(proxy_url: str) -> list[dict]:
 
 
 def main() -> int:
-    prom = Prometheus(os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"))
+    configured = settings.read()
+    prom = Prometheus(configured.prometheus_url)
     try:
-        snapshot = read_snapshot(prom, Filters(), recent=recent_requests(os.environ.get("PROXY_URL", "http://127.0.0.1:8001")))
+        snapshot = read_snapshot(prom, Filters(proxy_job=configured.proxy_job, collector_job=configured.collector_job), recent=recent_requests(configured.proxy_url))
     except PrometheusError as exc:
         print(f"status unknown: {exc}")
         return 1
-    line = STATUS.get(snapshot, os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434"))
+    line = STATUS.get(snapshot, configured)
     print(line.text if line.source != "rules" else f"{line.text} (rules{': ' + line.hint if line.hint else ''})")
     return 0
 

@@ -1,11 +1,10 @@
 """The dashboard: how the LLM server is doing, at a glance. Reads top to bottom as the page does.
 
-Configuration: PROMETHEUS_URL, PROXY_URL (request list), OLLAMA_URL (status line), JAEGER_URL (trace links).
+Configuration: ui/settings.py, read from the environment at the top of each run.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from functools import partial
 
@@ -15,24 +14,21 @@ import pandas as pd
 import streamlit as st
 
 from ui import alerts, format as fmt
-from ui import queries, recent, residency_view, usage_view
+from ui import queries, recent, residency_view, settings, usage_view
 from ui.cards import CARDS
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
 
-PROMETHEUS_URL = os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090")
-PROXY_URL = os.environ.get("PROXY_URL", "http://127.0.0.1:8001")
-OLLAMA_URL = os.environ.get("OLLAMA_URL", "http://127.0.0.1:11434")
-JAEGER_URL = os.environ.get("JAEGER_URL", "")
-# Cards: rates over the last minute, compared with the minute before (UI_CARD_WINDOW: a PromQL duration).
-CARD_WINDOW = os.environ.get("UI_CARD_WINDOW", "1m")
-CARD_WINDOW_SECONDS = pd.Timedelta(CARD_WINDOW).total_seconds()
+SETTINGS = settings.read()
 WINDOWS = {"15 min": ("15m", 900), "1 h": ("1h", 3600), "6 h": ("6h", 21600), "24 h": ("24h", 86400)}
-GPU_SOURCES = ("nvml", "amd_sysfs", "macmon", "ioreg")
 # Points a chart draws: 30 s apart over an hour. Each is an evaluation over every series the
 # query selects, which a fleet of 10 hosts x 100 models makes costly (docs/benchmarks.md).
 CHART_POINTS = 120
-POWER_SOURCES = ("nvml", "amd_sysfs", "rapl", "macmon")
+
+
+def filters(host: str = "", model: str = "", client: str = "") -> Filters:
+    """What the pickers select, on the Prometheus jobs the settings name."""
+    return Filters(host, model, client, proxy_job=SETTINGS.proxy_job, collector_job=SETTINGS.collector_job)
 
 
 # Queries: cached for every tab of this server, so open tabs do not multiply Prometheus' load ------
@@ -46,25 +42,25 @@ def prometheus(url: str) -> Prometheus:
 @st.cache_data(ttl=4, show_spinner=False)
 def card_values(url: str, host: str, model: str) -> dict[str, tuple[float | None, float | None]]:
     """Each card's value now and a minute ago (for the change shown under it)."""
-    prom, f, now = prometheus(url), Filters(host, model), time.time()
-    before = now - CARD_WINDOW_SECONDS
-    values = prom.side_by_side({(card.label, at): partial(prom.scalar, card.query(f, CARD_WINDOW), at) for card in CARDS for at in (now, before)})
+    prom, f, now = prometheus(url), filters(host, model), time.time()
+    before = now - pd.Timedelta(SETTINGS.card_window).total_seconds()  # the cards' rates over that window, against the window before
+    values = prom.side_by_side({(card.label, at): partial(prom.scalar, card.query(f, SETTINGS.card_window), at) for card in CARDS for at in (now, before)})
     return {card.label: (values[(card.label, now)], values[(card.label, before)]) for card in CARDS}
 
 
 @st.cache_data(ttl=4, show_spinner=False)
 def status_snapshot(url: str, host: str, model: str) -> Snapshot:
-    return read_snapshot(prometheus(url), Filters(host, model), recent=recent_requests(url, host)[0])
+    return read_snapshot(prometheus(url), filters(host, model), recent=recent_requests(url, host)[0])
 
 
 @st.cache_data(ttl=4, show_spinner=False)
 def sources_up(url: str, host: str) -> dict[str, float]:
-    return {labels.get("source", ""): value or 0.0 for labels, value in prometheus(url).vector(f"max by (source) (hw_collector_source_up{Filters(host).host_only()})")}
+    return {labels.get("source", ""): value or 0.0 for labels, value in prometheus(url).vector(f"max by (source) (hw_collector_source_up{filters(host).host_only()})")}
 
 
 @st.cache_data(ttl=4, show_spinner=False)
 def chart_frames(url: str, host: str, model: str, window: str, seconds: int) -> dict[str, pd.DataFrame]:
-    prom, f, now = prometheus(url), Filters(host, model), time.time()
+    prom, f, now = prometheus(url), filters(host, model), time.time()
     step = max(5, seconds // CHART_POINTS)
     rate_window = "1m" if seconds <= 3600 else "5m"
     asked = {title: (promql, "") for title, (promql, _) in queries.charts(f, rate_window).items()}
@@ -102,7 +98,7 @@ def _frame(series: list[queries.Series], label: str = "") -> pd.DataFrame:
 
 @st.cache_data(ttl=4, show_spinner=False)
 def latency_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
-    prom, f = prometheus(url), Filters(host, model)
+    prom, f = prometheus(url), filters(host, model)
     table: dict[str, dict[str, str]] = {}
     answers = prom.side_by_side({q: partial(prom.vector, queries.latency_by_endpoint(q, f, window)) for q in queries.LATENCY_QUANTILES})
     for q, answer in answers.items():
@@ -115,14 +111,14 @@ def latency_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
 def time_shares(url: str, host: str, model: str, window: str) -> dict[str, float | None]:
     """What share of all generation time went to queueing, loading, the prompt and generating; {} without traffic."""
     prom = prometheus(url)
-    spent = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in queries.time_shares(Filters(host, model), window).items()})
+    spent = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in queries.time_shares(filters(host, model), window).items()})
     return fmt.shares(spent)
 
 
 @st.cache_data(ttl=4, show_spinner=False)
 def client_table(url: str, host: str, client: str, window: str) -> pd.DataFrame:
     prom = prometheus(url)
-    asked = queries.per_client(Filters(host, client=client), window)
+    asked = queries.per_client(filters(host, client=client), window)
     rows: dict[str, dict[str, float | None]] = {}
     for column, answer in prom.side_by_side({column: partial(prom.vector, promql) for column, promql in asked.items()}).items():
         for labels, value in answer:
@@ -143,7 +139,7 @@ def client_table(url: str, host: str, client: str, window: str) -> pd.DataFrame:
 
 @st.cache_data(ttl=4, show_spinner=False)
 def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
-    prom, f = prometheus(url), Filters(host, model)
+    prom, f = prometheus(url), filters(host, model)
     last_causes: dict[str, str] = {}
     for entry in recent_requests(url, host)[0]:  # newest first
         if entry.get("reload_cause") and entry.get("model"):
@@ -176,10 +172,9 @@ def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
 
 @st.cache_data(ttl=4, show_spinner=False)
 def energy_per_token(url: str, host: str, model: str, window: str) -> float | None:
-    return prometheus(url).scalar(queries.joules_per_token(Filters(host, model), window))
+    return prometheus(url).scalar(queries.joules_per_token(filters(host, model), window))
 
 
-@st.cache_data(ttl=4, show_spinner=False)
 @st.cache_data(ttl=4, show_spinner=False)
 def firing_alerts(url: str, host: str) -> list[alerts.Firing]:
     return alerts.firing(prometheus(url).alert_rules(), host)
@@ -201,7 +196,7 @@ def connections(prometheus_url: str, proxy_url: str, ollama_url: str) -> dict[st
 @st.cache_data(ttl=4, show_spinner=False)
 def recent_requests(prometheus_url: str, host: str) -> tuple[list[dict], list[str]]:
     """The picked instance's requests (every proxy's for "all"), newest first, and the proxies that did not answer."""
-    return recent.merged_requests(recent.proxy_urls(prometheus(prometheus_url), host, PROXY_URL))
+    return recent.merged_requests(recent.proxy_urls(prometheus(prometheus_url), filters(host), SETTINGS.proxy_url))
 
 
 @st.cache_data(ttl=15, show_spinner=False)
@@ -223,13 +218,13 @@ with st.sidebar:
                     help="Usage: requests, tokens, energy and cost per day, week or month. Residency: which model was loaded when, and why it went")
     window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
     try:
-        host_options, model_options, client_options = filter_options(PROMETHEUS_URL)
+        host_options, model_options, client_options = filter_options(SETTINGS.prometheus_url)
     except PrometheusError:
         host_options, model_options, client_options = [], [], []
     host = st.selectbox("Instance", ["all", *host_options])
     model = st.selectbox("Model", ["all", *model_options])
     client = st.selectbox("Client", ["all", *client_options], help="filters the Clients table (the per-model figures are not split by client)")
-    st.caption(f"Prometheus: {PROMETHEUS_URL}")
+    st.caption(f"Prometheus: {SETTINGS.prometheus_url}")
 host = "" if host == "all" else host
 model = "" if model == "all" else model
 client = "" if client == "all" else client
@@ -249,13 +244,13 @@ def live() -> None:
     now = time.time()
     # What fires (alerts.yml, as Prometheus evaluates it), then the status line, then how the parts are connected.
     try:
-        for alert in firing_alerts(PROMETHEUS_URL, host):
+        for alert in firing_alerts(SETTINGS.prometheus_url, host):
             (st.error if alert.severity == "critical" else st.warning)(fmt.plain(alert.line(now)), icon="🚨")
     except PrometheusError:
         pass  # said below, once
     try:
-        snapshot = status_snapshot(PROMETHEUS_URL, host, model)
-        line = STATUS.get(snapshot, OLLAMA_URL)
+        snapshot = status_snapshot(SETTINGS.prometheus_url, host, model)
+        line = STATUS.get(snapshot, SETTINGS)
         source = "rules" + (f" ({line.why_rules})" if line.why_rules else "") if line.source == "rules" else line.source
         hint = f" · {line.hint}" if line.hint else ""
         st.info(fmt.plain(line.text))
@@ -266,19 +261,19 @@ def live() -> None:
     except PrometheusError:
         st.info("Status unknown: Prometheus cannot be reached.")
 
-    status = connections(PROMETHEUS_URL, PROXY_URL, OLLAMA_URL)
+    status = connections(SETTINGS.prometheus_url, SETTINGS.proxy_url, SETTINGS.ollama_url)
     columns = st.columns(len(status) + 1)
     for column, (name, problem) in zip(columns, status.items()):
         column.markdown(f"{':green[●]' if problem is None else ':red[●]'} **{name}**" + ("" if problem is None else f"  \n{problem}"))
     columns[-1].markdown(f"updated {time.strftime('%H:%M:%S')}")
     if status["Prometheus"] is not None:
-        st.error(f"Prometheus at {PROMETHEUS_URL} is unreachable: no numbers to show. The page retries every 5 s.")
+        st.error(f"Prometheus at {SETTINGS.prometheus_url} is unreachable: no numbers to show. The page retries every 5 s.")
         return
 
     # The cards.
     try:
-        values = card_values(PROMETHEUS_URL, host, model)
-        up = sources_up(PROMETHEUS_URL, host)
+        values = card_values(SETTINGS.prometheus_url, host, model)
+        up = sources_up(SETTINGS.prometheus_url, host)
     except PrometheusError as exc:
         st.error(str(exc))
         return
@@ -287,24 +282,20 @@ def live() -> None:
         now_value, before = values[card.label]
         with grid[index % 5]:
             if now_value is None:
-                reason = card.missing
-                if card.label == "GPU" and any(up.get(s) for s in GPU_SOURCES):
-                    reason = "GPU source active, no reading yet"
-                if card.label == "Power" and any(up.get(s) for s in POWER_SOURCES):
-                    reason = "power source active, no reading yet"
+                reason = card.why_missing(up)
                 st.metric(card.label, fmt.NO_DATA, help=reason)
                 st.caption(reason)
             else:
-                delta = None if before is None else card.show(now_value - before) if card.label not in ("Success rate", "GPU", "Memory used") else f"{(now_value - before) * 100:+.1f} pts"
+                delta = None if before is None else card.change(now_value, before)
                 st.metric(card.label, card.show(now_value), delta=delta, delta_color="normal" if card.higher_is_better else "inverse")
 
-    joules = energy_per_token(PROMETHEUS_URL, host, model, "5m")
+    joules = energy_per_token(SETTINGS.prometheus_url, host, model, "5m")
     st.markdown(f"**Energy per generated token:** {fmt.joules(joules)}" + ("" if joules is not None else " (needs a power source and generated tokens)"))
 
     # The charts over the chosen window.
-    frames = chart_frames(PROMETHEUS_URL, host, model, window, window_seconds)
+    frames = chart_frames(SETTINGS.prometheus_url, host, model, window, window_seconds)
     chart_columns = st.columns(3)
-    for index, (title, (_, unit)) in enumerate(queries.charts(Filters(), "1m").items()):
+    for index, (title, (_, unit)) in enumerate(queries.charts(filters(), "1m").items()):
         with chart_columns[index % 3]:
             st.markdown(f"**{title}**")
             frame = frames[title]
@@ -320,32 +311,32 @@ def live() -> None:
                 st.caption(f"{fmt.NO_DATA} no requests in this window")
             else:
                 st.altair_chart(line_chart(frame, "s", height=220), width="stretch")
-    table = latency_table(PROMETHEUS_URL, host, model, window)
+    table = latency_table(SETTINGS.prometheus_url, host, model, window)
     if not table.empty:
         st.dataframe(table, width="stretch")
 
     st.subheader("Where the time went")
-    shares = time_shares(PROMETHEUS_URL, host, model, window)
+    shares = time_shares(SETTINGS.prometheus_url, host, model, window)
     if not shares:
         st.caption(f"{fmt.NO_DATA} no generation in this window")
     else:
         st.caption("Share of all generation time in the window: " + ", ".join(f"{name} {fmt.percent(share)}" for name, share in shares.items()))
 
-    table_section("Models", model_table(PROMETHEUS_URL, host, model, window), "No model has been used or loaded in this window.")
-    table_section("Clients", client_table(PROMETHEUS_URL, host, client, window), "No client has sent a request in this window.")
+    table_section("Models", model_table(SETTINGS.prometheus_url, host, model, window), "No model has been used or loaded in this window.")
+    table_section("Clients", client_table(SETTINGS.prometheus_url, host, client, window), "No client has sent a request in this window.")
 
 
 if view == "Usage":
-    usage_view.show(prometheus(PROMETHEUS_URL), host)
+    usage_view.show(prometheus(SETTINGS.prometheus_url), host, SETTINGS)
     st.stop()
 if view == "Residency":
-    residency_view.show(prometheus(PROMETHEUS_URL), host)
+    residency_view.show(prometheus(SETTINGS.prometheus_url), filters(host))
     st.stop()
 
 live()
 
 st.subheader("Recent requests")
-entries, unreachable = recent_requests(PROMETHEUS_URL, host)
+entries, unreachable = recent_requests(SETTINGS.prometheus_url, host)
 for url in unreachable:
     st.warning(f"The proxy's request list at {url}/-/requests cannot be read.")
 if not entries:
@@ -379,7 +370,7 @@ else:
         tooltip=["phase", "duration"],
     )
     st.altair_chart(chart.properties(height=160), width="stretch")
-    if JAEGER_URL and chosen.get("trace_sampled", True):
-        st.markdown(f"[Open the trace in Jaeger]({JAEGER_URL.rstrip('/')}/trace/{chosen['trace_id']})")
-    elif JAEGER_URL:
+    if SETTINGS.jaeger_url and chosen.get("trace_sampled", True):
+        st.markdown(f"[Open the trace in Jaeger]({SETTINGS.jaeger_url.rstrip('/')}/trace/{chosen['trace_id']})")
+    elif SETTINGS.jaeger_url:
         st.caption(f"Trace {chosen['trace_id']} was not recorded: the proxy exports traces when OTEL_EXPORTER_OTLP_ENDPOINT is set.")

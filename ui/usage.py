@@ -21,13 +21,13 @@ import csv
 import datetime as dt
 import functools
 import io
-import os
 import re
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ui import settings
 from ui.queries import RECORDED_BY, Prometheus, PrometheusError, quote_label
 
 DAY_S = 86400
@@ -145,15 +145,17 @@ def _table(by: str, daily: dict[str, list[tuple[dict[str, str], float, float]]],
     return rows
 
 
-def price_from_env(environ: dict[str, str] = os.environ) -> Price | None:
-    """USAGE_PRICE_PER_KWH with USAGE_CURRENCY; a price without its currency is refused, not guessed."""
-    per_kwh = environ.get("USAGE_PRICE_PER_KWH")
+def price_of(per_kwh: str, currency: str) -> Price | None:
+    """A price per kWh (USAGE_PRICE_PER_KWH) with its currency (USAGE_CURRENCY); none without a price. A price
+    without its currency, or that is no number, is refused, not guessed."""
     if not per_kwh:
         return None
-    currency = environ.get("USAGE_CURRENCY")
     if not currency:
         raise ValueError("USAGE_PRICE_PER_KWH needs USAGE_CURRENCY (EUR, USD...) beside it")
-    return Price(float(per_kwh), currency)
+    try:
+        return Price(float(per_kwh), currency)
+    except ValueError:
+        raise ValueError(f"USAGE_PRICE_PER_KWH={per_kwh!r} is not a number") from None
 
 
 def to_csv(rows: list[dict]) -> str:
@@ -174,21 +176,21 @@ def _days(text: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    configured = settings.read()
     parser = argparse.ArgumentParser(prog="python -m ui.usage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--since", type=_days, default=30, help="how far back: 30d, 90d, 12w (default 30d)")
     parser.add_argument("--by", choices=sorted(RECORDS), default="model")
     parser.add_argument("--per", choices=PERIODS, default="day")
     parser.add_argument("--host", default="", help="one host (the instance without its port); default every host")
-    parser.add_argument("--prometheus", default=os.environ.get("PROMETHEUS_URL", "http://127.0.0.1:9090"), help="($PROMETHEUS_URL, default %(default)s)")
+    parser.add_argument("--prometheus", default=configured.prometheus_url, help="($PROMETHEUS_URL, default %(default)s)")
     parser.add_argument("--price-per-kwh", type=float, help="the price of a kWh, for a cost column ($USAGE_PRICE_PER_KWH); none: no cost column")
     parser.add_argument("--currency", help="the price's currency, e.g. EUR ($USAGE_CURRENCY)")
     parser.add_argument("--csv", action="store_true", help="CSV on stdout (default: an aligned table)")
     args = parser.parse_args(argv)
     try:
-        price = price_from_env({"USAGE_PRICE_PER_KWH": str(args.price_per_kwh) if args.price_per_kwh is not None else os.environ.get("USAGE_PRICE_PER_KWH", ""),
-                                "USAGE_CURRENCY": args.currency or os.environ.get("USAGE_CURRENCY", "")})
-    except ValueError:
-        parser.error("a price per kWh needs its currency: --currency EUR (or $USAGE_CURRENCY)")
+        price = price_of(str(args.price_per_kwh) if args.price_per_kwh is not None else configured.price_per_kwh, args.currency or configured.currency)
+    except ValueError as exc:
+        parser.error(f"{exc}: --price-per-kwh 0.25 --currency EUR (or $USAGE_PRICE_PER_KWH and $USAGE_CURRENCY)")
     try:
         rows = usage(Prometheus(args.prometheus), args.by, args.since, args.per, args.host, price)
     except PrometheusError as exc:

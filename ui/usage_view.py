@@ -8,18 +8,19 @@ import pandas as pd
 import streamlit as st
 
 from ui.queries import Prometheus, PrometheusError
-from ui.usage import ALL, PERIODS, price_from_env, tables, to_csv
+from ui.settings import Settings
+from ui.usage import ALL, PERIODS, price_of, tables, to_csv
 
 RANGES = (30, 90)
 
 
-def show(prom: Prometheus, host: str) -> None:
+def show(prom: Prometheus, host: str, configured: Settings) -> None:
     st.header("Usage")
     left, right = st.columns(2)
     days = left.radio("Range", RANGES, format_func=lambda d: f"last {d} days", horizontal=True)
     per = right.radio("Per", PERIODS, horizontal=True)
     try:
-        price = price_from_env()
+        price = price_of(configured.price_per_kwh, configured.currency)
     except ValueError as exc:
         st.warning(str(exc))
         price = None

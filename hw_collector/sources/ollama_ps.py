@@ -1,27 +1,25 @@
 """Which models Ollama holds in memory and GPU memory, from GET /api/ps (and /api/version, /api/tags).
 
-Models are labelled by their one name (ollama_otel_stack/model_names.py), as the proxy labels
-them, so the page joins residency with requests: /api/tags is read every TAGS_EVERY reads and
-whenever /api/ps names a model it does not list."""
+Models are labelled by their one name, by the rule both services share (ollama_otel_stack/ollama_ps.py),
+so the page joins residency with requests."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import httpx
 
 from hw_collector import instruments as m
-from ollama_otel_stack.go_time import unix_seconds
-from ollama_otel_stack.model_names import ModelCatalog
 from hw_collector.sources import Reading
+from ollama_otel_stack.go_time import unix_seconds
+from ollama_otel_stack.ollama_ps import ResidentModels
 
-TAGS_EVERY = 6
 
-
-def parse_ps(body: dict, catalog: ModelCatalog | None = None) -> list[Reading]:
-    models = body.get("models") or []
-    readings = [Reading(m.LOADED_MODELS, len(models), {})]
-    for model in models:
-        name = model.get("name") or model.get("model") or "unknown"
-        attributes: dict[str, str | int] = {"model": catalog.canonical(name) if catalog is not None and name != "unknown" else name}
+def readings_of(entries: list[dict[str, Any]]) -> list[Reading]:
+    """/api/ps's entries (named by ``ResidentModels.take_ps``) as readings."""
+    readings = [Reading(m.LOADED_MODELS, len(entries), {})]
+    for model in entries:
+        attributes: dict[str, str | int] = {"model": model["name"]}
         if isinstance(model.get("size"), int):
             readings.append(Reading(m.LOADED_MODEL_SIZE, model["size"], attributes))
         if isinstance(model.get("size_vram"), int):
@@ -41,34 +39,31 @@ class OllamaSource:
         self._base = base_url.rstrip("/")
         self._client = httpx.Client(timeout=timeout_s, trust_env=False)
         self._version = ""
-        self._catalog = ModelCatalog()
-        self._reads = 0
+        self._resident = ResidentModels()
 
     def available(self) -> str | None:
         return None
 
     def read(self) -> list[Reading]:
         try:
+            if self._resident.tags_due():
+                self._resident.take_tags(self._get("/api/tags"))
             answer = self._client.get(self._base + "/api/ps")
             answer.raise_for_status()
-            body = answer.json()
+            entries = self._resident.take_ps(answer.json()) or []
             if not self._version:
                 self._version = str(self._client.get(self._base + "/api/version").json().get("version", ""))
-            listed = [entry.get("name") or entry.get("model") or "" for entry in body.get("models") or [] if isinstance(entry, dict)]
-            if self._reads % TAGS_EVERY == 0 or not all(self._catalog.is_listed(name) for name in listed):
-                self._refresh_names()
-            self._reads += 1
-        except (httpx.HTTPError, ValueError) as exc:
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
             self._version = ""
             raise RuntimeError(f"Ollama at {self._base} did not answer /api/ps: {exc}") from exc
-        return [Reading(m.OLLAMA_UP, 1, {"ollama.version": self._version}), *parse_ps(body, self._catalog)]
+        return [Reading(m.OLLAMA_UP, 1, {"ollama.version": self._version}), *readings_of(entries)]
 
-    def _refresh_names(self) -> None:
-        """/api/tags into the catalogue; when it cannot be read the names stay as they were (DisplayShortest at least)."""
+    def _get(self, path: str) -> Any:
+        """A body that cannot be read is None: the names stay as they were (DisplayShortest at least)."""
         try:
-            self._catalog.refresh(self._client.get(self._base + "/api/tags").json())
+            return self._client.get(self._base + path).json()
         except (httpx.HTTPError, ValueError):
-            pass
+            return None
 
     def close(self) -> None:
         self._client.close()

@@ -12,6 +12,7 @@ import httpx
 
 from ollama_otel_stack.loadgen.apis import APIS
 from ollama_otel_stack.loadgen.traffic import DEFAULT_PROMPTS, Plan, first_model, run
+from ollama_otel_stack.stack.defaults import PROXY_PORT, local_url
 
 
 def _seconds(value: float | None) -> str:
@@ -20,7 +21,7 @@ def _seconds(value: float | None) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ollama-load", description="Generation traffic against Ollama, through the proxy, on one of its APIs.")
-    parser.add_argument("--url", default="http://127.0.0.1:8001", help="the proxy (or Ollama) base URL")
+    parser.add_argument("--url", default=local_url(PROXY_PORT), help="the proxy (or Ollama) base URL")
     parser.add_argument("--model", help="model to use (default: the first one Ollama lists)")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--duration", type=float, default=30.0, help="seconds to send traffic for")

@@ -24,14 +24,14 @@ from pathlib import Path
 import httpx
 
 import ui
-from ollama_otel_stack.stack.defaults import streamlit_flags
+from ollama_otel_stack.stack.defaults import (
+    ALERTMANAGER_PORT, COLLECTOR_PORT, OLLAMA_URL, PROMETHEUS_PORT, PROXY_PORT, RETENTION, RETENTION_SIZE, UI_PORT, local_url, streamlit_flags,
+)
 from ollama_otel_stack.stack.binaries import ALERTMANAGER, PROMETHEUS, find_or_install
 from ollama_otel_stack.stack.prometheus import alertmanager_config, local_config
 from ollama_otel_stack.stack.supervisor import PartSpec, Supervisor
 
 APP = "ollama-otel-stack"
-# Prometheus' own defaults are 15 days and no size bound: usage is looked back on for 90 days, and a disk must not fill.
-RETENTION, RETENTION_SIZE = "90d", "10GB"
 
 
 def default_state_dir() -> Path:
@@ -50,11 +50,11 @@ def _free(port: int) -> bool:
 
 def _urls(ports: dict[str, int]) -> dict[str, str]:
     return {
-        "otel-proxy": f"http://127.0.0.1:{ports['proxy']}",
-        "hw-collector": f"http://127.0.0.1:{ports['collector']}",
-        "prometheus": f"http://127.0.0.1:{ports['prometheus']}",
-        "alertmanager": f"http://127.0.0.1:{ports['alertmanager']}",
-        "ui": f"http://127.0.0.1:{ports['ui']}",
+        "otel-proxy": local_url(ports["proxy"]),
+        "hw-collector": local_url(ports["collector"]),
+        "prometheus": local_url(ports["prometheus"]),
+        "alertmanager": local_url(ports["alertmanager"]),
+        "ui": local_url(ports["ui"]),
     }
 
 
@@ -189,14 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=["up", "status", "down"])
     parser.add_argument("--state-dir", type=Path, default=default_state_dir(), help="logs, the run's state and Prometheus' data (default: %(default)s)")
     for flag, variable, default, what in (
-        ("--proxy-port", "OTEL_PROXY_PORT", 8001, "the proxy's port (clients point here)"),
-        ("--collector-port", "HW_COLLECTOR_PORT", 8002, "the hardware collector's port"),
-        ("--prometheus-port", "PROMETHEUS_PORT", 9090, "Prometheus' port"),
-        ("--alertmanager-port", "ALERTMANAGER_PORT", 9093, "Alertmanager's port"),
-        ("--ui-port", "UI_PORT", 3001, "the dashboard's port"),
+        ("--proxy-port", "OTEL_PROXY_PORT", PROXY_PORT, "the proxy's port (clients point here)"),
+        ("--collector-port", "HW_COLLECTOR_PORT", COLLECTOR_PORT, "the hardware collector's port"),
+        ("--prometheus-port", "PROMETHEUS_PORT", PROMETHEUS_PORT, "Prometheus' port"),
+        ("--alertmanager-port", "ALERTMANAGER_PORT", ALERTMANAGER_PORT, "Alertmanager's port"),
+        ("--ui-port", "UI_PORT", UI_PORT, "the dashboard's port"),
     ):
         parser.add_argument(flag, type=int, default=int(os.environ.get(variable) or default), help=f"{what} (${variable}, default %(default)s)")
-    parser.add_argument("--upstream", default=os.environ.get("OLLAMA_UPSTREAM", "http://127.0.0.1:11434"), help="Ollama's address ($OLLAMA_UPSTREAM, default %(default)s)")
+    parser.add_argument("--upstream", default=os.environ.get("OLLAMA_UPSTREAM", OLLAMA_URL), help="Ollama's address ($OLLAMA_UPSTREAM, default %(default)s)")
     parser.add_argument("--alert-webhook", default=os.environ.get("ALERT_WEBHOOK_URL") or None,
                         help="where Alertmanager posts the alerts that fire, as JSON ($ALERT_WEBHOOK_URL; default: nowhere, shown on the page only)")
     parser.add_argument("--alertmanager-config", type=Path, default=os.environ.get("ALERTMANAGER_CONFIG") or None,

@@ -1,0 +1,184 @@
+"""A finished request: every number the proxy derives from one request, worked out once.
+
+``/-/requests`` serves its fields (they are that endpoint's schema, docs/metrics.md), and the
+spans (otel_proxy/spans.py) and the metric records (otel_proxy/observer.py) read it, so no
+number is computed in two places. It never holds prompt or response text.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from otel_proxy import ollama
+from otel_proxy.labels import UNKNOWN_MODEL
+from otel_proxy.ollama import Report, RequestFacts
+from otel_proxy.scheduling import Decomposition, context_fill
+
+
+@dataclass(frozen=True)
+class Observed:
+    """What the observer saw of a request on its way: the facts a finished request is derived from."""
+
+    started: float  # perf_counter at arrival
+    started_ns: int  # the same instant, epoch nanoseconds
+    ended: float  # perf_counter when its last byte was sent (or it failed)
+    trace_id: int
+    trace_sampled: bool
+    method: str
+    route: str
+    operation: str | None
+    facts: RequestFacts
+    status: int | None
+    error_type: str | None
+    error_message: str | None
+    first_output_at: float | None  # the first chunk carrying output (perf_counter)
+    client: str | None
+    model: str | None  # the model's one name (ollama_otel_stack/model_names.py)
+    model_label: str | None  # its metric label (bounded), None for a request that is no generation
+    context_length: int | None
+
+    @property
+    def streamed_generation(self) -> bool:
+        """A generation the client asked to have streamed (an embedding is never one)."""
+        return self.facts.stream and self.operation not in (None, ollama.EMBEDDINGS)
+
+
+@dataclass(frozen=True)
+class FinishedRequest:
+    """One finished request, as ``/-/requests`` lists it; None wherever a number is not known."""
+
+    start_time: str
+    trace_id: str
+    trace_sampled: bool
+    method: str
+    client: str | None
+    route: str
+    operation: str | None
+    model: str | None  # the model's one name, "other" past --max-models
+    requested_model: str | None  # as the client wrote it
+    response_model: str | None  # as Ollama ran it (a cloud model: as its answer names it)
+    stream: bool
+    status: int | None
+    duration_s: float
+    time_to_first_token_s: float | None
+    input_tokens: int | None
+    output_tokens: int | None
+    tokens_per_second: float | None
+    load_duration_s: float | None  # Ollama's, whole: pending, drain and load (or unknown) are its parts
+    queue_wait_s: float | None  # pending, drain and slot wait together
+    pending_wait_s: float | None
+    waited_behind: tuple[str, ...]
+    waited_behind_s: dict[str, float] = field(hash=False)  # the pending wait, by the model whose load it waited behind
+    drain_s: float | None
+    load_s: float | None
+    unknown_s: float | None
+    load_reason: str | None
+    reload_cause: str | None
+    slot_wait_s: float | None
+    prompt_eval_s: float | None
+    eval_s: float | None
+    ollama_total_s: float | None
+    # The rest of Ollama's time (parsing, templating, tokenizing) and the proxy's own (network, relaying):
+    # with the parts above they add up to duration_s.
+    ollama_other_s: float | None
+    proxy_s: float | None
+    context_length: int | None
+    context_fill: float | None
+    error_type: str | None
+    error: str | None
+    finish_reason: str | None
+    reasoning: bool
+    tool_calls: bool
+    cloud: bool
+
+    @property
+    def model_label(self) -> str:
+        """The metric label of a generation's model (``unknown`` when its body named none)."""
+        return self.model or UNKNOWN_MODEL
+
+    @property
+    def time_per_output_token_s(self) -> float | None:
+        """The same rate as ``tokens_per_second``, per token."""
+        return 1 / self.tokens_per_second if self.tokens_per_second else None
+
+    def as_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def generation(report: Report, seen: Observed) -> tuple[int, float] | None:
+    """The tokens of a generation and the seconds they took, the one base of every rate.
+
+    Ollama's ``eval_count`` over its ``eval_duration`` where it timed them. Else, for an answer
+    streamed a token a chunk, the tokens after the first over the time from the first output to
+    the end (the first token's own time is in the time to first token). An answer that came in
+    one piece has no such time.
+    """
+    if report.eval_s and report.output_tokens:
+        return report.output_tokens, report.eval_s
+    if not seen.streamed_generation or seen.first_output_at is None or report.output_tokens is None or report.output_tokens < 2:
+        return None
+    seconds = seen.ended - seen.first_output_at
+    return (report.output_tokens - 1, seconds) if seconds > 0 else None
+
+
+def rest(whole: float | None, *parts: float | None) -> float | None:
+    """``whole`` less its known ``parts`` (never below 0), or None when the whole is not known."""
+    if whole is None:
+        return None
+    return max(0.0, whole - sum(part or 0.0 for part in parts))
+
+
+def finish(seen: Observed, report: Report, parts: Decomposition) -> FinishedRequest:
+    duration = seen.ended - seen.started
+    first_output = None if seen.first_output_at is None else seen.first_output_at - seen.started
+    rate = generation(report, seen)
+    cloud = ollama.is_cloud_model(seen.facts.model)
+    behind: dict[str, float] = {}
+    for model, seconds in parts.behind:
+        behind[model] = behind.get(model, 0.0) + seconds
+    return FinishedRequest(
+        start_time=datetime.fromtimestamp(seen.started_ns / 1e9, tz=timezone.utc).isoformat(),
+        trace_id=format(seen.trace_id, "032x"),
+        trace_sampled=seen.trace_sampled,
+        method=seen.method,
+        client=seen.client,
+        route=seen.route,
+        operation=seen.operation,
+        model=seen.model if seen.model_label not in (None, "other") else seen.model_label,
+        requested_model=seen.facts.model,
+        response_model=report.response_model if cloud or not seen.model else seen.model,
+        stream=seen.facts.stream,
+        status=seen.status,
+        duration_s=duration,
+        time_to_first_token_s=first_output if seen.streamed_generation and seen.status == 200 else None,
+        input_tokens=report.input_tokens,
+        output_tokens=report.output_tokens,
+        tokens_per_second=rate[0] / rate[1] if rate else None,
+        load_duration_s=report.load_s,
+        queue_wait_s=parts.waiting_s,
+        pending_wait_s=parts.pending_s,
+        waited_behind=tuple(model for model, _ in parts.behind),
+        waited_behind_s=behind,
+        drain_s=parts.drain_s,
+        load_s=parts.load_s,
+        unknown_s=parts.unknown_s,
+        load_reason=parts.load_reason,
+        reload_cause=parts.reload_cause,
+        slot_wait_s=parts.slot_s,
+        prompt_eval_s=report.prompt_eval_s,
+        eval_s=report.eval_s,
+        ollama_total_s=report.total_s,
+        ollama_other_s=rest(report.total_s, parts.pending_s, parts.drain_s, parts.load_s, parts.unknown_s, parts.slot_s, report.prompt_eval_s, report.eval_s),
+        proxy_s=rest(duration, report.total_s),
+        context_length=seen.context_length,
+        context_fill=context_fill(report.input_tokens, report.output_tokens, seen.context_length),
+        error_type=seen.error_type,
+        error=seen.error_message or report.error,
+        finish_reason=report.finish_reason,
+        reasoning=report.reasoning,
+        tool_calls=report.tool_calls,
+        cloud=cloud,
+    )

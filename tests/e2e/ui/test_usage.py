@@ -1,0 +1,174 @@
+"""Usage over a month (ui/usage.py, recording.yml, the page's Usage view) against the truth it was made from.
+
+A month of the proxy's and the collector's counters (tests/support/backfill.py: 2 hosts, one with a power meter, 2 models,
+2 clients) is backfilled into a real Prometheus with promtool, recording.yml is evaluated over it with promtool
+(``create-blocks-from rules``, every hour on the hour), and Prometheus is started again on both. Every figure of
+the tables is then the sum of what the generator added: exact for the counts, to the rounding shown for seconds
+and energy."""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+import subprocess
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from ollama_otel_stack.stack.defaults import RECORDING_RULES
+from tests.support.backfill import DAY_S, Truth, backfill, backfill_rules, write_history
+from tests.support.harness import PYTHON, ROOT, copy_into, require_tool, stored_prometheus, victoria_metrics
+from ui.queries import Prometheus
+from ui.usage import ALL, ENERGY, RECORDS, Price, to_csv, usage
+
+HOSTS, METERED = ["10.0.0.1", "10.0.0.2"], ["10.0.0.1"]
+MODELS, CLIENTS = ["llama3.2:1b", "qwen3:8b"], ["open-webui", "claude-code"]
+DAYS = 30
+
+
+@pytest.fixture(scope="module")
+def month(tmp_path_factory) -> Iterator[tuple[Prometheus, Truth, int]]:
+    """The month, recorded; the last of its days is yesterday (UTC)."""
+    promtool = require_tool("promtool")
+    directory = tmp_path_factory.mktemp("month")
+    start = (int(time.time()) // DAY_S - DAYS) * DAY_S
+    truth = write_history(directory / "history.om", start, DAYS, HOSTS, MODELS, CLIENTS, metered=METERED)
+    data = directory / "data"
+    backfill(promtool, directory / "history.om", data)
+    with stored_prometheus(data) as prom:
+        # to an hour past the end: the last hour is recorded within the hour after it
+        backfill_rules(promtool, prom.url, RECORDING_RULES, start, start + DAYS * DAY_S + 3600, directory / "rules")
+    for block in (directory / "rules").iterdir():
+        shutil.move(str(block), data / block.name)
+    with stored_prometheus(data) as prom:
+        yield Prometheus(prom.url), truth, start
+
+
+def expected(truth: Truth, by: str, start: int, days: int, period, metered: bool = True) -> dict[tuple[str, str], dict]:
+    """The rows as they must come out: each figure summed over the period's days, energy shared by generation time."""
+    table = truth.by_model if by == "model" else truth.by_client
+    seconds = truth.seconds if by == "model" else truth.client_seconds
+    rows: dict[tuple[str, str], dict] = defaultdict(lambda: defaultdict(float))
+    for (day, key), figures in table.items():
+        if not start <= day < start + days * DAY_S or not figures["requests"]:
+            continue
+        for name in ("requests", "input_tokens", "output_tokens", "generation_s"):
+            rows[(period(day), key)][name] += figures[name]
+            rows[(period(day), ALL)][name] += figures[name]
+    for (day, host), joules in truth.joules.items():
+        if not start <= day < start + days * DAY_S:
+            continue
+        busy = sum(spent for (d, h, _), spent in seconds.items() if d == day and h == host)
+        rows[(period(day), ALL)]["joules"] += joules
+        for (d, h, key), spent in seconds.items():
+            if d == day and h == host and busy:
+                rows[(period(day), key)]["joules"] += joules * spent / busy
+    return rows
+
+
+def day_of(day: int) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(day))
+
+
+def compare(rows: list[dict], want: dict[tuple[str, str], dict], by: str) -> None:
+    got = {(row["period"], row[by]): row for row in rows}
+    assert set(got) == set(want), (sorted(set(got) ^ set(want)))
+    for key, figures in want.items():
+        row = got[key]
+        assert [row[name] for name in ("requests", "input_tokens", "output_tokens")] == [round(figures[name]) for name in ("requests", "input_tokens", "output_tokens")], (key, row, figures)
+        assert row["generation_s"] == pytest.approx(figures["generation_s"], abs=0.051), (key, row)
+        kwh = figures["joules"] / 3.6e6
+        assert row["energy_kwh"] == pytest.approx(kwh, abs=1e-6), (key, row, kwh)
+        assert row["output_tokens_per_kwh"] == (pytest.approx(figures["output_tokens"] / kwh, abs=1) if kwh else None), (key, row)
+
+
+@pytest.mark.parametrize("by", ["model", "client"])
+def test_each_day_of_the_month_is_what_was_added_that_day(month, by):
+    prom, truth, start = month
+    rows = usage(prom, by, DAYS, "day", now=start + DAYS * DAY_S - 1)
+    compare(rows, expected(truth, by, start, DAYS, day_of), by)
+    assert len({row["period"] for row in rows}) == DAYS and "cost_EUR" not in rows[0]  # no price given: no cost column
+
+
+def test_weeks_and_months_are_sums_of_their_days(month):
+    prom, truth, start = month
+
+    def week_of(day: int) -> str:
+        weekday = time.gmtime(day).tm_wday
+        return day_of(day - weekday * DAY_S)
+
+    def month_of(day: int) -> str:
+        return time.strftime("%Y-%m", time.gmtime(day))
+
+    for per, period in (("week", week_of), ("month", month_of)):
+        compare(usage(prom, "model", DAYS, per, now=start + DAYS * DAY_S - 1), expected(truth, "model", start, DAYS, period), "model")
+
+
+def test_a_price_gives_a_cost_column_and_a_host_without_a_meter_has_no_energy_columns(month):
+    prom, truth, start = month
+    now = start + DAYS * DAY_S - 1
+    priced = usage(prom, "model", 7, "day", price=Price(0.25, "EUR"), now=now)
+    assert all(row["cost_EUR"] == round(row["energy_kwh"] * 0.25, 4) for row in priced), priced[:3]
+    unmetered = usage(prom, "client", 7, "day", host="10.0.0.2", price=Price(0.25, "EUR"), now=now)
+    assert unmetered and {"energy_kwh", "output_tokens_per_kwh", "cost_EUR"}.isdisjoint(unmetered[0]), unmetered[0]
+    # that host's own counts, and only its own
+    cutoff = start + (DAYS - 7) * DAY_S
+    want = sum(requests for (day, host), requests in truth.host_requests.items() if host == "10.0.0.2" and day >= cutoff)
+    assert sum(row["requests"] for row in unmetered if row["client"] == ALL) == round(want) > 0
+
+
+def test_the_command_line_csv_is_the_pages_table(month, monkeypatch):
+    prom, _, _ = month
+    done = subprocess.run([PYTHON, "-m", "ui.usage", "--since", "30d", "--csv", "--by", "client", "--prometheus", prom.url,
+                           "--price-per-kwh", "0.3", "--currency", "EUR"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    from_cli = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert len(from_cli) > 20 and list(from_cli[0]) == ["period", "client", "requests", "input_tokens", "output_tokens", "generation_s",
+                                                        "energy_kwh", "output_tokens_per_kwh", "cost_EUR"], from_cli[0]
+    for name, value in {"PROMETHEUS_URL": prom.url, "USAGE_PRICE_PER_KWH": "0.3", "USAGE_CURRENCY": "EUR"}.items():
+        monkeypatch.setenv(name, value)
+    app = AppTest.from_file(str(ROOT / "ui" / "streamlit_app.py"), default_timeout=60)
+    app.run()
+    app.sidebar.radio[0].set_value("Usage").run()
+    assert not app.exception, [e.message for e in app.exception]
+    shown = app.dataframe[1].value  # by model, then by client
+    as_text = list(csv.DictReader(io.StringIO(to_csv(shown.where(shown.notna(), None).to_dict("records")))))
+    assert as_text == from_cli
+    refused = subprocess.run([PYTHON, "-m", "ui.usage", "--price-per-kwh", "0.3"], cwd=ROOT, capture_output=True, text=True, timeout=60,
+                             env={"PATH": "/usr/bin:/bin"})
+    assert refused.returncode == 2 and "a price per kWh needs its currency" in refused.stderr
+
+
+def test_a_long_term_store_given_the_month_shows_the_same_usage(month, monkeypatch):
+    """docs/fleet.md: a store Prometheus remote-writes to (VictoriaMetrics) holds only what was scraped since; the past
+    is copied in (here every recorded sample, through the two query and import APIs). Pointed at the store, the tables
+    are Prometheus' to the digit, equal to the generator's truth, and the page's Usage view shows them."""
+    prom, truth, start = month
+    now = start + DAYS * DAY_S - 1
+    records = sorted({record.split("{")[0] for table in RECORDS.values() for record in table.values()} | {ENERGY})
+    with victoria_metrics() as store:
+        assert copy_into(store, prom.url, records, now + DAY_S, 40) > 10_000
+        stored = Prometheus(store.url)
+        counts = [f"sum(count_over_time({record}[40d]))" for record in records]  # every recorded sample: the import's last arrived
+        deadline = time.monotonic() + 60
+        while [stored.scalar(count, now + DAY_S) for count in counts] != [prom.scalar(count, now + DAY_S) for count in counts]:
+            assert time.monotonic() < deadline, (records, [stored.scalar(c, now + DAY_S) for c in counts], [prom.scalar(c, now + DAY_S) for c in counts])
+            time.sleep(0.5)
+        for by in ("model", "client"):
+            for per in ("day", "week"):
+                there, here = usage(stored, by, DAYS, per, now=now), usage(prom, by, DAYS, per, now=now)
+                assert there == here, (by, per, [(a[by], a["period"], name, a[name], b.get(name)) for a, b in zip(there, here) if a != b for name in a if a[name] != b.get(name)])
+        compare(usage(stored, "client", DAYS, "day", now=now), expected(truth, "client", start, DAYS, day_of), "client")
+        priced = usage(stored, "model", 7, "day", host="10.0.0.1", price=Price(0.25, "EUR"), now=now)
+        assert priced == usage(prom, "model", 7, "day", host="10.0.0.1", price=Price(0.25, "EUR"), now=now) and priced[0]["cost_EUR"] > 0
+        monkeypatch.setenv("PROMETHEUS_URL", store.url)
+        app = AppTest.from_file(str(ROOT / "ui" / "streamlit_app.py"), default_timeout=60)
+        app.run()
+        app.sidebar.radio[0].set_value("Usage").run()
+        assert not app.exception, [e.message for e in app.exception]
+        shown = app.dataframe[1].value  # by client, the last 30 days to today
+        assert to_csv(shown.where(shown.notna(), None).to_dict("records")) == to_csv(usage(prom, "client", DAYS, "day"))

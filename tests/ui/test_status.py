@@ -1,0 +1,166 @@
+"""The AI status line: the rules, the prompt, the cleaning, and the model through the fake Ollama."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from tests.support.harness import configure_fake, free_port
+from ui import settings
+from ui.settings import Settings
+from ui.status import Snapshot, StatusCache, assess, build_prompt, clean, rules_sentence
+
+CALM = Snapshot(ollama_up=True, request_rate=0.5, active_requests=1, p95_latency_s=1.0, p95_latency_hour_s=1.0,
+                success_rate=1.0, tokens_per_second=42.0, ttft_p95_s=0.2, gpu=0.3, gpu_recent=[0.25, 0.3],
+                temperature_c=55.0, power_w=120.0, memory_ratio=0.5, loaded_models=["llama3.2:1b"])
+
+
+@pytest.mark.parametrize(
+    ("change", "condition", "expected"),
+    [
+        ({"request_rate": 0.0, "active_requests": 0}, "activity", "idle"),
+        ({"request_rate": 0.0, "active_requests": 2}, "activity", "low"),
+        ({"request_rate": 0.19}, "activity", "low"),
+        ({"request_rate": 0.2}, "activity", "moderate"),
+        ({"request_rate": 2.0}, "activity", "high"),
+        ({"p95_latency_s": 1.49}, "latency", "normal"),
+        ({"p95_latency_s": 1.5}, "latency", "elevated"),
+        ({"p95_latency_s": 3.0}, "latency", "high"),
+        ({"p95_latency_s": None}, "latency", "no recent requests"),
+        ({"success_rate": 0.999}, "reliability", "good"),
+        ({"success_rate": 0.98}, "reliability", "degraded"),
+        ({"success_rate": 0.9}, "reliability", "failing"),
+        ({"success_rate": None}, "reliability", "no requests"),
+        ({"gpu": 0.05, "gpu_recent": [0.05]}, "gpu", "idle"),
+        ({"gpu": 0.5, "gpu_recent": [0.5]}, "gpu", "busy"),
+        ({"gpu": 0.85, "gpu_recent": [0.6, 0.85]}, "gpu", "saturated"),
+        ({"gpu": 0.85, "gpu_recent": [0.12, 0.3, 0.85]}, "gpu", "saturated, spiked from 12 % to 85 %"),
+        ({"gpu": None}, "gpu", "not measured"),
+        ({"temperature_c": 74.9}, "temperature", "ok"),
+        ({"temperature_c": 75.0}, "temperature", "warm"),
+        ({"temperature_c": 85.0}, "temperature", "hot"),
+        ({"power_w": 49.0}, "power", "low"),
+        ({"power_w": 300.0}, "power", "high"),
+        ({"power_w": None}, "power", "not measured"),
+        ({"memory_ratio": 0.74}, "memory", "good"),
+        ({"memory_ratio": 0.8}, "memory", "tight"),
+        ({"memory_ratio": 0.95}, "memory", "nearly full"),
+        ({"ollama_up": False}, "ollama", "unreachable"),
+    ],
+)
+def test_every_threshold(change, condition, expected):
+    snapshot = Snapshot(**{**vars(CALM), **change})
+    assert assess(snapshot)[condition] == expected
+
+
+def test_the_prompt_contains_every_analysed_condition():
+    snapshot = Snapshot(**{**vars(CALM), "gpu": 0.9, "gpu_recent": [0.1, 0.9], "temperature_c": 88.0})
+    prompt = build_prompt(snapshot, assess(snapshot))
+    for phrase in ("Ollama: running", "llama3.2:1b", "activity: moderate", "latency: normal", "reliability: good",
+                   "42.0 tokens/s", "GPU: saturated, spiked from 10 % to 90 %", "temperature: hot (88 °C)",
+                   "power: moderate (120 W)", "memory: good (50 % used)", "under 100 characters"):
+        assert phrase in prompt, phrase
+
+
+def test_the_rules_write_their_own_sentence():
+    snapshot = Snapshot(**{**vars(CALM), "gpu": 0.9, "gpu_recent": [0.1, 0.9]})
+    assert rules_sentence(snapshot, assess(snapshot)) == "Ollama is running (moderate load, latency normal), GPU saturated, spiked from 10 % to 90 %, temperature ok, memory good"[:100].rsplit(" ", 1)[0].rstrip(",")
+    down = Snapshot(ollama_up=False)
+    assert rules_sentence(down, assess(down)) == "Ollama is unreachable"
+
+
+@pytest.mark.parametrize(
+    ("answer", "expected"),
+    [
+        ("All good: GPU idle, memory fine.\nSecond line with more\nand more", "All good: GPU idle, memory fine."),
+        ('"**Llama is running** and `cool`"', "Llama is running and cool"),
+        ("<b>GPU</b> spiked <script>alert(1)</script>to 90%", "GPU spiked alert(1)to 90%"),
+        ("Status: everything is fine", "everything is fine"),
+        ("# Heading\n", "Heading"),
+        ("word " * 100, ("word " * 20).strip()),
+        ("\n\n   \n", None),
+        ("ok", None),
+    ],
+)
+def test_garbage_answers_are_cleaned(answer, expected):
+    assert clean(answer) == expected
+    if expected:
+        assert len(expected) <= 100 and "\n" not in expected
+
+
+def at(ollama_url: str) -> Settings:
+    return Settings(ollama_url=ollama_url)
+
+
+def test_the_models_line_shows_with_its_source(fake):
+    configure_fake(fake, answers={"phi3:mini": "  Llama is busy but healthy; GPU warm, memory fine.\nignored"})
+    line = StatusCache().get(CALM, at(fake.url), now=1000.0)
+    assert (line.text, line.source) == ("Llama is busy but healthy; GPU warm, memory fine.", "phi3:mini")
+
+
+def test_a_model_not_pulled_falls_back_to_rules_with_the_pull_hint(fake):
+    configure_fake(fake, remove_models=["phi3:mini"])
+    try:
+        line = StatusCache().get(CALM, at(fake.url))
+    finally:
+        configure_fake(fake, answers={"phi3:mini": "Back again."})
+    assert line.source == "rules" and line.hint == "run `ollama pull phi3:mini`"
+    assert line.text == rules_sentence(CALM, assess(CALM))
+
+
+def test_ollama_down_falls_back_to_rules():
+    line = StatusCache().get(CALM, at(f"http://127.0.0.1:{free_port()}"))
+    assert line.source == "rules" and "unreachable" in line.why_rules
+
+
+def test_a_slow_answer_past_the_timeout_falls_back_to_rules(fake):
+    assert settings.read({}).status_timeout_s == 20 and settings.read({"STATUS_TIMEOUT": "0.5"}).status_timeout_s == 0.5  # the default, and the variable
+    configure_fake(fake, answer_delay=2)
+    try:
+        line = StatusCache().get(CALM, replace(at(fake.url), status_timeout_s=0.5))
+    finally:
+        configure_fake(fake, answer_delay=0)
+    assert line.source == "rules" and line.why_rules == "phi3:mini did not answer within 0.5 s"
+
+
+def test_regenerates_at_most_every_30_s_and_sooner_when_a_state_changes(fake):
+    configure_fake(fake, answers={"phi3:mini": "Fine."})
+    cache = StatusCache()
+    first = cache.get(CALM, at(fake.url), now=0)
+    assert cache.get(CALM, at(fake.url), now=29).generated_at == first.generated_at
+    assert cache.get(CALM, at(fake.url), now=30).generated_at == 30
+    hot = Snapshot(**{**vars(CALM), "temperature_c": 90.0})
+    assert cache.get(hot, at(fake.url), now=35).generated_at == 30  # changed, but not 10 s yet
+    assert cache.get(hot, at(fake.url), now=40).generated_at == 40
+    assert cache.model_calls == 3
+
+
+def test_each_kind_of_advice_starts_at_its_threshold_and_not_before():
+    from ui.status import CPU_SHARE, HELD_UP_10M_S, SLOT_WAIT_S, ModelPressure, Snapshot, advise
+
+    def advice(**numbers) -> list[str]:
+        return advise(Snapshot(pressure=[ModelPressure("m", **numbers)]))
+
+    assert advice(slot_wait_s=SLOT_WAIT_S) == [] and advice(slot_wait_s=SLOT_WAIT_S + 0.01, in_flight=3) == [
+        "m requests wait 510 ms on average for a slot (3 in flight): raise OLLAMA_NUM_PARALLEL or add a host"]
+    assert advice(held_up_by={"big:70b": HELD_UP_10M_S - 0.1}) == []
+    assert advice(held_up_by={"big:70b": 12.0, "other": 6.0}) == [
+        "loads of big:70b hold up m (12 s of waiting in 10 min): keep big:70b loaded (OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS) or give it its own host",
+        "loads of other hold up m (6.0 s of waiting in 10 min): keep other loaded (OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS) or give it its own host"]
+    size = 10_000_000_000
+    assert advice(size_bytes=size, vram_bytes=size * (1 - CPU_SHARE) + 1) == []
+    assert advice(size_bytes=size, vram_bytes=size * 0.62) == ["m runs 38 % on the CPU: a smaller quantisation or num_ctx would fit VRAM"]
+    assert advice(size_bytes=size, vram_bytes=0) == []  # a host without GPU memory in use: nothing to fit
+    assert advice(size_bytes=None, vram_bytes=None) == []  # not loaded
+
+
+def test_the_costliest_advice_comes_first():
+    from ui.status import ModelPressure, Snapshot, advise
+
+    slow_slots = ModelPressure("a", slot_wait_s=2.0, in_flight=4)  # 2 s a request
+    held = ModelPressure("b", held_up_by={"c": 40.0})  # 40 s in 10 min
+    first = advise(Snapshot(pressure=[slow_slots, held]))
+    assert [line.split()[0] for line in first] == ["loads", "a"]
+    slower = ModelPressure("a", slot_wait_s=5.0, in_flight=4)
+    assert [line.split()[0] for line in advise(Snapshot(pressure=[slower, held]))] == ["a", "loads"]
