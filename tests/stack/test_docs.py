@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from opentelemetry.metrics import Counter, Histogram, UpDownCounter
 from prometheus_client.parser import text_string_to_metric_families
 
 from hw_collector.instruments import CATALOGUE, register
+from otel_proxy.finished import FinishedRequest
 from otel_proxy.instruments import ProxyInstruments
 from ollama_otel_stack.telemetry import setup_telemetry
 from tests.support.harness import ROOT
@@ -57,3 +59,9 @@ def test_proxy_metrics_table_matches_the_catalogue():
     names = exported(ProxyInstruments(telemetry.meter("otel_proxy")), telemetry)
     assert "process_resident_memory_bytes" in telemetry.prometheus_text().decode()
     assert documented("proxy-metrics") == own(names)
+
+
+def test_the_requests_schema_is_the_finished_requests_fields():
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    listed = text.split("<!-- requests-schema -->")[1].split("<!-- /requests-schema -->")[0]
+    assert re.findall(r"`(\w+)`", listed) == [field.name for field in dataclasses.fields(FinishedRequest)]

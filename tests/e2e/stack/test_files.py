@@ -14,6 +14,7 @@ import httpx
 import jsonschema
 import yaml
 
+from ollama_otel_stack.stack import defaults
 from tests.support.harness import PYTHON, ROOT, free_port, require_tool
 
 # The Compose Specification schema from shared/ beside the checkout (as CI lays it out); a
@@ -67,6 +68,18 @@ def test_the_image_copies_every_module_and_package_the_project_installs():
     wanted = {f"{module}.py" for module in setuptools.get("py-modules", [])}
     wanted |= {package.split(".")[0] for package in setuptools["packages"]}
     assert wanted <= copied, f"the Dockerfile does not copy {sorted(wanted - copied)}"
+
+
+def test_compose_publishes_the_stacks_default_ports_and_keeps_its_default_retention():
+    """compose.yaml writes the defaults of ollama_otel_stack/stack/defaults.py (make up's) again: the two must agree."""
+    services = load("compose.yaml")["services"]
+    published = {name: [int(port.rsplit(":", 1)[1]) for port in service.get("ports", [])] for name, service in services.items()}
+    assert published["otel-proxy"] == [defaults.PROXY_PORT] and published["hw-collector"] == [defaults.COLLECTOR_PORT]
+    assert published["prometheus"] == [defaults.PROMETHEUS_PORT] and published["alertmanager"] == [defaults.ALERTMANAGER_PORT]
+    assert published["ui"] == [defaults.UI_PORT] and published["ollama"] == [int(defaults.OLLAMA_URL.rsplit(":", 1)[1])]
+    command = " ".join(services["prometheus"]["command"])
+    assert f"--storage.tsdb.retention.time=${{PROMETHEUS_RETENTION:-{defaults.RETENTION}}}" in command
+    assert f"--storage.tsdb.retention.size=${{PROMETHEUS_RETENTION_SIZE:-{defaults.RETENTION_SIZE}}}" in command
 
 
 def test_mac_variant_keeps_ollama_and_the_collector_on_the_host():
