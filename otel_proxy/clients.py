@@ -4,7 +4,8 @@ The label, in order of precedence:
 1. with API keys configured (``--api-keys``), the name of the key the request presented;
 2. an ``X-Client-Name`` header, among the first ``--max-clients`` (50) names seen, later ones
    ``other`` (as model names are bounded);
-3. the family of its ``User-Agent``, from the fixed list ``FAMILIES`` (docs/metrics.md).
+3. the family of its ``User-Agent``, from the fixed list ``FAMILIES`` (docs/metrics.md), or of a header only one
+   agent sends (``HEADER_FAMILIES``) where the User-Agent names a shared SDK or nothing.
 
 Keys: ``Authorization: Bearer <key>`` (what the ollama, openai and litellm clients send) or
 ``x-api-key: <key>`` (the anthropic client). Each presented key is compared with every
@@ -29,32 +30,94 @@ log = logging.getLogger(__name__)
 
 OTHER_CLIENT = OTHER
 MAX_NAME_LENGTH = 64  # characters of an X-Client-Name kept
-# (family, pattern matched against the User-Agent, first match wins): the official SDKs first.
+# (family, pattern matched against the User-Agent, first match wins), each pattern the string that client's own source
+# builds (docs/metrics.md names the file). Agents and apps first, then the SDKs and HTTP libraries they may be built on.
 FAMILIES: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
     (family, re.compile(pattern, re.I))
     for family, pattern in (
-        ("ollama-python", r"^ollama-python/"),
-        ("ollama-js", r"^ollama-js/"),
-        ("openai-python", r"^OpenAI/Python"),
-        ("openai-node", r"^OpenAI/JS"),
-        ("anthropic-python", r"^Anthropic/Python"),
-        ("anthropic-node", r"^Anthropic/JS"),
+        ("claude-code", r"^claude-cli/"),  # claude-cli/2.1.197 (external, cli)
+        ("codex", r"^codex[_-]\w+/"),  # codex_exec/0.171.0 (…), codex-tui/…, codex_cli_rs/…: the originator (codex-rs default_client.rs)
+        ("opencode", r"^opencode/"),  # opencode/1.18.33
+        ("zed", r"^Zed/"),  # Zed/0.190.5 (macos; aarch64)
+        ("litellm", r"^litellm/"),  # litellm/1.110.2 (aider and others built on LiteLLM send it too)
+        ("ollama-cli", r"^ollama/\S+ \("),  # ollama/0.12.3 (amd64 linux) Go/go1.24.1 (api/client.go)
         ("open-webui", r"open-webui|openwebui"),
+        ("ollama-python", r"^ollama-python/"),  # also LangChain's langchain-ollama
+        ("ollama-js", r"^ollama-js/"),  # also n8n's and LangChain.js's Ollama nodes
+        ("openai-python", r"^(Async)?(Azure)?OpenAI/Python"),
+        ("openai-node", r"^OpenAI/JS"),
+        ("anthropic-python", r"^(Async)?Anthropic\w*/Python"),
+        ("anthropic-node", r"^Anthropic/JS"),
+        ("ai-sdk", r"ai-sdk"),  # the Vercel AI SDK (Cline's Ollama provider, and other apps)
         ("curl", r"^curl/"),
         ("python-httpx", r"^python-httpx/"),
         ("python-requests", r"^python-requests/"),
+        ("aiohttp", r"aiohttp/"),  # Python/3.11 aiohttp/3.12.15 (Open WebUI without its forwarded headers)
+        ("node-fetch", r"^node-fetch"),  # Continue's IDE extension
         ("go-http", r"^Go-http-client/"),
         ("browser", r"^Mozilla/"),
     )
 )
 CLIENT_FAMILIES = (*(family for family, _ in FAMILIES), OTHER_CLIENT)
+# Agents told by a header of their own where the User-Agent says nothing of them (a shared SDK's, or none at all).
+HEADER_FAMILIES = {
+    b"x-claude-code-session-id": "claude-code",
+    b"originator": "codex",  # codex-rs default_headers(): sent with its set-up calls, which carry no User-Agent
+    b"x-session-affinity": "opencode",
+    b"agent-session-id": "goose",
+    b"goose-session-id": "goose",
+    b"x-openwebui-chat-id": "open-webui",
+    b"x-openwebui-user-id": "open-webui",
+}
+# The headers an agent names its session (conversation) by, the first of this list first: Claude Code, Codex (codex-rs
+# requests/headers.rs writes session_id), opencode, goose, Open WebUI (with its user-info headers forwarded).
+SESSION_HEADERS = {name: rank for rank, name in enumerate((b"x-claude-code-session-id", b"session_id", b"session-id", b"x-session-id",
+                                                           b"x-session-affinity", b"agent-session-id", b"goose-session-id", b"x-openwebui-chat-id"))}
+AGENT_FAMILIES = frozenset(family for family, _ in FAMILIES[:7])
 
 
-def family_of(user_agent: str) -> str:
+def family_of(user_agent: str, hinted: str | None = None) -> str:
+    """The family of a User-Agent; where it names no agent, the family a header of the agent's own names (``hinted``)."""
     for family, pattern in FAMILIES:
         if pattern.search(user_agent):
-            return family
-    return OTHER_CLIENT
+            return family if family in AGENT_FAMILIES or hinted is None else hinted
+    return hinted or OTHER_CLIENT
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """What a request's headers say of who sent it, read in one pass as it arrives."""
+
+    user_agent: bytes = b""
+    client_name: bytes = b""  # X-Client-Name
+    hinted: str | None = None  # an agent's own header (HEADER_FAMILIES)
+    session: bytes = b""  # its session id, as the agent sent it (kept only hashed, session_hash)
+
+    @classmethod
+    def of(cls, headers: list[tuple[bytes, bytes]]) -> Caller:
+        user_agent = client_name = session = b""
+        session_rank = len(SESSION_HEADERS)
+        hinted = None
+        for name, value in headers:
+            if name == b"user-agent":
+                user_agent = value
+            elif name == b"x-client-name":
+                client_name = value
+            else:
+                family = HEADER_FAMILIES.get(name)
+                if family is not None and (name != b"originator" or value.startswith(b"codex")):
+                    hinted = hinted or family
+                rank = SESSION_HEADERS.get(name, session_rank)
+                if rank < session_rank:
+                    session, session_rank = value, rank
+        return cls(user_agent, client_name, hinted, session.strip()[:256])
+
+    def family(self) -> str:
+        return family_of(self.user_agent.decode("latin-1"), self.hinted)
+
+    def session_hash(self) -> str | None:
+        """The session's id hashed (16 hex digits of its SHA-256): joins a session's turns, shows no agent's id."""
+        return hashlib.sha256(self.session).hexdigest()[:16] if self.session else None
 
 
 class KeyFileError(ValueError):

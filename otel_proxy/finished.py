@@ -16,6 +16,7 @@ from otel_proxy import ollama
 from otel_proxy.labels import UNKNOWN_MODEL
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.scheduling import Decomposition, context_fill
+from otel_proxy.watch import TOOL_CALL
 
 
 @dataclass(frozen=True)
@@ -35,15 +36,18 @@ class Observed:
     error_type: str | None
     error_message: str | None
     first_output_at: float | None  # the first chunk carrying output (perf_counter)
+    streamed: bool  # Ollama's answer streamed (NDJSON or SSE), whatever the body said
     client: str | None
+    session: str | None  # the agent's session id, hashed (otel_proxy/clients.py Caller)
     model: str | None  # the model's one name (ollama_otel_stack/model_names.py)
     model_label: str | None  # its metric label (bounded), None for a request that is no generation
     context_length: int | None
 
     @property
     def streamed_generation(self) -> bool:
-        """A generation the client asked to have streamed (an embedding is never one)."""
-        return self.facts.stream and self.operation not in (None, ollama.EMBEDDINGS)
+        """A generation Ollama answered as a stream (an embedding is never one). Read from the answer, not the body,
+        whose ``stream`` may lie past the part the proxy reads (an agent's 1.4 MB turn writes it last)."""
+        return self.streamed and self.operation not in (None, ollama.EMBEDDINGS)
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,7 @@ class FinishedRequest:
     trace_sampled: bool
     method: str
     client: str | None
+    session: str | None  # an agent's session id, hashed: its turns share it (docs/metrics.md)
     route: str
     operation: str | None
     model: str | None  # the model's one name, "other" past --max-models
@@ -63,7 +68,8 @@ class FinishedRequest:
     stream: bool
     status: int | None
     duration_s: float
-    time_to_first_token_s: float | None
+    time_to_first_token_s: float | None  # to the first output, whatever it was
+    first_output: str | None  # what it was: "text", "reasoning" or "tool_call" (a call comes whole, its generation before it)
     input_tokens: int | None
     output_tokens: int | None
     tokens_per_second: float | None
@@ -114,11 +120,14 @@ def generation(report: Report, seen: Observed) -> tuple[int, float] | None:
     Ollama's ``eval_count`` over its ``eval_duration`` where it timed them. Else, for an answer
     streamed a token a chunk, the tokens after the first over the time from the first output to
     the end (the first token's own time is in the time to first token). An answer that came in
-    one piece has no such time.
+    one piece has no such time, and neither has one that opened with a tool call: Ollama holds a call back until it
+    is whole, so it was generated before its first byte, and the time after it is the closing events'.
     """
     if report.eval_s and report.output_tokens:
         return report.output_tokens, report.eval_s
     if not seen.streamed_generation or seen.first_output_at is None or report.output_tokens is None or report.output_tokens < 2:
+        return None
+    if report.first_output == TOOL_CALL:
         return None
     seconds = seen.ended - seen.first_output_at
     return (report.output_tokens - 1, seconds) if seconds > 0 else None
@@ -145,15 +154,17 @@ def finish(seen: Observed, report: Report, parts: Decomposition) -> FinishedRequ
         trace_sampled=seen.trace_sampled,
         method=seen.method,
         client=seen.client,
+        session=seen.session,
         route=seen.route,
         operation=seen.operation,
         model=seen.model if seen.model_label not in (None, "other") else seen.model_label,
         requested_model=seen.facts.model,
         response_model=report.response_model if cloud or not seen.model else seen.model,
-        stream=seen.facts.stream,
+        stream=seen.streamed if seen.status is not None else seen.facts.stream,
         status=seen.status,
         duration_s=duration,
         time_to_first_token_s=first_output if seen.streamed_generation and seen.status == 200 else None,
+        first_output=report.first_output if seen.streamed_generation and seen.status == 200 else None,
         input_tokens=report.input_tokens,
         output_tokens=report.output_tokens,
         tokens_per_second=rate[0] / rate[1] if rate else None,

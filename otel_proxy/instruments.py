@@ -85,6 +85,11 @@ CATALOGUE = (
     # dozen series a host) rather than the per-model histogram above (docs/metrics.md).
     Spec("route_time_to_first_token", "ollama.time_to_first_token", HISTOGRAM, "s",
          "Time from the request's arrival to the first streamed chunk of a generation, per route, every model together.", TIME_TO_FIRST_TOKEN_BUCKETS),
+    # An answer that opens with a tool call: Ollama sends the call whole once it is generated, so the time to it is
+    # no time to a first token (docs/metrics.md); per route, every model together.
+    Spec("time_to_tool_call", "ollama.time_to_tool_call", HISTOGRAM, "s",
+         "Time from the request's arrival to a streamed answer's tool call, where the call came first: its whole generation, per route.",
+         TIME_TO_FIRST_TOKEN_BUCKETS),
     Spec("time_per_output_token", "gen_ai.server.time_per_output_token", HISTOGRAM, "s",
          "Time per generated token after the first (Ollama's eval_duration / eval_count).", TIME_PER_OUTPUT_TOKEN_BUCKETS),
     Spec("genai_request_duration", "gen_ai.server.request.duration", HISTOGRAM, "s",
@@ -131,6 +136,7 @@ class ProxyInstruments:
     active_requests: Recorder
     time_to_first_token: Recorder
     route_time_to_first_token: Recorder
+    time_to_tool_call: Recorder
     time_per_output_token: Recorder
     genai_request_duration: Recorder
     token_usage: Recorder

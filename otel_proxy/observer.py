@@ -17,7 +17,7 @@ from typing import Any
 
 from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
-from otel_proxy.clients import family_of
+from otel_proxy.clients import Caller
 from otel_proxy.config import ProxySettings
 from otel_proxy.finished import FinishedRequest, Observed, finish
 from otel_proxy.instruments import CONTEXT_FULL, LOAD_REASONS, PHASES, ProxyInstruments
@@ -26,7 +26,7 @@ from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
 from otel_proxy.scheduling import Decomposition, SchedulerView, changed_options
 from otel_proxy.spans import FinishedSpans, RequestSpans
-from otel_proxy.watch import NOTHING_TO_WATCH, Watcher, watcher_for
+from otel_proxy.watch import NOTHING_TO_WATCH, TOOL_CALL, Watcher, watcher_for
 from ollama_otel_stack.model_names import ModelCatalog
 
 log = logging.getLogger(__name__)
@@ -37,6 +37,7 @@ UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
 REFUSED = frozenset({UNAUTHORIZED, RATE_LIMITED})  # counted in the metrics, kept out of /-/requests
 MAX_URL_PATH = 1024  # characters of a path kept in a span's url.path
+STREAMS = ("application/x-ndjson", "text/event-stream")  # the content types of Ollama's streamed answers
 
 
 @dataclass
@@ -79,12 +80,8 @@ class RequestObserver:
         self._report: Report | None = None  # read once, when the response ended
         self._request_body: bytes | None = None
         self.key_name: str | None = None  # the API key's name, when keys are configured and it matched
-        self._user_agent = self._client_name = b""
-        for name, value in scope["headers"]:
-            if name == b"user-agent":
-                self._user_agent = value
-            elif name == b"x-client-name":
-                self._client_name = value
+        self.caller = Caller.of(scope["headers"])
+        self.streamed = False  # Ollama's answer is a stream (its content type)
         self._spans = RequestSpans(
             shared.spans, scope["headers"], f"{self.method} {self.route}",
             {
@@ -126,8 +123,11 @@ class RequestObserver:
         if self.facts.model:
             shared = self._shared
             self.model = shared.catalog.canonical(self.facts.model)
-            # Ollama's own /api routes answer with its durations; the OpenAI and Anthropic ones do not.
-            self.serial = shared.scheduler.arrive(self.model, self.facts.options, self.started, timed=self.route.startswith("/api/")).serial
+            # A cloud model goes to ollama.com before Ollama's scheduler (server/routes.go: the modelSourceCloud branch
+            # returns before scheduleRunner; cloudPassthroughMiddleware on /v1): no load, no slot, no queue to account.
+            if not ollama.is_cloud_model(self.facts.model):
+                # Ollama's own /api routes answer with its durations; the OpenAI and Anthropic ones do not.
+                self.serial = shared.scheduler.arrive(self.model, self.facts.options, self.started, timed=self.route.startswith("/api/")).serial
             self._in_flight_attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": shared.models.label(self.model, admit=False)}
             shared.instruments.requests_in_flight.add(1, self._in_flight_attributes)
 
@@ -137,6 +137,7 @@ class RequestObserver:
 
     def response_started(self, status: int, content_type: str) -> None:
         self.status = status
+        self.streamed = content_type.startswith(STREAMS)
         if status >= 500 and self.error_type is None:
             self.error_type = str(status)
         self.watcher = watcher_for(self.route, content_type)
@@ -180,19 +181,23 @@ class RequestObserver:
         # The account of its time may wait for requests ahead of it in Ollama's queue (otel_proxy/scheduling.py).
         ok = self.status == 200 and self.error_type is None
         arrival = shared.scheduler.end(self.serial, ended, ok, report.load_s)
-        first_output_at = self.watcher.first_output_at or self.first_chunk_at
         if ok:
-            shared.scheduler.settle(arrival, report, lambda parts: self._finished(report, parts, arrival.context_length), answered_at=first_output_at or ended)
+            shared.scheduler.settle(arrival, report, lambda parts: self._finished(report, parts, arrival.context_length), answered_at=self.first_output_at or ended)
         else:  # a failed request: whether it waited or loaded is not known (a 404 loaded nothing)
             self._finished(report, Decomposition(), arrival.context_length)
+
+    @property
+    def first_output_at(self) -> float | None:
+        """The first chunk carrying output: the first chunk itself, except on the APIs that open with bookkeeping events."""
+        return self.watcher.first_output_at or self.first_chunk_at
 
     def _client_label(self) -> str:
         """The key's name, else X-Client-Name (bounded), else the User-Agent's family (otel_proxy/clients.py)."""
         if self.key_name is not None:
             return self.key_name
-        if self._client_name:
-            return self._shared.clients.label(self._client_name.decode("latin-1"))
-        return family_of(self._user_agent.decode("latin-1"))
+        if self.caller.client_name:
+            return self._shared.clients.label(self.caller.client_name.decode("latin-1"))
+        return self.caller.family()
 
     def _finished(self, report: Report, parts: Decomposition, context_length: int | None) -> None:
         shared = self._shared
@@ -211,8 +216,10 @@ class RequestObserver:
             status=self.status,
             error_type=self.error_type,
             error_message=self.error_message,
-            first_output_at=self.watcher.first_output_at or self.first_chunk_at,
+            first_output_at=self.first_output_at,
+            streamed=self.streamed,
             client=self._client_label(),
+            session=self.caller.session_hash(),
             model=self.model,
             # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
             model_label=shared.models.label(self.model, admit=self.status != 404) if self.operation is not None else None,
@@ -264,7 +271,9 @@ class RequestObserver:
         instruments = self._shared.instruments
         attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.operation.name": finished.operation, "gen_ai.request.model": finished.model_label}
         instruments.genai_request_duration.record(finished.duration_s, {**attributes, "error.type": finished.error_type} if finished.error_type else attributes)
-        if finished.time_to_first_token_s is not None:
+        if finished.first_output == TOOL_CALL:  # the call came whole: the time to it is the whole generation's, told apart
+            instruments.time_to_tool_call.record(finished.time_to_first_token_s, {"http.route": finished.route})
+        elif finished.time_to_first_token_s is not None:
             instruments.time_to_first_token.record(finished.time_to_first_token_s, attributes)
             instruments.route_time_to_first_token.record(finished.time_to_first_token_s, {"http.route": finished.route})
         for kind, tokens, counter in (("input", finished.input_tokens, instruments.prompt_tokens), ("output", finished.output_tokens, instruments.generated_tokens)):
@@ -283,7 +292,8 @@ class RequestObserver:
         ):
             if seconds is not None:
                 histogram.record(seconds, per_model)
-        self._record_phases(per_model, finished)
+        if not finished.cloud:  # ollama.com's time: no phases of Ollama's scheduler
+            self._record_phases(per_model, finished)
         if finished.load_reason in LOAD_REASONS:
             changed = changed_options(finished.reload_cause)  # a reload's only: a cold load has no cause
             instruments.model_loads.add(1, {**per_model, "ollama.load.reason": finished.load_reason, **({"ollama.load.cause": changed} if changed else {})})

@@ -144,6 +144,7 @@ class Report:
     error: str | None = None
     reasoning: bool = False  # the answer carried reasoning ("thinking"); never its text
     tool_calls: bool = False  # the answer called tools; never their arguments
+    first_output: str | None = None  # what a stream's first output was: "text", "reasoning" or "tool_call" (otel_proxy/watch.py)
     response_model: str | None = None
     # Ollama's durations (its native API only)
     load_s: float | None = None

@@ -152,6 +152,10 @@ class RequestSpans:
         attributes["ollama.response.tool_calls"] = finished.tool_calls
         attributes["ollama.model.cloud"] = finished.cloud
         attributes["ollama.client"] = finished.client or ""
+        if finished.session is not None:
+            attributes["gen_ai.conversation.id"] = finished.session  # the agent's session, hashed
+        if finished.first_output is not None:
+            attributes["ollama.response.first_output"] = finished.first_output
         if finished.time_to_first_token_s is not None:
             attributes["gen_ai.response.time_to_first_chunk"] = finished.time_to_first_token_s
         status = UNSET

@@ -5,7 +5,10 @@ Each one is fed every chunk on the proxy's hot path, so ``feed`` does the least 
 parsing waits for ``report`` at the end. ``first_output_at`` is when the first chunk
 carrying output (text, reasoning or a tool call) went by, for the streams whose first
 events carry none (the Responses and Anthropic APIs open with bookkeeping events); None
-means the first chunk is the first output, as on /api and /v1/chat/completions.
+means the first chunk is the first output, as on /api and /v1/chat/completions. The report says what that first
+output was (``Report.first_output``: text, reasoning or a tool call): an answer that opens with a tool call was
+generated whole before it (Ollama's parsers hold a call back until it is complete: server/routes.go ChatHandler,
+tools/tools.go), so the time to it is no time to a first token, and the time after it is no generation time.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from otel_proxy.ollama import Report, parse_json
 
 # A final /api line carries Ollama's `context` (one int per token): large, but bounded.
 MAX_LINE_BYTES = 16 << 20
+TEXT, REASONING, TOOL_CALL = "text", "reasoning", "tool_call"  # what a stream's first output was
 MAX_BODY_BYTES = 16 << 20
 # The end of a stream kept for its report: the last events, however many reads they came in (TCP splits an
 # event wherever a segment ends; over a network that is every ~1.4 kB).
@@ -77,6 +81,12 @@ class Seam:
     def seen(self, chunk: bytes, marker: bytes) -> bool:
         return marker in chunk or marker in self._joined(chunk, marker)
 
+    def joined_find(self, chunk: bytes, marker: bytes) -> int:
+        """Where ``marker`` is, counted in the bytes kept of the previous chunk followed by this one (-1: nowhere)."""
+        keep = len(marker) - 1
+        carried = self._carry[max(0, len(self._carry) - keep):]
+        return (carried + chunk).find(marker)
+
     def begun(self, chunk: bytes, marker: bytes) -> bytes | None:
         """The bytes of ``marker`` that came in the previous chunk, where it spans the seam (else None)."""
         joined = self._joined(chunk, marker)
@@ -98,6 +108,12 @@ class Watcher(Protocol):
     def feed(self, chunk: bytes) -> None: ...
 
     def report(self) -> Report: ...
+
+
+def first_output(reasoning: bool, tool_call: bool, text: bool) -> str | None:
+    """What came first, where Ollama's order is fixed: reasoning before any content, text before a tool call (which
+    comes whole, at the end of its turn); None for a stream that carried no output at all."""
+    return REASONING if reasoning else TEXT if text else TOOL_CALL if tool_call else None
 
 
 def sse_events(text: bytes) -> list[tuple[bytes, bytes]]:
@@ -128,6 +144,8 @@ class NdjsonWatcher:
         self._partial: list[bytes] = []
         self._partial_size = 0
         self._first_line = True
+        self._later = False  # a line came after the first (the first was output, not the final line alone)
+        self._tool_first = False  # the first line called a tool
         self._reasoning = False
         self._tool_calls = False
         self._seam = Seam(b"\n", self._THINKING, self._TOOL_CALLS)
@@ -135,12 +153,18 @@ class NdjsonWatcher:
     def feed(self, chunk: bytes) -> None:
         seam = self._seam
         if seam.clean and not self._first_line:  # the usual case: a whole line after whole lines
+            self._later = True
             if not self._tool_calls and self._TOOL_CALLS in chunk:
                 self._tool_calls = True
         else:
             if self._first_line:  # Ollama's thinking comes before any content: the first line says whether there is any
                 self._reasoning = self._reasoning or seam.seen(chunk, self._THINKING)
-                self._first_line = b"\n" not in chunk
+                self._tool_first = self._tool_first or seam.seen(chunk, self._TOOL_CALLS)
+                end = chunk.find(b"\n")
+                self._first_line = end < 0
+                self._later = 0 <= end < len(chunk) - 1
+            else:
+                self._later = True
             if not self._tool_calls and seam.seen(chunk, self._TOOL_CALLS):
                 self._tool_calls = True
         seam.passed(chunk)
@@ -172,6 +196,8 @@ class NdjsonWatcher:
         report = ollama.report_from_native(final)
         report.reasoning = report.reasoning or self._reasoning
         report.tool_calls = report.tool_calls or self._tool_calls
+        if self._later:
+            report.first_output = first_output(self._reasoning, self._tool_first, not self._tool_first)
         if report.error is None and final.get("done") is not True:
             report.error = "the stream ended before Ollama's final chunk"
         return report
@@ -183,12 +209,14 @@ class SseWatcher:
     first_output_at = None
 
     _REASONING = b'"reasoning":"'  # openai.Delta.Reasoning, omitempty
+    _TOOL_CALLS = b'"tool_calls":['  # openai.Delta.ToolCalls, before the chunk's finish_reason
 
     def __init__(self) -> None:
         self._tail = Tail()
         self._content_chunks = 0
         self._reasoning = False
-        self._seam = Seam(b"\n\n", ollama.SSE_CONTENT_CHUNK_MARKER, self._REASONING)
+        self._tool_first = False  # the first content chunk called a tool
+        self._seam = Seam(b"\n\n", ollama.SSE_CONTENT_CHUNK_MARKER, self._REASONING, self._TOOL_CALLS)
 
     def feed(self, chunk: bytes) -> None:
         self._tail.add(chunk)
@@ -196,10 +224,12 @@ class SseWatcher:
         if seam.clean:  # the usual case: whole events
             if not self._content_chunks and not self._reasoning:  # Ollama's reasoning comes before any content
                 self._reasoning = self._REASONING in chunk
+                self._tool_first = self._TOOL_CALLS in chunk.split(ollama.SSE_CONTENT_CHUNK_MARKER, 1)[0]
             self._content_chunks += chunk.count(ollama.SSE_CONTENT_CHUNK_MARKER)
         else:
             if not self._content_chunks and not self._reasoning:
                 self._reasoning = seam.seen(chunk, self._REASONING)
+                self._tool_first = self._tool_first or seam.seen(chunk, self._TOOL_CALLS)
             self._content_chunks += seam.count(chunk, ollama.SSE_CONTENT_CHUNK_MARKER)
         seam.passed(chunk)
 
@@ -223,6 +253,8 @@ class SseWatcher:
                 break
         # Ollama's finish chunk says "tool_calls" once a tool call was streamed (openai.FinishChunk): no search per chunk.
         report.tool_calls = report.finish_reason == "tool_calls"
+        if self._content_chunks:
+            report.first_output = first_output(self._reasoning, self._tool_first, not self._tool_first)
         if report.output_tokens is None and report.error is None and self._content_chunks and not report.tool_calls:
             # No usage chunk (stream_options.include_usage not asked for): Ollama sends a token a
             # chunk. Not so for a tool call (its tokens come as one chunk), and no chunk matched:
@@ -245,18 +277,25 @@ class ResponsesWatcher:
 
     _OUTPUT = b".delta\ndata:"  # output_text, reasoning_summary_text, function_call_arguments
     _COMPLETED = b"event: response.completed\n"
+    # the first delta's name says what the first output was (the completed response does not: once a call is sent, its
+    # text item is left out, openai/responses.go processCompletion)
+    _KINDS = ((b"output_text.delta\n", TEXT), (b"reasoning_summary_text.delta\n", REASONING), (b"function_call_arguments.delta\n", TOOL_CALL))
 
     def __init__(self) -> None:
         self.first_output_at: float | None = None
+        self._first_output: str | None = None
         self._tail = Tail()
         self._final: list[bytes] | None = None
         self._final_size = 0
-        self._seam = Seam(b"\n\n", self._OUTPUT, self._COMPLETED)
+        self._seam = Seam(b"\n\n", self._OUTPUT, self._COMPLETED, *(marker for marker, _ in self._KINDS))
 
     def feed(self, chunk: bytes) -> None:
         seam = self._seam
         if self.first_output_at is None and (self._OUTPUT in chunk or not seam.clean and seam.seen(chunk, self._OUTPUT)):
             self.first_output_at = time.perf_counter()
+        if self._first_output is None:  # its delta's name comes before the output marker ends: searched for from the start
+            found = [(at, kind) for marker, kind in self._KINDS if (at := (chunk.find(marker) if seam.clean else seam.joined_find(chunk, marker))) >= 0]
+            self._first_output = min(found)[1] if found else None
         if self._final is not None:
             if self._final_size < MAX_BODY_BYTES:
                 self._final.append(chunk)
@@ -289,6 +328,7 @@ class ResponsesWatcher:
                 error = ollama.report_from_responses(failed).error or "the response failed"
         if report is None:
             return Report(error=error or "the stream ended before response.completed")
+        report.first_output = self._first_output
         return report
 
 
@@ -305,6 +345,7 @@ class MessagesWatcher:
     # JSON string has its quotes escaped, so these two appear nowhere else
     _THINKING = b'"type":"thinking"'
     _TOOL_USE = b'"type":"tool_use"'
+    _TEXT = b'"type":"text"'  # a text block's start (a delta's type is text_delta)
     _REPORTED = (b"message_delta", b"message_stop", b"error")
 
     def __init__(self) -> None:
@@ -312,7 +353,8 @@ class MessagesWatcher:
         self._tail = Tail()
         self._reasoning = False
         self._tool_calls = False
-        self._seam = Seam(b"\n\n", self._OUTPUT, self._BLOCK_START, self._THINKING, self._TOOL_USE)
+        self._text = False
+        self._seam = Seam(b"\n\n", self._OUTPUT, self._BLOCK_START, self._THINKING, self._TOOL_USE, self._TEXT)
 
     def feed(self, chunk: bytes) -> None:
         self._tail.add(chunk)
@@ -323,11 +365,13 @@ class MessagesWatcher:
             if self._BLOCK_START in chunk:
                 self._reasoning = self._reasoning or self._THINKING in chunk
                 self._tool_calls = self._tool_calls or self._TOOL_USE in chunk
+                self._text = self._text or self._TEXT in chunk
         else:
             if self.first_output_at is None and seam.seen(chunk, self._OUTPUT):
                 self.first_output_at = time.perf_counter()
             self._reasoning = self._reasoning or seam.seen(chunk, self._THINKING)
             self._tool_calls = self._tool_calls or seam.seen(chunk, self._TOOL_USE)
+            self._text = self._text or seam.seen(chunk, self._TEXT)
         seam.passed(chunk)
 
     def report(self) -> Report:
@@ -353,6 +397,7 @@ class MessagesWatcher:
                 report.error = ollama.report_from_anthropic(body).error or "the stream carried an error event"
         if not stopped and report.error is None:
             report.error = "the stream ended before message_stop"
+        report.first_output = first_output(self._reasoning, self._tool_calls, self._text)
         return report
 
 

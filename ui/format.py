@@ -128,20 +128,27 @@ def waterfall(request: dict) -> list[dict]:
     ollama = [("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
     phases: list[tuple[str, float | None]]
     first = request.get("time_to_first_token_s")
-    if all(length is None for _, length in [*waiting, *ollama]):
+    # An answer that opens with a tool call was generated whole before it (Ollama sends a call once it is complete).
+    to_first, after_first = (("prompt and the whole tool call (sent once complete)", "closing the answer") if request.get("first_output") == "tool_call"
+                             else ("until the first token", "streaming the answer"))
+    if request.get("cloud"):  # ollama.com's time: Ollama's scheduler never saw it
+        phases = [("cloud (ollama.com), whole request", duration)] if first is None else \
+            [(f"cloud (ollama.com): {to_first}", first), (f"cloud: {after_first}", max(0.0, duration - first))]
+    elif all(length is None for _, length in [*waiting, *ollama]):
         if first is None:
             phases = [("whole request (no phases reported)", duration)]
         else:
-            phases = [("until the first token", first), ("streaming the answer", max(0.0, duration - first))]
+            phases = [(to_first, first), (after_first, max(0.0, duration - first))]
     elif "proxy_s" in request and request.get("ollama_total_s") is None:
         # Ollama timed nothing (the OpenAI and Anthropic APIs): the waits the proxy could tell, then what it saw.
         known = [(name, length) for name, length in waiting if length is not None]
         waited = sum(length for _, length in known)
-        rest = "prompt and first token" if request.get("load_s") == 0.0 else "load, prompt and first token (not told apart)"
+        rest = to_first.replace("until the first token", "prompt and first token")
+        rest = rest if request.get("load_s") == 0.0 else f"load, {rest} (not told apart)"
         if first is None:
             phases = [*known, ("the rest (not told apart)", max(0.0, duration - waited))]
         else:
-            phases = [*known, (rest, max(0.0, first - waited)), ("streaming the answer", max(0.0, duration - max(first, waited)))]
+            phases = [*known, (rest, max(0.0, first - waited)), (after_first, max(0.0, duration - max(first, waited)))]
     elif "proxy_s" in request:
         phases = [*waiting, *ollama, ("Ollama, other (templating, tokenizing)", request.get("ollama_other_s")), ("proxy and network", request.get("proxy_s"))]
     else:  # an entry from a proxy before the parts were told apart

@@ -261,6 +261,8 @@ def charts(f: Filters, window: str) -> dict[str, tuple[str, str]]:
         "Power": (power_watts(f), "W"),
         "Temperature": (temperature_celsius(f), "Cel"),
         "Time to first token (p95)": (time_to_first_token_quantile(0.95, f, window), "s"),
+        # an agent's turn that opens with a tool call: the prompt and the whole call, apart from the first token's latency
+        "Time to a tool call (p95)": (f"histogram_quantile(0.95, sum by (le) (rate(ollama_time_to_tool_call_seconds_bucket{f.host_only()}[{window}])))", "s"),
     }
 
 

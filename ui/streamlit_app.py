@@ -14,7 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import alerts, format as fmt
-from ui import queries, recent, residency_view, settings, usage_view
+from ui import queries, recent, residency_view, sessions_view, settings, usage_view
 from ui.cards import CARDS
 from ui.queries import Filters, Prometheus, PrometheusError
 from ui.status import STATUS, Snapshot, advise, read_snapshot
@@ -214,8 +214,9 @@ st.set_page_config(page_title="Ollama monitor", layout="wide")
 st.title("Ollama monitor")
 
 with st.sidebar:
-    view = st.radio("View", ["Live", "Usage", "Residency"], horizontal=True,
-                    help="Usage: requests, tokens, energy and cost per day, week or month. Residency: which model was loaded when, and why it went")
+    view = st.radio("View", ["Live", "Sessions", "Usage", "Residency"], horizontal=True,
+                    help="Sessions: coding agents' sessions, turn by turn. Usage: requests, tokens, energy and cost per day, week or month. "
+                         "Residency: which model was loaded when, and why it went")
     window_label = st.selectbox("Chart window", list(WINDOWS), index=1)
     try:
         host_options, model_options, client_options = filter_options(SETTINGS.prometheus_url)
@@ -329,6 +330,9 @@ def live() -> None:
 if view == "Usage":
     usage_view.show(prometheus(SETTINGS.prometheus_url), host, SETTINGS)
     st.stop()
+if view == "Sessions":
+    sessions_view.show(*recent_requests(SETTINGS.prometheus_url, host))
+    st.stop()
 if view == "Residency":
     residency_view.show(prometheus(SETTINGS.prometheus_url), filters(host))
     st.stop()
@@ -350,7 +354,7 @@ else:
             "model": e["model"] or "",
             "status": e["status"],
             "duration": fmt.seconds(e["duration_s"]),
-            "TTFT": fmt.seconds(e["time_to_first_token_s"]),
+            "TTFT": fmt.seconds(e["time_to_first_token_s"]) + ("" if e.get("first_output") != "tool_call" else " (tool call)"),
             "tokens in/out": f"{fmt.count(e['input_tokens'])} / {fmt.count(e['output_tokens'])}",
             "tokens/s": fmt.rate(e["tokens_per_second"], ""),
             "finish": e.get("finish_reason") or "",

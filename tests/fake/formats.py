@@ -148,7 +148,7 @@ class ResponsesStream:
         if piece.done:
             events += self._finish_reasoning()
             output = list(self.completed)
-            if self.content_started:
+            if self.content_started and not self.tool_calls_sent:  # processCompletion: no message item once a call was sent
                 message = {"id": self.item_id, "type": "message", "status": "completed", "role": "assistant", "content": [_output_text(self.text)]}
                 events += [
                     self._event("response.output_text.done", {"item_id": self.item_id, "output_index": self.output_index, "content_index": 0, "text": self.text, "logprobs": []}),

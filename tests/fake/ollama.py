@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -48,7 +50,7 @@ from starlette.routing import Route
 
 
 
-from tests.fake.scheduler import GIB, GO_ZERO_TIME, SINGLE_SLOT_FAMILIES, Scheduler, runner_options
+from tests.fake.scheduler import GIB, GO_ZERO_TIME, SINGLE_SLOT_FAMILIES, Scheduler, Ticket, Truth, runner_options
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
@@ -156,6 +158,7 @@ class FakeOllama:
         self.answer_delay = 0.0  # extra wait before the first byte (timeouts of callers)
         self.answer_tokens = 8  # the length of an answer that ends by itself (no token limit)
         self.first_delta_delay = 0.0  # /v1/responses and /v1/messages: the opening events, then this wait, then the first token
+        self.tool_preamble_tokens = 0  # text tokens an answer that calls a tool writes before the call
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.scheduler = Scheduler(load_delay)
         self.stats = Stats()
@@ -169,7 +172,13 @@ class FakeOllama:
         return next((model for stored, model in self.models.items() if stored.lower() == wanted), None)
 
     def _slot(self, model: str, body: dict[str, Any], request: Request, started: float | None = None):  # -> an async context manager yielding a Ticket
-        """A runner for the request (tests/fake/scheduler.py), held while it generates; ``started``: the handler's start."""
+        """A runner for the request (tests/fake/scheduler.py), held while it generates; ``started``: the handler's start.
+
+        A cloud model has none: Ollama hands it to ollama.com before its scheduler (server/routes.go GenerateHandler
+        and ChatHandler, the modelSourceCloud branch returns before scheduleRunner; server/cloud_proxy.go
+        cloudPassthroughMiddleware on /v1): no load, no pending queue, no slot, nothing in /api/ps."""
+        if model.endswith(CLOUD_SUFFIXES):
+            return _cloud()
         options = body.get("options") if isinstance(body.get("options"), dict) else None
         # The request's id in the truth log: the caller's own, else the trace id of its traceparent (what the proxy's /-/requests lists).
         traceparent = request.headers.get("traceparent", "").split("-")
@@ -321,7 +330,7 @@ class FakeOllama:
             async with self._slot(model, body, request, started) as ticket:
                 await asyncio.sleep(prompt_ns / 1e9)
                 eval_started = time.perf_counter()
-                await asyncio.sleep(self.token_delay * len(pieces))
+                await asyncio.sleep(self._generation_s(pieces))
                 eval_ns = int((time.perf_counter() - eval_started) * 1e9)
                 ticket.ran(prompt_ns / 1e9, eval_ns / 1e9)
             self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
@@ -338,7 +347,7 @@ class FakeOllama:
                     await asyncio.sleep(prompt_ns / 1e9)
                     eval_started = time.perf_counter()
                     for piece in pieces:
-                        await asyncio.sleep(self.token_delay)
+                        await asyncio.sleep(self._generation_s([piece]))
                         line = go_json({**head(piece.content, piece), "done": False}) + b"\n"
                         sent.append(line)
                         yield line
@@ -534,11 +543,13 @@ class FakeOllama:
 
         if not body.get("stream", False):
             async with self._slot(model, body, request):
-                await asyncio.sleep(self.token_delay * len(pieces))
+                eval_started = time.perf_counter()
+                await asyncio.sleep(self._generation_s(pieces))
+                eval_seconds = time.perf_counter() - eval_started
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
             first = {"index": 0, "message": message(whole, True), "finish_reason": finish} if chat else {"text": whole.content, "index": 0, "finish_reason": finish}
-            self._record(request.url.path, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
+            self._record(request.url.path, model, prompt_tokens, eval_count, eval_seconds)
             payload = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": [first], "usage": usage}
             return Response(go_json(payload), media_type="application/json")
 
@@ -547,7 +558,7 @@ class FakeOllama:
             async with self._slot(model, body, request):
                 eval_started = time.perf_counter()
                 for index, piece in enumerate(pieces):
-                    await asyncio.sleep(self.token_delay)
+                    await asyncio.sleep(self._generation_s([piece]))
                     line = event([choice(piece, None, first=index == 0)])
                     sent.append(line)
                     yield line
@@ -572,6 +583,8 @@ class FakeOllama:
         tools = body.get("tools")
         if tools and isinstance(tools, list) and isinstance(tools[0], dict):
             name = tools[0].get("name") or (tools[0].get("function") or {}).get("name") or "tool"
+            if self.tool_preamble_tokens:  # text before the call ("Let me check the weather."), where configured
+                pieces += self._answer(model, self.tool_preamble_tokens)
             pieces.append(Piece(tool_call={"id": f"call_{len(pieces)}", "name": name, "arguments": {"city": "Paris"}}))
             return pieces, "stop"
         count = limit if isinstance(limit, int) and limit > 0 else self.answer_tokens
@@ -584,6 +597,12 @@ class FakeOllama:
     @staticmethod
     def _eval_count(pieces: list[Piece]) -> int:
         return sum(TOOL_CALL_TOKENS if piece.tool_call else piece.tokens for piece in pieces)
+
+    def _generation_s(self, pieces: list[Piece]) -> float:
+        """How long the model takes to generate ``pieces``: a token time a token, a tool call's tokens too. Ollama's
+        parser holds a call back until it is whole (tools/tools.go Parser.Add, the model/parsers' tool states), so its
+        tokens are all generated before it is sent, in one chunk."""
+        return self.token_delay * self._eval_count(pieces)
 
     async def _converted(self, request: Request, route: str) -> Response:
         anthropic = route == "/v1/messages"
@@ -604,8 +623,11 @@ class FakeOllama:
         done = Piece(done=True, done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
         if not body.get("stream", False):
             async with self._slot(model, body, request):
-                await asyncio.sleep(self.answer_delay + self.token_delay * len(pieces))
-            self._record(route, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
+                await asyncio.sleep(self.answer_delay)
+                eval_started = time.perf_counter()
+                await asyncio.sleep(self._generation_s(pieces))
+                eval_seconds = time.perf_counter() - eval_started
+            self._record(route, model, prompt_tokens, eval_count, eval_seconds)
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None),
                           done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
@@ -621,11 +643,13 @@ class FakeOllama:
                 for event in converter.opening():
                     yield event
                 await asyncio.sleep(self.first_delta_delay)
+                eval_started = time.perf_counter()
                 for piece in pieces:
-                    await asyncio.sleep(self.token_delay)
+                    await asyncio.sleep(self._generation_s([piece]))
                     for event in converter.process(piece):
                         yield event
-            self._record(route, model, prompt_tokens, eval_count, self.token_delay * len(pieces))
+                eval_seconds = time.perf_counter() - eval_started
+            self._record(route, model, prompt_tokens, eval_count, eval_seconds)
             for event in converter.process(done):
                 yield event
 
@@ -703,7 +727,7 @@ class FakeOllama:
     async def fake_configure(self, request: Request) -> Response:
         """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``add_models``
         ({name: FakeModel's fields}), ``aliases`` ({new name: existing name}, as ``ollama cp``), ``remove_models``,
-        ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
+        ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``tool_preamble_tokens``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
         ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs), ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS)."""
         body = await request.json()
         for name, fields in (body.get("add_models") or {}).items():
@@ -728,6 +752,8 @@ class FakeOllama:
             self.answer_delay = float(body["answer_delay"])
         if "answer_tokens" in body:
             self.answer_tokens = int(body["answer_tokens"])
+        if "tool_preamble_tokens" in body:
+            self.tool_preamble_tokens = int(body["tool_preamble_tokens"])
         if "first_delta_delay" in body:
             self.first_delta_delay = float(body["first_delta_delay"])
         if "token_delay" in body:
@@ -745,6 +771,12 @@ class FakeOllama:
             self.scheduler.log.clear()
             self.scheduler.residency.clear()
         return JSONResponse({"ok": True})
+
+
+@contextlib.asynccontextmanager
+async def _cloud() -> AsyncIterator[Ticket]:
+    """What a cloud model's request holds in Ollama: no runner (its time is ollama.com's)."""
+    yield Ticket(0, Truth("", "", ""))
 
 
 def echo_request_id(app: Any) -> Any:

@@ -5,24 +5,89 @@ rules through the running proxy and the official client libraries."""
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import re
 from pathlib import Path
 
 import pytest
 
-from otel_proxy.clients import CLIENT_FAMILIES, FAMILIES, ApiKeys, KeyFile, KeyFileError, carries_a_key, family_of, presented_key
+from tests.support.harness import ROOT
+from otel_proxy.clients import CLIENT_FAMILIES, FAMILIES, ApiKeys, Caller, KeyFile, KeyFileError, carries_a_key, family_of, presented_key
 
 KEYS = "# who: key\n\nopen-webui: sk-webui-0123456789\n  claude-code :  sk-claude:with:colons  \n"
 
 
 def test_the_families_are_the_documented_list_first_match_first():
-    assert CLIENT_FAMILIES == ("ollama-python", "ollama-js", "openai-python", "openai-node", "anthropic-python", "anthropic-node", "open-webui",
-                               "curl", "python-httpx", "python-requests", "go-http", "browser", "other")
-    assert len(FAMILIES) == 12
-    # case-insensitive, anchored where the SDK names itself first, anywhere for Open WebUI (which sends a browser's agent)
+    documented = (ROOT / "docs" / "metrics.md").read_text().split("<!-- client-families -->")[1].split("<!-- /client-families -->")[0]
+    assert CLIENT_FAMILIES == tuple(re.findall(r"^\| `([a-z-]+)` \|", documented, re.M))
+    assert CLIENT_FAMILIES[-1] == "other" and len(FAMILIES) == 21
+    # case-insensitive, anchored where the client names itself first, anywhere for Open WebUI (which sends a browser's agent)
     assert family_of("OLLAMA-PYTHON/1") == "ollama-python" and family_of("x ollama-python/1") == "other"
     assert family_of("Mozilla/5.0 ... OpenWebUI") == "open-webui" and family_of("Mozilla/5.0") == "browser"
+
+
+# Each client's User-Agent as its own source builds it (the file is named in docs/metrics.md, "Who is using it").
+@pytest.mark.parametrize(
+    ("user_agent", "family"),
+    [
+        ("claude-cli/2.1.197 (external, cli)", "claude-code"),  # @anthropic-ai/claude-code cli.js
+        ("claude-cli/2.1.110 (external, sdk-ts, agent-sdk/0.2.3)", "claude-code"),
+        ("codex_exec/0.171.0 (Ubuntu 24.4.0; x86_64) xterm-256color (codex_exec; 0.171.0)", "codex"),  # codex-rs default_client.rs
+        ("codex-tui/0.171.0 (Mac OS 15.6.0; arm64) unknown (codex-tui; 0.171.0)", "codex"),
+        ("codex_cli_rs/0.171.0 (Windows 11; x86_64) vscode/1.105.0", "codex"),
+        ("opencode/1.18.33", "opencode"),  # opencode's provider headers
+        ("Zed/0.190.5 (macos; aarch64)", "zed"),  # crates/zed/src/main.rs
+        ("litellm/1.110.2", "litellm"),  # litellm/llms/custom_httpx/http_handler.py; aider through LiteLLM too
+        ("ollama/0.12.3 (amd64 linux) Go/go1.24.1", "ollama-cli"),  # api/client.go
+        ("open-webui/0.6.5", "open-webui"),
+        ("ollama-python/0.6.3 (x86_64 linux) Python/3.11.7", "ollama-python"),  # also langchain-ollama
+        ("ollama-js/0.6.3 (x64 linux Node.js/v22.3.0)", "ollama-js"),  # also n8n's Ollama node
+        ("OpenAI/Python 3.57.0", "openai-python"),
+        ("AsyncOpenAI/Python 3.57.0", "openai-python"),
+        ("OpenAI/JS 6.1.0", "openai-node"),  # also Continue's CLI
+        ("Anthropic/Python 2.15.0", "anthropic-python"),
+        ("AsyncAnthropic/Python 2.15.0", "anthropic-python"),
+        ("Anthropic/JS 0.60.0", "anthropic-node"),
+        ("ai-sdk/provider-utils/4.0.35 runtime/bun/1.3.14", "ai-sdk"),  # the Vercel AI SDK: Cline's Ollama provider
+        ("curl/8.5.0", "curl"),
+        ("python-httpx/0.28.1", "python-httpx"),
+        ("python-requests/2.34.2", "python-requests"),
+        ("Python/3.11 aiohttp/3.12.15", "aiohttp"),  # Open WebUI without its forwarded headers
+        ("node-fetch", "node-fetch"),  # Continue's IDE extension
+        ("Go-http-client/1.1", "go-http"),
+        ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/156.0 Safari/537.36", "browser"),
+        ("", "other"),
+        ("my-script/1.0", "other"),
+    ],
+)
+def test_each_client_is_named_by_the_user_agent_its_source_sends(user_agent, family):
+    assert family_of(user_agent) == family
+    assert Caller.of([(b"user-agent", user_agent.encode())]).family() == family
+
+
+def test_an_agent_without_a_user_agent_of_its_own_is_named_by_its_own_header():
+    def family(*headers: tuple[bytes, bytes]) -> str:
+        return Caller.of(list(headers)).family()
+
+    assert family((b"originator", b"codex_exec"), (b"session_id", b"019a")) == "codex"  # codex's set-up calls: no User-Agent
+    assert family((b"originator", b"my-app")) == "other"  # only Codex's originator names Codex
+    assert family((b"user-agent", b"Python/3.11 aiohttp/3.12.15"), (b"x-openwebui-chat-id", b"c1")) == "open-webui"
+    assert family((b"user-agent", b"ai-sdk/openai-compatible/2.0.41"), (b"x-session-affinity", b"ses_1")) == "opencode"
+    assert family((b"agent-session-id", b"20260101_1")) == family((b"goose-session-id", b"x")) == "goose"  # goose sends no User-Agent
+    assert family((b"user-agent", b"OpenAI/JS 6.1.0"), (b"x-claude-code-session-id", b"a")) == "claude-code"
+    # an agent's own User-Agent wins over another agent's header
+    assert family((b"user-agent", b"claude-cli/2.1.197 (external, cli)"), (b"agent-session-id", b"g")) == "claude-code"
+
+
+def test_a_session_is_read_from_its_agents_header_and_kept_only_hashed():
+    claude = Caller.of([(b"x-claude-code-session-id", b"0b7c3c1e-session"), (b"session_id", b"codex-id")])
+    assert claude.session_hash() == hashlib.sha256(b"0b7c3c1e-session").hexdigest()[:16]  # Claude Code's header comes first
+    for name in (b"session_id", b"session-id", b"x-session-id", b"x-session-affinity", b"agent-session-id", b"goose-session-id", b"x-openwebui-chat-id"):
+        assert Caller.of([(name, b" id-1 ")]).session_hash() == hashlib.sha256(b"id-1").hexdigest()[:16], name
+    assert Caller.of([(b"user-agent", b"curl/8")]).session_hash() is None
+    assert Caller.of([(b"session_id", b"x" * 300)]).session_hash() == hashlib.sha256(b"x" * 256).hexdigest()[:16]  # bounded
 
 
 def test_a_key_file_gives_each_name_its_keys_digest():

@@ -19,10 +19,11 @@ from tests.support.harness import Server, configure_fake
 from tests.support.in_process import InProcessProxy
 
 # The schema of /-/requests: these keys, in this order (docs/metrics.md lists them). The first 40 were its keys
-# before the finished request was one value; response_model and waited_behind_s came with it.
+# before the finished request was one value; response_model and waited_behind_s came with it, session and first_output
+# with the agents' turns.
 SCHEMA = (
-    "start_time", "trace_id", "trace_sampled", "method", "client", "route", "operation", "model", "requested_model", "response_model",
-    "stream", "status", "duration_s", "time_to_first_token_s", "input_tokens", "output_tokens", "tokens_per_second", "load_duration_s",
+    "start_time", "trace_id", "trace_sampled", "method", "client", "session", "route", "operation", "model", "requested_model", "response_model",
+    "stream", "status", "duration_s", "time_to_first_token_s", "first_output", "input_tokens", "output_tokens", "tokens_per_second", "load_duration_s",
     "queue_wait_s", "pending_wait_s", "waited_behind", "waited_behind_s", "drain_s", "load_s", "unknown_s", "load_reason", "reload_cause",
     "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_total_s", "ollama_other_s", "proxy_s", "context_length", "context_fill", "error_type",
     "error", "finish_reason", "reasoning", "tool_calls", "cloud",
@@ -32,8 +33,8 @@ SCHEMA = (
 def observed(**changes: object) -> Observed:
     seen = Observed(started=100.0, started_ns=1_700_000_000_000_000_000, ended=102.0, trace_id=7, trace_sampled=True, method="POST",
                     route="/v1/chat/completions", operation="chat", facts=RequestFacts("llama3.2", True), status=200, error_type=None,
-                    error_message=None, first_output_at=100.5, client="openai-python", model="llama3.2:latest", model_label="llama3.2:latest",
-                    context_length=4096)
+                    error_message=None, first_output_at=100.5, streamed=True, client="openai-python", session=None, model="llama3.2:latest",
+                    model_label="llama3.2:latest", context_length=4096)
     return dataclasses.replace(seen, **changes)
 
 
@@ -46,7 +47,14 @@ def test_one_rate_from_ollamas_timing_where_it_gave_one_else_from_the_stream():
     assert streamed.tokens_per_second == pytest.approx(7 / 1.5) and streamed.time_per_output_token_s == pytest.approx(1.5 / 7)
     assert generation(Report(output_tokens=8), observed()) == (7, pytest.approx(1.5))
     # nothing to divide: one token, one piece, no count, or no time between the first output and the end
-    for seen, report in ((observed(), Report(output_tokens=1)), (observed(facts=RequestFacts("m", False)), Report(output_tokens=8)),
+    # an answer that opened with a tool call: generated whole before its first byte, no rate (on /api/chat, Ollama's is kept)
+    tool_first = Report(output_tokens=8, first_output="tool_call")
+    assert finish(observed(), tool_first, Decomposition()).tokens_per_second is None
+    assert finish(observed(), dataclasses.replace(tool_first, eval_s=0.4), Decomposition()).tokens_per_second == 20.0
+    assert finish(observed(), dataclasses.replace(tool_first, first_output="text"), Decomposition()).tokens_per_second == pytest.approx(7 / 1.5)
+    # whether it streamed is the answer's (a body whose "stream" the proxy could not read says nothing)
+    assert finish(observed(facts=RequestFacts("m", False)), Report(output_tokens=8), Decomposition()).stream is True
+    for seen, report in ((observed(), Report(output_tokens=1)), (observed(streamed=False), Report(output_tokens=8)),
                          (observed(), Report()), (observed(first_output_at=102.0), Report(output_tokens=8)),
                          (observed(operation="embeddings"), Report(output_tokens=8))):
         done = finish(seen, report, Decomposition())

@@ -135,6 +135,11 @@ def test_the_report_is_the_fakes_account_whatever_the_chunk_boundaries(name):
     assert report.output_tokens == (generated if output_known else None), (report, generated)
     assert report.output_counted_from_chunks == (name == "openai chat stream")
     assert report.tool_calls == ("tools" in name) and report.reasoning == ("thinking" in name)
+    # what came first: reasoning before content, and the fake's tool answers are a call alone (a whole body and an
+    # embedding have no first output)
+    streamed = answer.headers["content-type"].startswith(("application/x-ndjson", "text/event-stream"))
+    kind = "reasoning" if "thinking" in name else "tool_call" if "tools" in name else "text"
+    assert report.first_output == (kind if streamed else None), report
     # the model each answer names, as read: a Messages stream names it only in message_start, before the tail
     assert report.response_model == (None if path == "/v1/messages" and body.get("stream") else MODEL), report
     if path.startswith("/api/") and path != "/api/embed":

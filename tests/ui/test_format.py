@@ -101,3 +101,14 @@ def test_shares_of_the_generation_time_say_no_data_rather_than_zero():
     assert sum(fmt.shares({"slot": 3.0, "generation": 2.0, "all": 4.0}).values()) == 1.25  # more than the whole: never a negative rest
     assert fmt.shares({"slot": 3.0, "generation": 2.0, "all": 4.0})[fmt.REST] == 0.0
     assert fmt.shares({"queueing": None, "all": None}) == {} and fmt.shares({"queueing": 0.0, "all": 0.0}) == {}
+
+
+def test_waterfall_of_a_tool_call_first_and_of_a_cloud_model_says_what_the_time_was():
+    call = {"duration_s": 2.0, "time_to_first_token_s": 1.75, "first_output": "tool_call", "pending_wait_s": 0.0, "drain_s": 0.0, "load_s": 0.0,
+            "slot_wait_s": 0.0, "prompt_eval_s": None, "eval_s": None, "ollama_total_s": None, "ollama_other_s": None, "proxy_s": None}
+    assert [(r["phase"], r["end"]) for r in fmt.waterfall(call)] == [("prompt and the whole tool call (sent once complete)", 1.75), ("closing the answer", 2.0)]
+    bare = fmt.waterfall({"duration_s": 2.0, "time_to_first_token_s": 1.75, "first_output": "tool_call"})
+    assert [r["phase"] for r in bare] == ["prompt and the whole tool call (sent once complete)", "closing the answer"]
+    cloud = {"duration_s": 3.0, "time_to_first_token_s": 0.5, "first_output": "text", "cloud": True, "load_s": None, "prompt_eval_s": None}
+    assert [(r["phase"], r["end"]) for r in fmt.waterfall(cloud)] == [("cloud (ollama.com): until the first token", 0.5), ("cloud: streaming the answer", 3.0)]
+    assert [r["phase"] for r in fmt.waterfall({**cloud, "time_to_first_token_s": None})] == ["cloud (ollama.com), whole request"]

@@ -228,3 +228,28 @@ def test_a_model_ollama_lacks_is_neither_loaded_nor_kept(scheduled):
     metrics = scrape(proxy.url)
     assert metrics.series("ollama_model_loads_total", ollama_load_reason="cold") == [
         {"gen_ai_provider_name": "ollama", "gen_ai_request_model": MODEL, "ollama_load_reason": "cold"}]
+
+
+def test_a_cloud_model_goes_around_the_scheduler_and_holds_up_no_local_load(scheduled):
+    """Ollama hands a cloud model to ollama.com before its scheduler (server/routes.go, the modelSourceCloud branch): no
+    load, no slot, no pending queue. A local cold load made while a cloud answer streams waits behind nothing."""
+    fake, proxy = scheduled
+    cloud = "gpt-oss:120b-cloud"
+
+    def stream_cloud() -> None:
+        body = {"model": cloud, "messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": 40}}
+        httpx.post(proxy.url + "/api/chat", json=body, timeout=60).raise_for_status()
+
+    concurrently([stream_cloud, lambda: (time.sleep(0.1), generate(proxy, tokens=2))])
+    pairs = joined(fake, proxy)
+    assert [truth["model"] for _, truth in pairs] == [MODEL]  # the fake's scheduler never saw the cloud request
+    (local, truth), = pairs
+    assert truth["load_reason"] == "cold" and truth["pending_s"] < 0.01 and truth["behind"] == [] and local["waited_behind"] == []
+    assert_parts_match(pairs)
+    entry = next(e for e in httpx.get(proxy.url + "/-/requests").json()["requests"] if e["requested_model"] == cloud)
+    assert entry["cloud"] is True and entry["output_tokens"] == 40
+    assert [entry[part] for part in (*PARTS, "load_reason", "load_duration_s", "queue_wait_s")] == [None] * 7  # ollama.com's time, not told apart
+    metrics = scrape(proxy.url)
+    assert metrics.value("ollama_model_loads_total") == 1 and metrics.value("ollama_model_loads_total", gen_ai_request_model=MODEL, ollama_load_reason="cold") == 1
+    assert metrics.series("ollama_scheduler_time_seconds_total", gen_ai_request_model=cloud) == []
+    assert metrics.value("ollama_requests_in_flight", gen_ai_request_model=cloud) == 0
