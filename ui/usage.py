@@ -151,7 +151,7 @@ def price_of(per_kwh: str, currency: str) -> Price | None:
     if not per_kwh:
         return None
     if not currency:
-        raise ValueError("USAGE_PRICE_PER_KWH needs USAGE_CURRENCY (EUR, USD...) beside it")
+        raise ValueError("a price per kWh needs its currency (USAGE_CURRENCY, or --currency: EUR, USD...)")
     try:
         return Price(float(per_kwh), currency)
     except ValueError:
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         price = price_of(str(args.price_per_kwh) if args.price_per_kwh is not None else configured.price_per_kwh, args.currency or configured.currency)
     except ValueError as exc:
-        parser.error(f"{exc}: --price-per-kwh 0.25 --currency EUR (or $USAGE_PRICE_PER_KWH and $USAGE_CURRENCY)")
+        parser.error(str(exc))
     try:
         rows = usage(Prometheus(args.prometheus), args.by, args.since, args.per, args.host, price)
     except PrometheusError as exc:
