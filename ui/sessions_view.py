@@ -25,7 +25,7 @@ def rows(found: list[Session]) -> pd.DataFrame:
             "to first output": fmt.seconds(session.to_first_output_s),
             "generating": fmt.seconds(session.after_first_output_s),
             "between turns": fmt.seconds(session.between_turns_s),
-            "last turn": fmt.age(time.time() - session.ended) + " ago",
+            "last turn": fmt.age(time.time() - session.ended),
         }
         for session in found
     ])
@@ -40,7 +40,7 @@ def show(entries: list[dict], unreachable: list[str]) -> None:
         st.caption("No agent session among the recent requests. Claude Code, Codex, opencode and goose name their sessions "
                    "in a header (docs/metrics.md); other clients' requests are listed under Live.")
         return
-    st.dataframe(rows(found), hide_index=True, width="stretch")
+    st.table(rows(found).set_index("session"))  # a few rows: a plain table, every figure readable as text
     st.caption("From each proxy's recent requests (--recent-requests). In Ollama: each turn from its arrival to its last byte, "
                "as waiting (loads, a reload's drain, a free slot), up to the first output (the prompt; for a turn that opens with "
                "a tool call, its whole generation too) and generating. Between turns: the agent's tools running on your machine, "

@@ -44,6 +44,7 @@ from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -162,6 +163,7 @@ class FakeOllama:
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.scheduler = Scheduler(load_delay)
         self.stats = Stats()
+        self.served: dict[str, float] = {}  # request id -> seconds from arrival to the last byte (TimedRequests)
         self.native_metrics = False  # Ollama has no /metrics today; an open pull request adds one (shared/ollama-facts.md)
 
     # Helpers ----------------------------------------------------------------------------
@@ -721,6 +723,10 @@ class FakeOllama:
         self.scheduler.resident()
         return JSONResponse([vars(event) for event in self.scheduler.residency])
 
+    async def fake_served(self, request: Request) -> Response:
+        """Each request's time in the fake, by its id (TimedRequests)."""
+        return JSONResponse(self.served)
+
     async def fake_stats(self, request: Request) -> Response:
         return JSONResponse(self.stats.as_json())
 
@@ -798,6 +804,29 @@ def echo_request_id(app: Any) -> Any:
     return with_echo
 
 
+class TimedRequests:
+    """The fake's own time for each request that names itself (``x-fake-request-id``, else the trace id of its
+    ``traceparent``): from its arrival to its answer's last byte, as Ollama's handler would spend it (``/fake/served``)."""
+
+    def __init__(self, app: Any, served: dict[str, float]) -> None:
+        self.app, self.served = app, served
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        headers = dict(scope.get("headers", ())) if scope["type"] == "http" else {}
+        traceparent = headers.get(b"traceparent", b"").split(b"-")
+        request_id = (headers.get(b"x-fake-request-id") or (traceparent[1] if len(traceparent) == 4 else b"")).decode("latin-1")
+        if not request_id:
+            return await self.app(scope, receive, send)
+        arrived = time.perf_counter()
+
+        async def timed(message: dict[str, Any]) -> None:
+            await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                self.served[request_id] = time.perf_counter() - arrived
+
+        await self.app(scope, receive, timed)
+
+
 def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
     fake = FakeOllama(token_delay, load_delay)
     routes = [
@@ -821,11 +850,12 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
         Route("/fake/stats", fake.fake_stats),
         Route("/fake/schedule", fake.fake_schedule),
         Route("/fake/residency", fake.fake_residency),
+        Route("/fake/served", fake.fake_served),
         Route("/fake/echo", fake.fake_echo, methods=["GET", "POST", "PUT"]),
         Route("/fake/configure", fake.fake_configure, methods=["POST"]),
         Route("/{path:path}", fake.not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(TimedRequests, served=fake.served)])
     app.state.fake = fake
     return app
 

@@ -22,7 +22,7 @@ def test_a_session_adds_its_turns_and_the_time_between_them():
         turn("b", 1003.0, 1.0, None, wait=None, tokens=(5, None), client="codex", model="gpt-oss:20b"),  # no stream, no count
         turn("a", 1010.0, 3.0, 0.25, wait=None),
     ]
-    b, a = sessions(entries)  # the latest first
+    a, b = sessions(entries)  # the latest first
     assert (a.session, a.client, a.models, a.turns, a.input_tokens, a.output_tokens) == ("a", "claude-code", ("qwen3-coder:30b",), 3, 400, 26)
     assert (a.started, a.ended) == (1000.0, 1013.0)
     assert a.waiting_s == 0.5 and a.to_first_output_s == pytest.approx(1.0 + 1.0 + 0.25) and a.after_first_output_s == pytest.approx(0.5 + 0.0 + 2.75)
