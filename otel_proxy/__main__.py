@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
+import resource
 from pathlib import Path
 
 from otel_proxy.app import create_app
-from otel_proxy.server_protocol import ServerProtocol
+from otel_proxy.server_protocol import ConnectionLimits, ServerProtocol
 from otel_proxy.clients import KeyFile, KeyFileError
 from otel_proxy.config import ProxySettings
 from ollama_otel_stack.service import add_flag, configure_logging, serve, service_parser
 from ollama_otel_stack.telemetry import setup_telemetry
 
+log = logging.getLogger("otel_proxy")
 DEFAULTS = ProxySettings()
 CLIENT_SPANS = ("proxy", "httpx")
 UPSTREAM_TRANSPORTS = ("proxy", "httpx")
@@ -37,6 +40,12 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         parser, "--upstream-transport", "OTEL_PROXY_UPSTREAM_TRANSPORT", DEFAULTS.upstream_transport, str,
         "who speaks HTTP/1.1 to Ollama: proxy (its own transport, for speed) or httpx (httpx's default transport, httpcore)",
     )
+    add_flag(parser, "--header-timeout", "OTEL_PROXY_HEADER_TIMEOUT", DEFAULTS.header_timeout_s, float,
+             "seconds a request head may take to arrive, and a body between two of its reads (nginx's client_header_timeout)")
+    add_flag(parser, "--max-connections", "OTEL_PROXY_MAX_CONNECTIONS", DEFAULTS.max_connections, int,
+             "open client connections at once, past which a new one gets 503 (0: half the open-file limit)")
+    add_flag(parser, "--max-connections-per-peer", "OTEL_PROXY_MAX_CONNECTIONS_PER_PEER", DEFAULTS.max_connections_per_peer, int,
+             "open connections from one address (0: a quarter of --max-connections)")
     add_flag(parser, "--max-clients", "OTEL_PROXY_MAX_CLIENTS", DEFAULTS.max_clients, int, "distinct X-Client-Name values in metrics before the rest become 'other'")
     add_flag(parser, "--api-keys", "OTEL_PROXY_API_KEYS_FILE", "", str, "a file of `name: key` lines: every Ollama path then needs one of the keys")
     add_flag(parser, "--max-concurrent-per-key", "OTEL_PROXY_MAX_CONCURRENT_PER_KEY", DEFAULTS.max_concurrent_per_key, int, "with --api-keys: requests one key may have in flight at once, 0 for no limit (past it: 429)")
@@ -70,6 +79,8 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
             parser.error(f"{flag} {path} cannot be read")
     if args.client_spans not in CLIENT_SPANS:
         parser.error(f"--client-spans must be one of {', '.join(CLIENT_SPANS)}, not {args.client_spans!r}")
+    if args.header_timeout <= 0 or args.max_connections < 0 or args.max_connections_per_peer < 0:
+        parser.error("--header-timeout is a number of seconds over 0; --max-connections and --max-connections-per-peer are 0 (from the file limit) or more")
     if args.upstream_transport not in UPSTREAM_TRANSPORTS:
         parser.error(f"--upstream-transport must be one of {', '.join(UPSTREAM_TRANSPORTS)}, not {args.upstream_transport!r}")
     capture = os.environ.get("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT", "").strip().lower() in {"true", "1", "yes"}
@@ -88,6 +99,9 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         client_spans=args.client_spans,
         upstream_transport=args.upstream_transport,
         max_clients=args.max_clients,
+        header_timeout_s=args.header_timeout,
+        max_connections=args.max_connections,
+        max_connections_per_peer=args.max_connections_per_peer,
         api_keys=keys,
         max_concurrent_per_key=args.max_concurrent_per_key,
         metrics_token=token,
@@ -95,12 +109,29 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     )
 
 
+def raise_file_limit() -> int:
+    """The soft limit on open files raised to the hard one (systemd's default soft limit is 1,024: at it every other client
+    is refused, silently); the limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+        except (ValueError, OSError) as exc:
+            log.warning("the open-file limit stays %d (raising it to %d failed: %s)", soft, hard, exc)
+    return soft
+
+
 def main(argv: list[str] | None = None) -> None:
     configure_logging()
     settings = settings_from(argv)
     telemetry = setup_telemetry("otel-proxy", settings.instance_id)
+    files = raise_file_limit()
+    total, per_peer = settings.connection_caps(files)
+    log.info("open files up to %d: at most %d client connections, %d from one address", files, total, per_peer)
+    limits = ConnectionLimits(settings.max_header_bytes, settings.header_timeout_s, total, per_peer)
     try:
-        protocol = functools.partial(ServerProtocol, max_head_bytes=settings.max_header_bytes)
+        protocol = functools.partial(ServerProtocol, limits=limits)
         serve(create_app(settings, telemetry), settings.host, settings.port, http=protocol, tls=settings.tls)
     finally:
         telemetry.shutdown()

@@ -76,10 +76,14 @@ def upstream_transport(settings: ProxySettings, after_send: Callable[[], None]) 
 
 
 async def _watch_key_file(keys: KeyFile) -> None:
-    """The keys file read again when it changes (SIGHUP reads it at once)."""
+    """The keys file read again when it changes (SIGHUP reads it at once). Whatever goes wrong with one read is logged and
+    the keys in force stay: the watcher lives on, so a key removed from the file later is revoked later."""
     while True:
         await asyncio.sleep(KEY_FILE_CHECK_S)
-        keys.reload_if_changed()
+        try:
+            keys.reload_if_changed()
+        except Exception:
+            log.exception("--api-keys %s could not be read again; the %d keys read before stay in force", keys.path, len(keys.keys.pairs))
 
 
 class ProxyApp:

@@ -133,9 +133,12 @@ class ApiKeys:
     @classmethod
     def load(cls, path: Path) -> ApiKeys:
         try:
-            text = path.read_text()
+            text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows editors write one) is no part of the first name
         except OSError as exc:
             raise KeyFileError(f"--api-keys {path}: cannot be read ({exc.strerror})") from exc
+        except UnicodeDecodeError as exc:
+            line = path.read_bytes()[: exc.start].count(b"\n") + 1
+            raise KeyFileError(f"--api-keys {path}, line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start})") from exc
         return cls.load_text(text, str(path))
 
     @classmethod

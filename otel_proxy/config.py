@@ -23,6 +23,9 @@ class ProxySettings:
     recent_requests: int = 200  # finished requests kept for /-/requests
     body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
     max_header_bytes: int = 64 << 10  # a larger request head gets 431 as it is parsed, never forwarded (Ollama's own limit is 1 MiB)
+    header_timeout_s: float = 30.0  # a head must arrive, and a body keep arriving, within this (otel_proxy/server_protocol.py)
+    max_connections: int = 0  # open client connections at once; 0: from the file limit (connection_caps)
+    max_connections_per_peer: int = 0  # from one address; 0: a quarter of max_connections
     cold_load_threshold_s: float = 0.1  # a load_duration under this was no load (scheduling only)
     ps_interval_s: float = 5.0
     num_parallel: int = 1  # Ollama's OLLAMA_NUM_PARALLEL (its default is 1): replays the slot waits of answers Ollama did not time
@@ -49,6 +52,12 @@ class ProxySettings:
             write=self.idle_timeout_s,
             pool=self.connect_timeout_s,
         )
+
+    def connection_caps(self, file_limit: int) -> tuple[int, int]:
+        """(total, per peer): where not set, from the process's file limit, each proxied request holding two files (the
+        client's connection and Ollama's), less some for the rest (listeners, logs, /api/ps)."""
+        total = self.max_connections or max(16, (file_limit - 64) // 2)
+        return total, self.max_connections_per_peer or max(4, total // 4)
 
     @property
     def instance_id(self) -> str:

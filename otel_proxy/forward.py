@@ -19,7 +19,7 @@ from opentelemetry import context as otel_context
 from otel_proxy import ollama
 from otel_proxy.clients import carries_a_key, presented_key
 from otel_proxy.config import ProxySettings
-from otel_proxy.observer import CLIENT_DISCONNECTED, RATE_LIMITED, UNAUTHORIZED, ObserverContext, RequestObserver
+from otel_proxy.observer import CLIENT_DISCONNECTED, INVALID_TARGET, RATE_LIMITED, UNAUTHORIZED, ObserverContext, RequestObserver
 
 log = logging.getLogger(__name__)
 
@@ -178,17 +178,13 @@ async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_d
             return
 
 
-async def send_error(send: Send, observer: RequestObserver, status: int, message: str) -> None:
-    """The proxy's own answer, in the error shape of the API called (otel_proxy/ollama.py error_body)."""
+async def send_error(send: Send, observer: RequestObserver, status: int, message: str, refused: bool = False) -> None:
+    """The proxy's own answer, in the error shape of the API called (otel_proxy/ollama.py error_body). A ``refused``
+    request's connection closes after it: nothing more of it is read (its body, a chunked body's trailers)."""
     observer.response_started(status, "application/json")
     body = ollama.error_body(observer.route, status, message)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())],
-        }
-    )
+    headers = [(b"content-type", b"application/json; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": [*headers, (b"connection", b"close")] if refused else headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -230,8 +226,12 @@ class Forwarder:
         # Routed and recorded on the path Ollama will see: httpx removes dot segments (/x/../api/generate).
         observer = RequestObserver(self._observers, scope, url.path if url is not None else scope["path"])
         try:
+            # The key first, whatever the target: a stranger's request is refused before anything else is looked at.
+            if self._settings.api_keys is not None and not await self._authenticated(scope, send, observer):
+                return
             if url is None:
-                await send_error(send, observer, 400, f"otel-proxy: the request target is not a valid URL path ({problem})")
+                observer.failed(INVALID_TARGET, f"otel-proxy: the request target is not a valid URL path ({problem})")
+                await send_error(send, observer, 400, f"otel-proxy: the request target is not a valid URL path ({problem})", refused=True)
             else:
                 await self._admit(scope, receive, send, observer, url)
         except ClientDisconnected:
@@ -239,27 +239,34 @@ class Forwarder:
         finally:
             observer.finish()
 
-    async def _admit(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver, url: httpx.URL) -> None:
-        """With keys: only a request with a valid one, and no more than --max-concurrent-per-key of each at once."""
+    async def _authenticated(self, scope: Scope, send: Send, observer: RequestObserver) -> bool:
+        """With keys: whether the request presents a valid one (its name then labels it); else a 401, and the
+        connection closes unread."""
         keys = self._settings.api_keys
-        if keys is None:
-            await self._forward(scope, receive, send, observer, url)
-            return
+        assert keys is not None
         key, problem = presented_key(scope["headers"])
         name = keys.check(key) if key is not None and problem is None else None
         if name is None:
             # Never forwarded, never logged with the key; answered in the shape of the API called.
             message = f"otel-proxy: {problem or ('the API key is not valid' if key is not None else 'an API key is required')}"
             observer.failed(UNAUTHORIZED, message)
-            await send_error(send, observer, 401, message + " (Authorization: Bearer <key>, or x-api-key: <key>)")
-            return
+            await send_error(send, observer, 401, message + " (Authorization: Bearer <key>, or x-api-key: <key>)", refused=True)
+            return False
         observer.key_name = name
+        return True
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, observer: RequestObserver, url: httpx.URL) -> None:
+        """No more than --max-concurrent-per-key of each key's requests at once."""
+        name = observer.key_name
+        if name is None:
+            await self._forward(scope, receive, send, observer, url)
+            return
         limit = self._settings.max_concurrent_per_key
         in_flight = self._in_flight_per_key.get(name, 0)
         if limit and in_flight >= limit:
             message = f"otel-proxy: the key {name!r} has {in_flight} requests in flight, its limit (--max-concurrent-per-key); retry when one ends"
             observer.failed(RATE_LIMITED, message)
-            await send_error(send, observer, 429, message)
+            await send_error(send, observer, 429, message, refused=True)
             return
         self._in_flight_per_key[name] = in_flight + 1
         try:
@@ -288,6 +295,34 @@ class Forwarder:
         # stream= rather than content=: httpx would re-parse the URL and re-derive the framing set above.
         request = httpx.Request(scope["method"], url, headers=headers, stream=stream, extensions={"timeout": self._timeout})
 
+        # Listening for the client going away starts now, with the request on its way: a client that hangs up while
+        # Ollama loads or reads the prompt frees its key's slot, and its request to Ollama is cancelled (the connection
+        # closed: Ollama cancels work whose client went away, server/routes.go), as it is mid-answer.
+        forwarding = asyncio.current_task()
+        assert forwarding is not None
+        gone = False
+
+        def client_gone() -> None:
+            nonlocal gone
+            gone = True
+            forwarding.cancel()
+
+        listener = asyncio.create_task(_watch_for_disconnect(receive, body_done, client_gone))
+        try:
+            await self._exchange(scope, request, send, observer)
+        except asyncio.CancelledError:
+            if not gone:
+                raise
+            forwarding.uncancel()
+            if observer.first_chunk_at is None:  # Ollama loading, or reading the prompt
+                observer.failed(CLIENT_DISCONNECTED, "the client disconnected before Ollama's answer began; the request to Ollama was cancelled")
+            elif not observer.answered_whole():  # else the whole answer had passed: an SSE client stops reading at the final event
+                observer.failed(CLIENT_DISCONNECTED, "the client disconnected mid-response; the upstream request was cancelled")
+        finally:
+            listener.cancel()
+
+    async def _exchange(self, scope: Scope, request: httpx.Request, send: Send, observer: RequestObserver) -> None:
+        """The request to Ollama, and its answer relayed."""
         token = otel_context.attach(observer.upstream_context())
         try:
             upstream = await self._transport.handle_async_request(request)
@@ -300,20 +335,13 @@ class Forwarder:
             return
         finally:
             otel_context.detach(token)
-
         try:
-            await self._relay(upstream, receive, send, observer, body_done)
+            await self._relay(upstream, send, observer)
         finally:
             await upstream.aclose()
 
-    async def _relay(
-        self,
-        upstream: httpx.Response,
-        receive: Receive,
-        send: Send,
-        observer: RequestObserver,
-        body_done: asyncio.Event,
-    ) -> None:
+    async def _relay(self, upstream: httpx.Response, send: Send, observer: RequestObserver) -> None:
+        """The hot path: each chunk from Ollama to the watcher (a reference kept) and to the client at once."""
         observer.response_started(upstream.status_code, upstream.headers.get("content-type", ""))
         await send(
             {
@@ -322,17 +350,7 @@ class Forwarder:
                 "headers": response_headers(upstream.headers.raw),
             }
         )
-        relay_task = asyncio.current_task()
-        assert relay_task is not None
-        gone = False
-
-        def client_gone() -> None:
-            nonlocal gone
-            gone = True
-            relay_task.cancel()
-
         watcher = observer.watcher
-        listener: asyncio.Task[None] | None = None
         try:
             # The transport's own stream: Response.aiter_raw would add two layers to every chunk.
             chunks = aiter(cast(httpx.AsyncByteStream, upstream.stream))
@@ -341,25 +359,13 @@ class Forwarder:
                 observer.first_chunk()
                 watcher.feed(first)
                 await send({"type": "http.response.body", "body": first, "more_body": True})
-            # Listening for the client going away starts once the first chunk is on its way (off its path).
-            listener = asyncio.create_task(_watch_for_disconnect(receive, body_done, client_gone))
             async for chunk in chunks:
                 watcher.feed(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
-        except asyncio.CancelledError:
-            if not gone:
-                raise
-            relay_task.uncancel()
-            if observer.answered_whole():
-                return  # the whole answer had passed: an SSE client stops reading at the final event and may hang up before the stream's last bytes
-            observer.failed(CLIENT_DISCONNECTED, "the client disconnected mid-response; the upstream request was cancelled")
         except httpx.HTTPError as exc:
             error_type = error_type_of(exc)
             message = f"otel-proxy: Ollama at {self._upstream} failed mid-response ({error_type}: {exc})"
             log.warning("%s", message)
             observer.failed(error_type, message)
             raise UpstreamAborted(message) from exc
-        finally:
-            if listener is not None:
-                listener.cancel()

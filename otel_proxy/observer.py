@@ -35,7 +35,9 @@ PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
 UNAUTHORIZED = "unauthorized"
 RATE_LIMITED = "rate_limited"
-REFUSED = frozenset({UNAUTHORIZED, RATE_LIMITED})  # counted in the metrics, kept out of /-/requests
+INVALID_TARGET = "invalid_target"
+REFUSED = frozenset({UNAUTHORIZED, RATE_LIMITED, INVALID_TARGET})  # counted in the metrics, kept out of /-/requests
+UNAUTHENTICATED = "unauthenticated"  # the client label of a request refused at or before the key check: never a name it chose
 MAX_URL_PATH = 1024  # characters of a path kept in a span's url.path
 STREAMS = ("application/x-ndjson", "text/event-stream")  # the content types of Ollama's streamed answers
 
@@ -192,9 +194,12 @@ class RequestObserver:
         return self.watcher.first_output_at or self.first_chunk_at
 
     def _client_label(self) -> str:
-        """The key's name, else X-Client-Name (bounded), else the User-Agent's family (otel_proxy/clients.py)."""
+        """The key's name, else X-Client-Name (bounded), else the User-Agent's family (otel_proxy/clients.py). With keys,
+        a request without a valid one is ``unauthenticated``: a stranger cannot add labels or charge a key's name."""
         if self.key_name is not None:
             return self.key_name
+        if self._shared.settings.api_keys is not None:
+            return UNAUTHENTICATED
         if self.caller.client_name:
             return self._shared.clients.label(self.caller.client_name.decode("latin-1"))
         return self.caller.family()

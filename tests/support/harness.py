@@ -66,11 +66,13 @@ def run_server(
     timeout: float = 30.0,
     host: str = "127.0.0.1",
     ready_check: Callable[[str], object] | None = None,
+    preexec_fn: Callable[[], None] | None = None,
 ) -> Iterator[Server]:
-    """Start ``args`` (a command that listens on ``port``), yield once ``ready_path`` answers (to ``ready_check``, or a plain GET)."""
+    """Start ``args`` (a command that listens on ``port``), yield once ``ready_path`` answers (to ``ready_check``, or a plain GET);
+    ``preexec_fn`` runs in the child before it starts (a resource limit)."""
     log_file = tempfile.NamedTemporaryFile(prefix="server-", suffix=".log", delete=False)
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
-    process = subprocess.Popen(list(args), cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(list(args), cwd=ROOT, env=full_env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
     server = Server(f"http://{host}:{port}", port, process, Path(log_file.name))
     deadline = time.monotonic() + timeout
     try:

@@ -8,6 +8,7 @@ before it. Chunk boundaries are not part of it: they are TCP's, not the server's
 from __future__ import annotations
 
 import socket
+import time
 from dataclasses import dataclass, field
 
 import h11
@@ -27,8 +28,9 @@ class Answer:
 class RawConnection:
     """One client connection; ``send`` writes bytes as given, ``answer`` reads one response."""
 
-    def __init__(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1") -> None:
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port: int, timeout: float = 10.0, host: str = "127.0.0.1", source: str | None = None) -> None:
+        """``source``: the local address to connect from (another loopback address, 127.0.0.2, is another peer)."""
+        self.sock = socket.create_connection((host, port), timeout=timeout, source_address=(source, 0) if source else None)
         self.parser = h11.Connection(h11.CLIENT)
         self.closed = False
 
@@ -42,8 +44,10 @@ class RawConnection:
                 return event
             try:
                 data = self.sock.recv(READ_SIZE)
-            except (ConnectionResetError, TimeoutError):
-                data = b""
+            except ConnectionResetError:
+                data = b""  # the server closed the connection (with unread data: a reset)
+            except TimeoutError:  # the server neither answered nor closed: a hang, never taken for a clean close
+                raise AssertionError(f"no answer and no close within {self.sock.gettimeout()} s") from None
             if not data:
                 self.closed = True
             self.parser.receive_data(data)
@@ -88,6 +92,21 @@ class RawConnection:
             except h11.LocalProtocolError:
                 pass
         return Answer(response.status_code, headers, body, complete, interim)
+
+    def until_closed(self) -> tuple[bytes, float]:
+        """Everything the server sends until it closes the connection, and the seconds that took; an AssertionError
+        if it neither closes nor sends within the socket's timeout."""
+        started, received = time.monotonic(), b""
+        while True:
+            try:
+                data = self.sock.recv(READ_SIZE)
+            except ConnectionResetError:
+                data = b""
+            except TimeoutError:
+                raise AssertionError(f"the connection is still open after {time.monotonic() - started:.1f} s") from None
+            if not data:
+                return received, time.monotonic() - started
+            received += data
 
     def close(self) -> None:
         self.sock.close()

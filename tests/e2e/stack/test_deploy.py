@@ -44,6 +44,8 @@ def test_systemd_unit_runs_the_project_script_with_make_ups_settings(name):
     environment = unit_environment(name)
     assert environment == {"OLLAMA_UPSTREAM": "http://127.0.0.1:11434", host_variable: "127.0.0.1", port_variable: port}
     assert unit(name)["Install"]["WantedBy"] == "multi-user.target"
+    if name == "otel-proxy":  # clients' connections: far past systemd's default 1,024 files
+        assert int(service["LimitNOFILE"]) >= 65536
 
 
 @pytest.mark.parametrize("name", SERVICES)
@@ -73,6 +75,8 @@ def test_launchd_agent_runs_the_project_script_with_make_ups_settings(name):
     environment = agent["EnvironmentVariables"]
     assert environment["OLLAMA_UPSTREAM"] == "http://127.0.0.1:11434"
     assert environment[host_variable] == "127.0.0.1" and environment[port_variable] == port
+    if name == "otel-proxy":  # launchd's default is 256 files
+        assert agent["SoftResourceLimits"]["NumberOfFiles"] >= 65536 and agent["HardResourceLimits"]["NumberOfFiles"] >= 65536
 
 
 def test_the_readme_points_at_the_service_definitions():
