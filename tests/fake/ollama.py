@@ -51,7 +51,7 @@ from starlette.routing import Route
 
 
 
-from tests.fake.scheduler import GIB, GO_ZERO_TIME, SINGLE_SLOT_FAMILIES, Scheduler, Ticket, Truth, runner_options
+from tests.fake.scheduler import GIB, GO_ZERO_TIME, SINGLE_SLOT_FAMILIES, Scheduler, ServerBusy, Ticket, Truth, runner_options
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
@@ -121,6 +121,25 @@ DEFAULT_MODELS = {
     "nomic-embed-text:latest": FakeModel("nomic-embed-text:latest", 274_302_450, 274_302_450, family="nomic-bert", parameter_size="137M", embedding=True),
 }
 FAULT_MODELS = {"fault-reset", "fault-stall", "fault-malformed", "fault-nobody"}
+# The handler each route reaches (server/routes.go GenerateRoutes): their error answers differ.
+HANDLERS = {"/api/generate": "generate", "/v1/completions": "generate", "/api/chat": "chat", "/v1/chat/completions": "chat", "/v1/responses": "chat",
+            "/v1/messages": "chat", "/api/embed": "embed", "/v1/embeddings": "embed", "/api/embeddings": "embeddings"}
+
+
+class ScheduledStream(StreamingResponse):
+    """A stream whose head is written with its first chunk, as Go's http.ResponseWriter writes it: Ollama schedules
+    the request (a load, the pending queue) before it writes anything, so a scheduling error (ErrMaxQueue) is an
+    answer of its own, with its status (server/routes.go handleScheduleError), not a 200 cut short."""
+
+    async def stream_response(self, send: Any) -> None:
+        chunks = aiter(self.body_iterator)
+        first = await anext(chunks, None)  # a ServerBusy here reaches the app's exception handler, nothing written yet
+        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
+        if first is not None:
+            await send({"type": "http.response.body", "body": first if isinstance(first, bytes) else first.encode(), "more_body": True})
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk if isinstance(chunk, bytes) else chunk.encode(), "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
 @dataclass
@@ -163,6 +182,7 @@ class FakeOllama:
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.scheduler = Scheduler(load_delay)
         self.stats = Stats()
+        self.failures: dict[str, tuple[int, str]] = {}  # model -> (status, message) its requests are answered with
         self.served: dict[str, float] = {}  # request id -> seconds from arrival to the last byte (TimedRequests)
         self.native_metrics = False  # Ollama has no /metrics today; an open pull request adds one (shared/ollama-facts.md)
 
@@ -225,37 +245,59 @@ class FakeOllama:
             text = str(body.get("prompt", body.get("input", "")))
         return max(1, len(text.split()))
 
-    async def _body(self, request: Request, openai: bool, anthropic: bool = False) -> dict[str, Any] | Response:
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        """The request's JSON body, or the error Ollama answers for it, text for text (server/routes.go's handlers,
+        middleware/openai.go and middleware/anthropic.go before them on /v1), in the shape of the API called."""
+        route = request.url.path
+        handler = HANDLERS[route]
         raw = await request.body()
         try:
             body = json.loads(raw, parse_constant=_reject_constant)
         except RecursionError:  # Go's decoder stops at 10,000 levels
-            return self._error(400, "exceeded max depth", openai, anthropic)
+            return self._error(route, 400, "exceeded max depth")
         except ValueError:
-            if not raw.strip():
-                return self._error(400, "EOF", openai, anthropic)
-            return self._error(400, f"invalid character {chr(raw.lstrip()[0])!r} looking for beginning of value", openai, anthropic)
+            if not raw.strip():  # io.EOF: the handlers' own words; the /v1 middleware passes the decoder's
+                return self._error(route, 400, "EOF" if route.startswith("/v1/") else "missing request body")
+            return self._error(route, 400, f"invalid character {chr(raw.lstrip()[0])!r} looking for beginning of value")
         if not isinstance(body, dict):
-            return self._error(400, "json: cannot unmarshal into Go value of type api.GenerateRequest", openai, anthropic)
+            return self._error(route, 400, "json: cannot unmarshal into Go value of type api.GenerateRequest")
         model = body.get("model")
-        if not isinstance(model, str):
-            return self._error(400, "json: cannot unmarshal number into Go struct field .model of type string" if model is not None else "model is required", openai, anthropic)
-        if not model:
-            return self._error(400, "model is required", openai, anthropic)
+        if model is not None and not isinstance(model, str):
+            return self._error(route, 400, "json: cannot unmarshal number into Go struct field .model of type string")
+        if route == "/v1/messages":  # middleware/anthropic.go AnthropicMessagesMiddleware, before the chat handler
+            if not model:
+                return self._error(route, 400, "model is required")
+            if not isinstance(body.get("max_tokens"), int) or body["max_tokens"] <= 0:
+                return self._error(route, 400, "max_tokens is required and must be positive")
+            if not body.get("messages"):
+                return self._error(route, 400, "messages is required")
+        if route == "/v1/chat/completions" and not body.get("messages"):
+            return self._error(route, 400, "[] is too short - 'messages'")  # middleware/openai.go ChatMiddleware
+        if not model:  # parseAndValidateModelRef fails: writeModelRefParseError's fallback, which differs by handler
+            return self._error(route, 404, "model '' not found") if handler in ("generate", "embed") else self._error(route, 400, "model is required")
         if self.find(model) is None and model not in FAULT_MODELS and not model.endswith(CLOUD_SUFFIXES):
-            return self._error(404, f'model "{model}" not found, try pulling it first', openai, anthropic)
+            return self._error(route, 404, f"model '{model}' not found")  # getExistingName / getModel failed
+        failing = self.failures.get(model)
+        if failing is not None:  # handleScheduleError's default: the runner could not be started (a 500), or what was configured
+            return self._error(route, failing[0], failing[1])
         return body
 
     @staticmethod
-    def _error(status: int, message: str, openai: bool, anthropic: bool = False) -> Response:
-        if anthropic:
+    def _error(route: str, status: int, message: str) -> Response:
+        """An error answer in the shape of the API called: gin.H{"error"} on /api, openai.NewError on /v1 (the
+        middleware's writeError wraps a handler's), anthropic.NewError on /v1/messages."""
+        if route == "/v1/messages":
             return Response(anthropic_error(status, message) + b"\n", status_code=status, media_type="application/json")
-        if openai:
+        if route.startswith("/v1/"):
             kind = {400: "invalid_request_error", 404: "not_found_error"}.get(status, "api_error")
             payload: dict[str, Any] = {"error": {"message": message, "type": kind, "param": None, "code": None}}
         else:
             payload = {"error": message}
         return Response(go_json(payload), status_code=status, media_type="application/json; charset=utf-8")
+
+    def _busy(self, route: str) -> Response:
+        """server/sched.go ErrMaxQueue past OLLAMA_MAX_QUEUE, as server/routes.go handleScheduleError writes it: 503."""
+        return self._error(route, 503, str(ServerBusy()))
 
     def _digest(self, request: Request, chunks: list[bytes]) -> None:
         request_id = request.headers.get("x-fake-request-id")
@@ -271,7 +313,7 @@ class FakeOllama:
         return await self._native(request, chat=True)
 
     async def _native(self, request: Request, chat: bool) -> Response:
-        body = await self._body(request, openai=False)
+        body = await self._body(request)
         if isinstance(body, Response):
             return body
         model = body["model"]
@@ -365,7 +407,7 @@ class FakeOllama:
                 self.stats.disconnects += 1
                 raise
 
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
+        return ScheduledStream(stream(), media_type="application/x-ndjson")
 
     def _fault(self, model: str) -> Response:
         if model == "fault-nobody":
@@ -382,10 +424,10 @@ class FakeOllama:
             if model == "fault-malformed":
                 yield b'{"model":"fault-malformed","response":\n'
 
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
+        return ScheduledStream(stream(), media_type="application/x-ndjson")
 
     async def embed(self, request: Request) -> Response:
-        body = await self._body(request, openai=False)
+        body = await self._body(request)
         if isinstance(body, Response):
             return body
         started = time.perf_counter()
@@ -405,7 +447,7 @@ class FakeOllama:
         return Response(go_json(answer), media_type="application/json; charset=utf-8")
 
     async def embeddings_legacy(self, request: Request) -> Response:
-        body = await self._body(request, openai=False)
+        body = await self._body(request)
         if isinstance(body, Response):
             return body
         async with self._slot(body["model"], body, request):
@@ -467,7 +509,7 @@ class FakeOllama:
                 await asyncio.sleep(self.token_delay)
                 yield go_json({"status": status}) + b"\n"
 
-        return StreamingResponse(stream(), media_type="application/x-ndjson")
+        return ScheduledStream(stream(), media_type="application/x-ndjson")
 
     async def blob(self, request: Request) -> Response:
         digest = request.path_params["digest"]
@@ -478,7 +520,7 @@ class FakeOllama:
             hasher.update(part)
             self.stats.blob_bytes += len(part)
         if f"sha256:{hasher.hexdigest()}" != digest:
-            return self._error(400, "digest mismatch, expected " + digest, openai=False)
+            return self._error("/api/blobs", 400, "digest mismatch, expected " + digest)
         return Response(status_code=201)
 
     # /v1 ----------------------------------------------------------------------------------
@@ -490,7 +532,7 @@ class FakeOllama:
         return await self._openai(request, chat=False)
 
     async def _openai(self, request: Request, chat: bool) -> Response:
-        body = await self._body(request, openai=True)
+        body = await self._body(request)
         if isinstance(body, Response):
             return body
         model = body["model"]
@@ -575,7 +617,7 @@ class FakeOllama:
             for line in tail:
                 yield line
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return ScheduledStream(stream(), media_type="text/event-stream")
 
     # /v1/responses and /v1/messages: Ollama's chat run, converted (tests/fake/formats.py) ------
 
@@ -608,7 +650,7 @@ class FakeOllama:
 
     async def _converted(self, request: Request, route: str) -> Response:
         anthropic = route == "/v1/messages"
-        body = await self._body(request, openai=not anthropic, anthropic=anthropic)
+        body = await self._body(request)
         if isinstance(body, Response):
             return body
         model = body["model"]
@@ -655,7 +697,7 @@ class FakeOllama:
             for event in converter.process(done):
                 yield event
 
-        return StreamingResponse(stream(), media_type="text/event-stream")
+        return ScheduledStream(stream(), media_type="text/event-stream")
 
     async def responses(self, request: Request) -> Response:
         return await self._converted(request, "/v1/responses")
@@ -664,7 +706,7 @@ class FakeOllama:
         return await self._converted(request, "/v1/messages")
 
     async def openai_embeddings(self, request: Request) -> Response:
-        body = await self._body(request, openai=True)
+        body = await self._body(request)
         if isinstance(body, Response):
             return body
         async with self._slot(body["model"], body, request):
@@ -733,7 +775,9 @@ class FakeOllama:
     async def fake_configure(self, request: Request) -> Response:
         """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``add_models``
         ({name: FakeModel's fields}), ``aliases`` ({new name: existing name}, as ``ollama cp``), ``remove_models``,
-        ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``tool_preamble_tokens``, ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
+        ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``tool_preamble_tokens``,
+        ``failures`` ({model: [status, message]}: every request for it answered so, as handleScheduleError writes a runner's failure),
+        ``heal`` (models whose failures end), ``max_queue`` (OLLAMA_MAX_QUEUE), ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
         ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs), ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS)."""
         body = await request.json()
         for name, fields in (body.get("add_models") or {}).items():
@@ -758,6 +802,12 @@ class FakeOllama:
             self.answer_delay = float(body["answer_delay"])
         if "answer_tokens" in body:
             self.answer_tokens = int(body["answer_tokens"])
+        for model, (status, message) in (body.get("failures") or {}).items():
+            self.failures[model] = (int(status), str(message))
+        for model in body.get("heal") or []:
+            self.failures.pop(model, None)
+        if "max_queue" in body:
+            self.scheduler.max_queue = int(body["max_queue"])
         if "tool_preamble_tokens" in body:
             self.tool_preamble_tokens = int(body["tool_preamble_tokens"])
         if "first_delta_delay" in body:
@@ -855,7 +905,10 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
         Route("/fake/configure", fake.fake_configure, methods=["POST"]),
         Route("/{path:path}", fake.not_found, methods=["GET", "POST", "PUT", "DELETE", "HEAD"]),
     ]
-    app = Starlette(routes=routes, middleware=[Middleware(TimedRequests, served=fake.served)])
+    async def busy(request: Request, exc: Exception) -> Response:
+        return fake._busy(request.url.path)
+
+    app = Starlette(routes=routes, middleware=[Middleware(TimedRequests, served=fake.served)], exception_handlers={ServerBusy: busy})
     app.state.fake = fake
     return app
 

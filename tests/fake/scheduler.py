@@ -59,6 +59,19 @@ SINGLE_SLOT_FAMILIES = frozenset({"mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "
 RUNNER_OPTIONS = ("num_ctx", "num_gpu", "num_batch", "main_gpu", "use_mmap", "num_thread")  # api.Runner's fields
 
 
+class _Held:
+    """A lock already acquired, released when the block ends."""
+
+    def __init__(self, lock: asyncio.Lock) -> None:
+        self._lock = lock
+
+    async def __aenter__(self) -> None:
+        return None
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
 def default_num_ctx(total_vram: int, context_env: int | None = None) -> int:
     """OLLAMA_CONTEXT_LENGTH when set, else the default server/routes.go ``Serve`` picks from total VRAM."""
     if context_env:
@@ -91,6 +104,13 @@ def keep_alive_seconds(value: Any) -> float:
             number = float(text[: -len(unit)])
             return float("inf") if number < 0 else number * units[unit]
     return float(text)
+
+
+class ServerBusy(Exception):
+    """server/sched.go ErrMaxQueue: the pending queue (pendingReqCh, OLLAMA_MAX_QUEUE long) is full."""
+
+    def __str__(self) -> str:
+        return "server busy, please try again.  maximum pending requests exceeded"
 
 
 @dataclass
@@ -178,6 +198,8 @@ class Scheduler:
         self.log: list[Truth] = []
         self.residency: list[Residency] = []
         self._pending = asyncio.Lock()  # processPending: one at a time, first come first served
+        self.max_queue = 512  # OLLAMA_MAX_QUEUE: how many requests pendingReqCh holds
+        self._queued = 0  # requests in pendingReqCh: waiting for processPending, not yet taken
         self._served: list[_Pending] = []  # every pending entry, in the order it was served
         self._serving = False
 
@@ -256,9 +278,16 @@ class Scheduler:
 
     async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth) -> Runner:
         """processPending: wait for the queue (behind every model's loads), then drain, unload, load."""
+        if self._queued >= self.max_queue:  # GetRunner: `select { case s.pendingReqCh <- req: default: req.errCh <- ErrMaxQueue }`
+            raise ServerBusy
         queued = time.perf_counter()
         first = len(self._served) - (1 if self._serving else 0)  # the entry being served now holds this one up too
-        async with self._pending:
+        self._queued += 1
+        try:
+            await self._pending.acquire()
+        finally:
+            self._queued -= 1
+        async with _Held(self._pending):
             self._serving = True
             try:
                 truth.pending_s = time.perf_counter() - queued

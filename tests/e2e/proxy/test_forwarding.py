@@ -107,7 +107,7 @@ def test_ollama_error_answers_reach_the_client_unchanged_and_are_counted(fake, p
     missing = httpx.post(proxy.url + "/api/generate", json={"model": "no-such-model", "prompt": "x"})
     direct = httpx.post(fake.url + "/api/generate", json={"model": "no-such-model", "prompt": "x"})
     assert (missing.status_code, missing.content) == (direct.status_code, direct.content) == (404, direct.content)
-    assert missing.json() == {"error": 'model "no-such-model" not found, try pulling it first'}
+    assert missing.json() == {"error": "model 'no-such-model' not found"}  # server/routes.go GenerateHandler, getExistingName failed
     garbage = httpx.post(proxy.url + "/api/chat", content=b"not json at all", headers={"content-type": "application/json"})
     assert garbage.status_code == 400 and "invalid character" in garbage.json()["error"]
     openai_missing = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "ghost", "messages": []})
