@@ -153,8 +153,14 @@ def backfill(promtool: str, openmetrics: Path, data: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
-def backfill_rules(promtool: str, url: str, rules: Path, start: int, end: int, out: Path) -> None:
-    """recording.yml evaluated over the history (every hour, on the hour) into blocks of their own."""
-    done = subprocess.run([promtool, "tsdb", "create-blocks-from", "rules", f"--start={start}", f"--end={end}", f"--url={url}",
+# A live Prometheus evaluates a rule group at an offset of its own within each interval (a hash of the group), never
+# on the hour by design: the rules are evaluated here at 47 min 13 s past each hour, so that a rule that took the last
+# 60 minutes for the clock hour (a plain increase(x[1h])) shifts every day's figures, and a test says so.
+EVALUATION_OFFSET_S = 47 * 60 + 13
+
+
+def backfill_rules(promtool: str, url: str, rules: Path, start: int, end: int, out: Path, offset_s: int = EVALUATION_OFFSET_S) -> None:
+    """recording.yml evaluated over the history, every hour at ``offset_s`` past it, into blocks of their own."""
+    done = subprocess.run([promtool, "tsdb", "create-blocks-from", "rules", f"--start={start + offset_s}", f"--end={end + offset_s}", f"--url={url}",
                            f"--output-dir={out}", "--eval-interval=1h", str(rules)], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
