@@ -28,6 +28,8 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
     add_flag(parser, "--idle-timeout", "OTEL_PROXY_IDLE_TIMEOUT", DEFAULTS.idle_timeout_s, float, "longest silence from Ollama, in seconds, before a request fails")
     add_flag(parser, "--max-models", "OTEL_PROXY_MAX_MODELS", DEFAULTS.max_models, int, "distinct model names in metrics before the rest become 'other'")
     add_flag(parser, "--recent-requests", "OTEL_PROXY_RECENT_REQUESTS", DEFAULTS.recent_requests, int, "finished requests kept for /-/requests")
+    add_flag(parser, "--conversations", "OTEL_PROXY_CONVERSATIONS", DEFAULTS.conversations, int,
+             "conversations remembered per model, to tell the turns that lost the prompt cache (fingerprints of the bodies, never text); 0: none")
     add_flag(parser, "--cold-load-threshold", "OTEL_PROXY_COLD_LOAD_THRESHOLD", DEFAULTS.cold_load_threshold_s, float, "a load_duration under this many seconds was no model load")
     add_flag(parser, "--ps-interval", "OTEL_PROXY_PS_INTERVAL", DEFAULTS.ps_interval_s, float, "seconds between reads of Ollama's /api/ps (resident models)")
     add_flag(parser, "--num-parallel", "OLLAMA_NUM_PARALLEL", DEFAULTS.num_parallel, int,
@@ -92,6 +94,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         idle_timeout_s=args.idle_timeout,
         max_models=args.max_models,
         recent_requests=args.recent_requests,
+        conversations=args.conversations,
         cold_load_threshold_s=args.cold_load_threshold,
         ps_interval_s=args.ps_interval,
         num_parallel=max(1, args.num_parallel),

@@ -31,6 +31,7 @@ from otel_proxy.forward import Forwarder, Receive, Scope, Send, UpstreamAborted
 from otel_proxy.instruments import ProxyInstruments
 from otel_proxy.labels import UNKNOWN_MODEL, BoundedNames
 from otel_proxy.observer import ObserverContext
+from otel_proxy.continuations import Conversations, Fingerprints
 from otel_proxy.ps_poller import PsPoller
 from otel_proxy.recent import RecentRequests
 from otel_proxy.scheduling import SchedulerView
@@ -97,6 +98,7 @@ class ProxyApp:
         self.bookkeeper = Bookkeeper()
         self.scheduler = SchedulerView(settings.cold_load_threshold_s, settings.num_parallel)
         self.ps_poller = PsPoller(settings.upstream, settings.ps_interval_s, settings.connect_timeout_s, self.scheduler, self.bookkeeper)
+        self.fingerprints = Fingerprints() if settings.conversations > 0 else None
         spans = FinishedSpans(telemetry, "otel_proxy")
         transport = upstream_transport(settings, self.bookkeeper.run)
         instrumented = why_instrumented(settings.client_spans)
@@ -126,6 +128,9 @@ class ProxyApp:
             clients=BoundedNames(settings.max_clients, max_length=MAX_NAME_LENGTH),
             upstream_host=upstream.hostname or "",
             upstream_port=upstream.port or (443 if upstream.scheme == "https" else 80),
+            fingerprints=self.fingerprints,
+            conversations=Conversations(settings.conversations),
+            ollama_version=lambda: self.ps_poller.version,
         )
         self.forwarder = Forwarder(settings, transport, observers)
         self.own_routes = Starlette(
@@ -168,6 +173,8 @@ class ProxyApp:
             watcher.cancel()
         self.bookkeeper.drain()
         self.scheduler.flush()
+        if self.fingerprints is not None:
+            self.fingerprints.close()
         await self.client.aclose()
 
     def _refused(self, request: Request) -> Response | None:

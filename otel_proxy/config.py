@@ -21,6 +21,8 @@ class ProxySettings:
     idle_timeout_s: float = 300.0
     max_models: int = 100  # distinct gen_ai.request.model values; the rest become "other"
     recent_requests: int = 200  # finished requests kept for /-/requests
+    # conversations remembered per model, to tell a turn that lost the prompt cache (otel_proxy/continuations.py); 0: none
+    conversations: int = 32
     body_prefix_bytes: int = 1 << 20  # the most of a request body read to learn model and stream
     max_header_bytes: int = 64 << 10  # a larger request head gets 431 as it is parsed, never forwarded (Ollama's own limit is 1 MiB)
     header_timeout_s: float = 30.0  # a head must arrive, and a body keep arriving, within this (otel_proxy/server_protocol.py)

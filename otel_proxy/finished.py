@@ -14,9 +14,12 @@ from typing import Any
 
 from otel_proxy import ollama
 from otel_proxy.labels import UNKNOWN_MODEL
+from otel_proxy.continuations import Continuation
 from otel_proxy.ollama import Report, RequestFacts
-from otel_proxy.scheduling import Decomposition, context_fill
+from otel_proxy.scheduling import Decomposition, context_fill, cut_to_fit
 from otel_proxy.watch import TOOL_CALL
+
+CONTEXT_FULL = 0.95  # a context filled at or above this share: the prompt was (very likely) truncated
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,15 @@ class FinishedRequest:
     duration_s: float
     time_to_first_token_s: float | None  # to the first output, whatever it was
     first_output: str | None  # what it was: "text", "reasoning" or "tool_call" (a call comes whole, its generation before it)
-    input_tokens: int | None
+    input_tokens: int | None  # the whole prompt, its cached tokens included, on every API
     output_tokens: int | None
     tokens_per_second: float | None
+    prompt_cached_tokens: int | None  # of input_tokens, read from the runner's prompt cache (Ollama 0.33.3 and later)
+    prompt_tokens_per_second: float | None  # the prompt rate on new tokens: (input - cached) / prompt_eval_s
+    turn: int | None  # its place in its conversation, 1 for the first the proxy saw (otel_proxy/continuations.py)
+    cache_miss: str | None  # why a turn that continued its conversation read its prompt again (continuations.CAUSES)
+    read_again_tokens: int | None  # the tokens the last turn left in the cache that this one evaluated again
+    history_changed_at: int | None  # cache_miss "history_changed": the first message that differs (1-based)
     load_duration_s: float | None  # Ollama's, whole: pending, drain and load (or unknown) are its parts
     queue_wait_s: float | None  # pending, drain and slot wait together
     pending_wait_s: float | None
@@ -104,6 +113,12 @@ class FinishedRequest:
     def model_label(self) -> str:
         """The metric label of a generation's model (``unknown`` when its body named none)."""
         return self.model or UNKNOWN_MODEL
+
+    @property
+    def context_full(self) -> bool:
+        """The prompt was (very likely) cut to the context: it filled 95 % of it, or it has the length Ollama cuts a
+        prompt too long for the context to (docs/metrics.md)."""
+        return (self.context_fill is not None and self.context_fill >= CONTEXT_FULL) or cut_to_fit(self.input_tokens, self.context_length)
 
     @property
     def time_per_output_token_s(self) -> float | None:
@@ -140,7 +155,15 @@ def rest(whole: float | None, *parts: float | None) -> float | None:
     return max(0.0, whole - sum(part or 0.0 for part in parts))
 
 
-def finish(seen: Observed, report: Report, parts: Decomposition) -> FinishedRequest:
+def prompt_rate(report: Report) -> float | None:
+    """Tokens a second of the prompt's evaluation, the tokens read from the cache left out (as Ollama's own CLI counts
+    since #17943); unknown where the cached count or the time is."""
+    if report.input_tokens is None or report.cached_input_tokens is None or not report.prompt_eval_s:
+        return None
+    return (report.input_tokens - report.cached_input_tokens) / report.prompt_eval_s
+
+
+def finish(seen: Observed, report: Report, parts: Decomposition, continuation: Continuation | None = None) -> FinishedRequest:
     duration = seen.ended - seen.started
     first_output = None if seen.first_output_at is None else seen.first_output_at - seen.started
     rate = generation(report, seen)
@@ -168,6 +191,12 @@ def finish(seen: Observed, report: Report, parts: Decomposition) -> FinishedRequ
         input_tokens=report.input_tokens,
         output_tokens=report.output_tokens,
         tokens_per_second=rate[0] / rate[1] if rate else None,
+        prompt_cached_tokens=report.cached_input_tokens,
+        prompt_tokens_per_second=prompt_rate(report),
+        turn=continuation.turn if continuation else None,
+        cache_miss=continuation.cause if continuation else None,
+        read_again_tokens=continuation.read_again_tokens if continuation else None,
+        history_changed_at=continuation.changed_at_message if continuation else None,
         load_duration_s=report.load_s,
         queue_wait_s=parts.waiting_s,
         pending_wait_s=parts.pending_s,

@@ -156,17 +156,23 @@ async def _read_prefix(receive: Receive, limit: int) -> tuple[bytes, AsyncIterat
 class _RestOfBody(httpx.AsyncByteStream):
     """The prefix already read, then the rest of the body as the client sends it."""
 
-    def __init__(self, prefix: bytes, parts: AsyncIterator[bytes], body_done: asyncio.Event) -> None:
+    def __init__(self, prefix: bytes, parts: AsyncIterator[bytes], body_done: asyncio.Event, observer: RequestObserver) -> None:
         self._prefix = prefix
         self._parts = parts
         self._body_done = body_done
+        self._observer = observer
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         yield self._prefix
+        kept = self._observer.body_parts  # the observer fingerprints a generation's body, once it is all in
         async for part in self._parts:
             if part:
+                if kept is not None:
+                    kept.append(part)
                 yield part
         self._body_done.set()
+        if kept is not None:
+            self._observer.body_read()
 
 
 async def _watch_for_disconnect(receive: Receive, body_done: asyncio.Event, on_disconnect: Callable[[], None]) -> None:
@@ -287,7 +293,7 @@ class Forwarder:
             body_done.set()
             stream = httpx.ByteStream(prefix)
         else:
-            stream = _RestOfBody(prefix, rest, body_done)
+            stream = _RestOfBody(prefix, rest, body_done, observer)
         raw_headers = scope["headers"]
         if self._settings.api_keys is not None:  # the key stays with the proxy
             raw_headers = [(name, value) for name, value in raw_headers if not carries_a_key(name)]

@@ -13,6 +13,7 @@ from typing import Any
 
 from opentelemetry.metrics import Meter
 
+from otel_proxy.continuations import CAUSES
 from otel_proxy.recorder import Recorder
 
 # The 20 boundaries users asked for: sub-second chat turns up to three-minute generations.
@@ -47,7 +48,6 @@ CLIENT_DURATION_BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)  # f
 # Waiting for a slot or a load: milliseconds on a quiet server to minutes behind a long queue.
 QUEUE_WAIT_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)  # fmt: skip
 CONTEXT_FILL_BUCKETS = (0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 1.0)  # fmt: skip
-CONTEXT_FULL = 0.95  # at or above: the prompt was (very likely) truncated
 LOAD_REASONS = ("cold", "reload")
 # Where a request's time went before it ran (otel_proxy/scheduling.py): ollama.scheduler.time's ollama.phase.
 PHASES = ("pending", "drain", "load", "slot", "unknown")
@@ -97,6 +97,24 @@ CATALOGUE = (
     Spec("token_usage", "gen_ai.client.token.usage", HISTOGRAM, "{token}",
          "Tokens per request as Ollama reported them, by gen_ai.token.type (input or output).", TOKEN_USAGE_BUCKETS),
     Spec("prompt_tokens", "ollama.prompt_tokens", COUNTER, "{token}", "Prompt tokens Ollama evaluated (prompt_eval_count, usage.prompt_tokens)."),
+    # The prompt cache (Ollama 0.33.3 and later report it; docs/metrics.md, "The prompt cache"), per model and operation:
+    # recorded only for requests whose cached count Ollama reported, so that the two give the cache-hit share.
+    Spec("prompt_cached_tokens", "ollama.prompt_cached_tokens", COUNTER, "{token}",
+         "Prompt tokens read from the runner's prompt cache (prompt_eval_cached_count, cached_tokens, cache_read_input_tokens)."),
+    Spec("prompt_new_tokens", "ollama.prompt_new_tokens", COUNTER, "{token}",
+         "Prompt tokens Ollama evaluated anew, of requests whose cached count it reported: with ollama.prompt_cached_tokens, the cache-hit share."),
+    # The prompt rate on new tokens, per model: the new tokens and the time Ollama took for them, of requests that
+    # report both (its native API).
+    Spec("prompt_eval_new_tokens", "ollama.prompt_eval.new_tokens", COUNTER, "{token}",
+         "Prompt tokens evaluated anew, of requests that report the cached count and prompt_eval_duration: over ollama.prompt_eval.time, the prompt rate."),
+    Spec("prompt_eval_time", "ollama.prompt_eval.time", COUNTER, "s",
+         "prompt_eval_duration of the same requests as ollama.prompt_eval.new_tokens."),
+    # A turn that continued its conversation and read its prompt again (otel_proxy/continuations.py), per model and
+    # ollama.cache.cause: how often, and the tokens it cost.
+    Spec("prompt_cache_misses", "ollama.prompt_cache.misses", COUNTER, "{request}",
+         "Turns that continued a conversation and read again a tenth or more of what the turn before left in the prompt cache, by ollama.cache.cause."),
+    Spec("prompt_cache_read_again", "ollama.prompt_cache.read_again_tokens", COUNTER, "{token}",
+         "Prompt tokens such turns evaluated again that the turn before had left in the cache, by ollama.cache.cause."),
     Spec("generated_tokens", "ollama.generated_tokens", COUNTER, "{token}",
          "Tokens Ollama generated (eval_count, usage.completion_tokens; content chunks where unreported)."),
     Spec("load_duration", "ollama.load.duration", HISTOGRAM, "s", "Ollama's load_duration: time spent loading the model for a request.", OLLAMA_PHASE_BUCKETS),
@@ -109,7 +127,8 @@ CATALOGUE = (
     # Who is using the server (otel_proxy/clients.py): counters and one histogram, per client only.
     Spec("client_requests", "ollama.client.requests", COUNTER, "{request}",
          "Generation and embedding requests per client (ollama.client), with error.type when they failed."),
-    Spec("client_tokens", "ollama.client.tokens", COUNTER, "{token}", "Tokens per client and gen_ai.token.type (input, output), as Ollama reported them."),
+    Spec("client_tokens", "ollama.client.tokens", COUNTER, "{token}",
+         "Tokens per client and gen_ai.token.type (input, output, and cached_input: the input tokens read from the prompt cache), as Ollama reported them."),
     Spec("client_request_duration", "ollama.client.request.duration", HISTOGRAM, "s",
          "Generation and embedding requests per client, to the last byte: its share of the server's time, its latency.", CLIENT_DURATION_BUCKETS),
     Spec("queue_wait", "ollama.queue_wait", HISTOGRAM, "s",
@@ -141,6 +160,12 @@ class ProxyInstruments:
     genai_request_duration: Recorder
     token_usage: Recorder
     prompt_tokens: Recorder
+    prompt_cached_tokens: Recorder
+    prompt_new_tokens: Recorder
+    prompt_eval_new_tokens: Recorder
+    prompt_eval_time: Recorder
+    prompt_cache_misses: Recorder
+    prompt_cache_read_again: Recorder
     generated_tokens: Recorder
     load_duration: Recorder
     prompt_eval_duration: Recorder
@@ -183,6 +208,13 @@ def series_per_model() -> dict[str, int]:
         # input and output for the generations, input only for embeddings
         "gen_ai_client_token_usage": (2 * len(GENERATIONS) + 1) * histogram_series(TOKEN_USAGE_BUCKETS),
         "ollama_prompt_tokens": len(OPERATIONS),
+        "ollama_prompt_cached_tokens": len(GENERATIONS),
+        "ollama_prompt_new_tokens": len(GENERATIONS),
+        "ollama_prompt_eval_new_tokens": 1,
+        "ollama_prompt_eval_time_seconds": 1,
+        # one a cause of a lost cache that happened
+        "ollama_prompt_cache_misses": len(CAUSES),
+        "ollama_prompt_cache_read_again_tokens": len(CAUSES),
         "ollama_generated_tokens": len(GENERATIONS),
         # Ollama's phases are the model's, whatever the API: per model only
         "ollama_load_duration_seconds": histogram_series(OLLAMA_PHASE_BUCKETS),

@@ -12,15 +12,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.clients import Caller
 from otel_proxy.config import ProxySettings
+from otel_proxy.continuations import Continuation, Conversations, Fingerprint, Fingerprints, Outcome
 from otel_proxy.finished import FinishedRequest, Observed, finish
-from otel_proxy.instruments import CONTEXT_FULL, LOAD_REASONS, PHASES, ProxyInstruments
+from otel_proxy.instruments import LOAD_REASONS, PHASES, ProxyInstruments
 from otel_proxy.labels import BoundedNames, method_label
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.recent import RecentRequests
@@ -40,6 +43,7 @@ REFUSED = frozenset({UNAUTHORIZED, RATE_LIMITED, INVALID_TARGET})  # counted in 
 UNAUTHENTICATED = "unauthenticated"  # the client label of a request refused at or before the key check: never a name it chose
 MAX_URL_PATH = 1024  # characters of a path kept in a span's url.path
 STREAMS = ("application/x-ndjson", "text/event-stream")  # the content types of Ollama's streamed answers
+FINGERPRINT_WAIT_S = 1.0  # the most a finished request waits for its body's fingerprint (a few ms for 1.5 MiB)
 
 
 @dataclass
@@ -57,6 +61,9 @@ class ObserverContext:
     clients: BoundedNames
     upstream_host: str
     upstream_port: int
+    fingerprints: Fingerprints | None = None  # None: conversations are not followed (--conversations 0)
+    conversations: Conversations = field(default_factory=Conversations)
+    ollama_version: Callable[[], str | None] = lambda: None  # Ollama's, as /api/version last said (otel_proxy/ps_poller.py)
     phases_started: set[str] = field(default_factory=set)  # model labels whose ollama.scheduler.time series exist
 
 
@@ -81,6 +88,8 @@ class RequestObserver:
         self.watcher: Watcher = NOTHING_TO_WATCH
         self._report: Report | None = None  # read once, when the response ended
         self._request_body: bytes | None = None
+        self.body_parts: list[bytes] | None = None  # a long generation body's parts as they pass, for its fingerprint
+        self._fingerprint: Future[Fingerprint] | None = None
         self.key_name: str | None = None  # the API key's name, when keys are configured and it matched
         self.caller = Caller.of(scope["headers"])
         self.streamed = False  # Ollama's answer is a stream (its content type)
@@ -107,11 +116,28 @@ class RequestObserver:
     # What the forwarder tells the observer -------------------------------------------
 
     def learn_request(self, body_prefix: bytes, complete: bool) -> None:
-        """The body's first bytes: read for the model and ``stream`` flag once the request is on its way."""
-        if self.operation is not None:
-            self._shared.bookkeeper.defer(lambda: self._learn(body_prefix, complete))
+        """The body's first bytes: read for the model and ``stream`` flag once the request is on its way. A generation's
+        body is fingerprinted too (otel_proxy/continuations.py), in the worker thread, once it is all in."""
+        if self.operation is None:
+            return
+        follow = self._shared.fingerprints is not None and self.operation != ollama.EMBEDDINGS
+        if follow and not complete:
+            self.body_parts = [body_prefix]  # the forwarder adds the rest as it passes, then calls body_read
+        self._shared.bookkeeper.defer(lambda: self._learn(body_prefix, complete, follow and complete))
 
-    def _learn(self, body_prefix: bytes, complete: bool) -> None:
+    def body_read(self) -> None:
+        """The rest of a long body has passed (``body_parts``)."""
+        parts, self.body_parts = self.body_parts, None
+        if parts is not None:
+            self._shared.bookkeeper.defer(lambda: self._fingerprint_of(parts))
+
+    def _fingerprint_of(self, parts: list[bytes]) -> None:
+        assert self._shared.fingerprints is not None
+        self._fingerprint = self._shared.fingerprints.submit(parts)
+
+    def _learn(self, body_prefix: bytes, complete: bool, fingerprint: bool) -> None:
+        if fingerprint:
+            self._fingerprint_of([body_prefix])
         self.facts = ollama.read_request(self.route, body_prefix, complete)
         if self._shared.settings.capture_content and complete:
             self._request_body = body_prefix
@@ -230,11 +256,27 @@ class RequestObserver:
             model_label=shared.models.label(self.model, admit=self.status != 404) if self.operation is not None else None,
             context_length=context_length,
         )
-        finished = finish(seen, report, parts)
+        report = replace(report, cached_input_tokens=ollama.cached_tokens(self.route, report, shared.ollama_version()))
+        finished = finish(seen, report, parts, self._continuation(report, parts, context_length))
         self._record(finished)
         self._spans.emit(finished, self._started_ns, self._genai_attributes, self._input_messages())
         if finished.error_type not in REFUSED:  # refused requests must not push real ones out of the log
             shared.recent.add(finished)
+
+    def _continuation(self, report: Report, parts: Decomposition, context_length: int | None) -> Continuation | None:
+        """The request's place in its conversation, and the prompt cache it lost (otel_proxy/continuations.py)."""
+        if self.model is None or self._fingerprint is None or self.status != 200 or self.error_type is not None:
+            return None
+        try:
+            print_ = self._fingerprint.result(timeout=FINGERPRINT_WAIT_S)  # begun when the body was in: done long since
+        except Exception as exc:  # a fault here loses this request's continuation only
+            log.warning("a request body could not be fingerprinted: %s", exc)
+            return None
+        view = self._shared.scheduler.model(self.model)
+        outcome = Outcome(self.caller.session_hash(), report.input_tokens, report.cached_input_tokens, view.loads,
+                          parts.load_reason if parts.load_reason in LOAD_REASONS else None, view.last_load, context_length,
+                          view.slots(self._shared.settings.num_parallel))
+        return self._shared.conversations.follow(self.model, print_, outcome)
 
     def _input_messages(self) -> str | None:
         """The prompt as JSON, only when the user opted in to message capture."""
@@ -268,7 +310,7 @@ class RequestObserver:
         who = {"ollama.client": finished.client}
         instruments.client_requests.add(1, {**who, "error.type": finished.error_type} if finished.error_type else who)
         instruments.client_request_duration.record(finished.duration_s, who)
-        for kind, tokens in (("input", finished.input_tokens), ("output", finished.output_tokens)):
+        for kind, tokens in (("input", finished.input_tokens), ("output", finished.output_tokens), ("cached_input", finished.prompt_cached_tokens)):
             if tokens is not None:
                 instruments.client_tokens.add(tokens, {**who, "gen_ai.token.type": kind})
 
@@ -287,6 +329,7 @@ class RequestObserver:
                 instruments.token_usage.record(tokens, {**attributes, "gen_ai.token.type": kind})
         if finished.time_per_output_token_s is not None:
             instruments.time_per_output_token.record(finished.time_per_output_token_s, attributes)
+        self._record_cache(attributes, finished)
         # Ollama's phases are the model's, whichever API asked: per model only (docs/metrics.md, series budget).
         per_model = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": finished.model_label}
         for histogram, seconds in (
@@ -304,8 +347,26 @@ class RequestObserver:
             instruments.model_loads.add(1, {**per_model, "ollama.load.reason": finished.load_reason, **({"ollama.load.cause": changed} if changed else {})})
         if finished.context_fill is not None:
             instruments.context_fill.record(finished.context_fill, per_model)
-            if finished.context_fill >= CONTEXT_FULL:
+            if finished.context_full:
                 instruments.context_full.add(1, per_model)
+
+    def _record_cache(self, attributes: dict[str, Any], finished: FinishedRequest) -> None:
+        """The prompt cache: tokens read from it and evaluated anew (where Ollama reported it), the prompt rate's
+        parts, and a turn that read its conversation again."""
+        instruments = self._shared.instruments
+        cached, total = finished.prompt_cached_tokens, finished.input_tokens
+        if cached is None or total is None:
+            return
+        instruments.prompt_cached_tokens.add(cached, attributes)
+        instruments.prompt_new_tokens.add(total - cached, attributes)
+        per_model = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": finished.model_label}
+        if finished.prompt_tokens_per_second is not None and finished.prompt_eval_s:
+            instruments.prompt_eval_new_tokens.add(total - cached, per_model)
+            instruments.prompt_eval_time.add(finished.prompt_eval_s, per_model)
+        if finished.cache_miss is not None:
+            lost = {**per_model, "ollama.cache.cause": finished.cache_miss}
+            instruments.prompt_cache_misses.add(1, lost)
+            instruments.prompt_cache_read_again.add(finished.read_again_tokens or 0, lost)
 
     def _record_phases(self, per_model: dict[str, Any], finished: FinishedRequest) -> None:
         """ollama.scheduler.time: each phase that took time; the pending wait by the model it waited behind."""

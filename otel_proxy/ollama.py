@@ -9,6 +9,13 @@ stream (middleware/openai.go), the ``response.completed`` event of the Responses
 (anthropic/anthropic.go). Durations on the wire are nanoseconds; everything returned
 here is in seconds. Ollama leaves out every count and duration that is 0 (``omitempty``):
 a missing one is "not reported", never zero.
+
+The prompt tokens read from the runner's cache are reported from Ollama 0.33.3 on (PR #17943):
+``prompt_eval_cached_count`` (native), ``usage.prompt_tokens_details.cached_tokens`` (/v1 chat and
+completions), ``usage.input_tokens_details.cached_tokens`` (/v1/responses, a constant 0 before),
+``usage.cache_read_input_tokens`` (/v1/messages, whose ``input_tokens`` then leaves them out, as
+Anthropic's does). ``Report.input_tokens`` is always the whole prompt, cached tokens included, on
+every API; ``Report.cached_input_tokens`` those of them read from the cache, None where not reported.
 """
 
 from __future__ import annotations
@@ -137,7 +144,8 @@ def read_request(route: str, body_prefix: bytes, complete: bool) -> RequestFacts
 class Report:
     """Counts and timings Ollama reported for one request; None where it reported nothing."""
 
-    input_tokens: int | None = None
+    input_tokens: int | None = None  # the whole prompt, the cached tokens included, on every API
+    cached_input_tokens: int | None = None  # of them, read from the runner's prompt cache (Ollama 0.33.3 and later)
     output_tokens: int | None = None
     output_counted_from_chunks: bool = False  # a /v1 stream without usage: its content chunks, a lower bound
     finish_reason: str | None = None
@@ -184,6 +192,7 @@ def report_from_native(body: dict[str, Any]) -> Report:
         reasoning=bool(message.get("thinking")),
         tool_calls=bool(message.get("tool_calls")),
         input_tokens=_count(body.get("prompt_eval_count")),
+        cached_input_tokens=_count(body.get("prompt_eval_cached_count")),
         output_tokens=_count(body.get("eval_count")),
         finish_reason=body.get("done_reason") if isinstance(body.get("done_reason"), str) else None,
         response_model=body.get("model") if isinstance(body.get("model"), str) else None,
@@ -208,6 +217,7 @@ def report_from_openai(body: dict[str, Any]) -> Report:
         reasoning=bool(message.get("reasoning")),
         tool_calls=bool(message.get("tool_calls")),
         input_tokens=_count(usage.get("prompt_tokens")),
+        cached_input_tokens=_count(_object(usage.get("prompt_tokens_details")).get("cached_tokens")),
         output_tokens=_count(usage.get("completion_tokens")),
         finish_reason=finish if isinstance(finish, str) else None,
         response_model=body.get("model") if isinstance(body.get("model"), str) else None,
@@ -219,7 +229,8 @@ def report_from_responses(response: dict[str, Any]) -> Report:
     """A Responses API response object: the non-streamed body, or ``response`` of ``response.completed``.
 
     Its status is the finish reason as the API names it (``completed``, or the reason an
-    ``incomplete`` one stopped, e.g. ``max_output_tokens``).
+    ``incomplete`` one stopped, e.g. ``max_output_tokens``). Its ``cached_tokens`` is read as written: an
+    Ollama before 0.33.3 writes a constant 0 there, which ``Report.for_version`` then drops.
     """
     usage = _object(response.get("usage"))
     output = response.get("output") if isinstance(response.get("output"), list) else []
@@ -227,6 +238,7 @@ def report_from_responses(response: dict[str, Any]) -> Report:
     finish = _string(_object(response.get("incomplete_details")).get("reason")) or _string(response.get("status"))
     return Report(
         input_tokens=_count(usage.get("input_tokens")),
+        cached_input_tokens=_count(_object(usage.get("input_tokens_details")).get("cached_tokens")),
         output_tokens=_count(usage.get("output_tokens")),
         finish_reason=finish,
         response_model=_string(response.get("model")),
@@ -236,13 +248,22 @@ def report_from_responses(response: dict[str, Any]) -> Report:
     )
 
 
+def anthropic_input(usage: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(the whole prompt, its tokens read from the cache) from Anthropic's usage, whose ``input_tokens`` leaves out
+    the tokens read from or written to the cache (Ollama after #17943 counts so too)."""
+    total, read, created = (_count(usage.get(name)) for name in ("input_tokens", "cache_read_input_tokens", "cache_creation_input_tokens"))
+    return (None if total is None else total + (read or 0) + (created or 0)), read
+
+
 def report_from_anthropic(body: dict[str, Any]) -> Report:
-    """A non-streamed Anthropic Messages body (``usage``, ``stop_reason``, content blocks)."""
+    """A non-streamed Anthropic Messages body (``usage``, ``stop_reason``, content blocks), or a stream's ``message_delta``."""
     usage = _object(body.get("usage"))
     content = body.get("content") if isinstance(body.get("content"), list) else []
     kinds = {block.get("type") for block in content if isinstance(block, dict)}
+    total, cached = anthropic_input(usage)
     return Report(
-        input_tokens=_count(usage.get("input_tokens")),
+        input_tokens=total,
+        cached_input_tokens=cached,
         output_tokens=_count(usage.get("output_tokens")),
         finish_reason=_string(body.get("stop_reason")),
         response_model=_string(body.get("model")),
@@ -250,6 +271,23 @@ def report_from_anthropic(body: dict[str, Any]) -> Report:
         reasoning="thinking" in kinds,
         tool_calls="tool_use" in kinds,
     )
+
+
+CACHE_REPORTED_SINCE = (0, 33, 3)  # the first release with PR #17943's cached-token fields
+
+
+def reports_cache(version: str | None) -> bool:
+    """Whether an Ollama of this version reports its prompt cache (an unknown version: not known to)."""
+    numbers = re.findall(r"\d+", (version or "").split("-")[0])[:3]
+    return len(numbers) == 3 and tuple(map(int, numbers)) >= CACHE_REPORTED_SINCE
+
+
+def cached_tokens(route: str, report: Report, version: str | None) -> int | None:
+    """The cached count a report carries, where it is one: /v1/responses' 0 is a count only from an Ollama that
+    reports its cache (before 0.33.3, openai/responses.go writes a constant 0)."""
+    if route == RESPONSES and report.cached_input_tokens == 0 and not reports_cache(version):
+        return None
+    return report.cached_input_tokens
 
 
 def report_from_json(route: str, body: dict[str, Any]) -> Report:
@@ -280,17 +318,19 @@ def report_from_body(route: str, body: bytes) -> Report:
 
 
 _TAIL_FIELDS = re.compile(
-    rb'(?<!\\)"(prompt_eval_count|eval_count|prompt_tokens|completion_tokens|input_tokens|output_tokens|'
-    rb'load_duration|prompt_eval_duration|eval_duration|total_duration)":\s*(\d+)'
+    rb'(?<!\\)"(prompt_eval_count|prompt_eval_cached_count|eval_count|prompt_tokens|completion_tokens|input_tokens|output_tokens|'
+    rb'cached_tokens|cache_read_input_tokens|cache_creation_input_tokens|load_duration|prompt_eval_duration|eval_duration|total_duration)":\s*(\d+)'
 )
 
 
 def report_from_tail(route: str, tail: bytes) -> Report:
     """For bodies too large to keep whole: the numeric fields Ollama writes last."""
-    fields = {name.decode(): int(value) for name, value in _TAIL_FIELDS.findall(tail)}
-    if route.startswith("/v1/"):
-        return report_from_json(route, {"usage": fields})
-    return report_from_native(fields)
+    fields: dict[str, Any] = {name.decode(): int(value) for name, value in _TAIL_FIELDS.findall(tail)}
+    if not route.startswith("/v1/"):
+        return report_from_native(fields)
+    if "cached_tokens" in fields:  # in the usage's details object, named for the API
+        fields["input_tokens_details" if route == RESPONSES else "prompt_tokens_details"] = {"cached_tokens": fields.pop("cached_tokens")}
+    return report_from_json(route, {"usage": fields})
 
 
 # Every /v1 stream chunk that carries content has a null finish reason (Go's encoding);

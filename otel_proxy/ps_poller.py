@@ -29,6 +29,7 @@ class PsPoller:
         self._scheduler = scheduler
         self._bookkeeper = bookkeeper
         self.resident = ResidentModels()
+        self.version: str | None = None  # Ollama's, read with /api/tags: whether it reports its prompt cache (otel_proxy/ollama.py)
         self.first_read = asyncio.Event()  # the first /api/ps read is in, or has failed
         self._loaded = asyncio.Event()  # set when a runner was just loaded: /api/ps is read at once
         scheduler.on_load = self._loaded.set
@@ -54,6 +55,10 @@ class PsPoller:
         if self.resident.tags_due():
             tags = await client.get(self._base + "/api/tags")
             self.resident.take_tags(tags.json() if tags.status_code == 200 else None)
+            version = await client.get(self._base + "/api/version")
+            body = version.json() if version.status_code == 200 else None
+            found = body.get("version") if isinstance(body, dict) else None
+            self.version = found if isinstance(found, str) else None
         read_at = time.perf_counter()
         answer = await client.get(self._base + "/api/ps")
         entries = self.resident.take_ps(answer.json()) if answer.status_code == 200 else None

@@ -93,6 +93,8 @@ class ModelView:
     context_length: int | None = None  # from /api/ps
     defaults: dict[str, Any] = field(default_factory=dict)  # Ollama's defaults for this model, learned from /api/ps
     one_slot: bool = False  # an MLX model (format safetensors) or an architecture Ollama runs with one slot
+    loads: int = 0  # runners loaded (cold or reload) as far as the view saw: each one a new llama-server, its cache empty
+    last_load: str | None = None  # the last one's kind
 
     def slots(self, configured: int) -> int:
         return 1 if self.one_slot else configured
@@ -275,6 +277,8 @@ class SchedulerView:
                 runner.loader = None
                 gone, view.runners = view.runners[:index], view.runners[index:]
                 view.resident = True
+                view.loads += 1
+                view.last_load = arrival.kind
                 self.on_load()
                 if arrival.kind == RELOAD:
                     self._requeue_late_joiners(view, gone, runner, arrival.serial)
@@ -533,6 +537,21 @@ def _slot_wait(report: Any) -> tuple[float | None, float]:
         return None, 0.0
     rest = max(0.0, total - load - (getattr(report, "prompt_eval_s", None) or 0.0) - (getattr(report, "eval_s", None) or 0.0))
     return (rest, 0.0) if rest >= SLOT_WAIT_FLOOR_S else (0.0, rest)
+
+
+DEFAULT_NUM_KEEP = 4  # api.DefaultOptions NumKeep
+
+
+def cut_to_fit(input_tokens: int | None, context_length: int | None, num_keep: int = DEFAULT_NUM_KEEP) -> bool:
+    """Whether a prompt has the length Ollama cuts a too-long prompt to (llm/llama_server.go completionPromptForRequest:
+    ``num_keep`` tokens, one more where the tokenizer adds BOS, and the tail, ``contextShiftPromptLimit`` long)."""
+    if input_tokens is None or not context_length or context_length <= 1:
+        return False
+    for keep in (num_keep, num_keep + 1):
+        keep = max(0, min(keep, context_length - 1))
+        if input_tokens == context_length - max((context_length - keep) // 2, 1):
+            return True
+    return False
 
 
 def context_fill(input_tokens: int | None, output_tokens: int | None, context_length: int | None) -> float | None:

@@ -145,6 +145,13 @@ class RequestSpans:
             attributes["gen_ai.usage.input_tokens"] = finished.input_tokens
         if finished.output_tokens is not None:
             attributes["gen_ai.usage.output_tokens"] = finished.output_tokens
+        if finished.prompt_cached_tokens is not None:  # included in gen_ai.usage.input_tokens, as the conventions ask
+            attributes["gen_ai.usage.cache_read.input_tokens"] = finished.prompt_cached_tokens
+        if finished.cache_miss is not None:  # a turn that read its conversation again (otel_proxy/continuations.py)
+            attributes["ollama.cache.cause"] = finished.cache_miss
+            attributes["ollama.cache.read_again_tokens"] = finished.read_again_tokens or 0
+            if finished.history_changed_at is not None:
+                attributes["ollama.cache.history_changed_at"] = finished.history_changed_at
         if finished.finish_reason:
             attributes["gen_ai.response.finish_reasons"] = (finished.finish_reason,)
         # Whether the answer reasoned or called tools, and where the model ran: never any text.

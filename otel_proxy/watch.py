@@ -245,6 +245,7 @@ class SseWatcher:
                 continue
             found = ollama.report_from_openai(body)
             report.input_tokens = report.input_tokens if report.input_tokens is not None else found.input_tokens
+            report.cached_input_tokens = report.cached_input_tokens if report.cached_input_tokens is not None else found.cached_input_tokens
             report.output_tokens = report.output_tokens if report.output_tokens is not None else found.output_tokens
             report.finish_reason = report.finish_reason or found.finish_reason
             report.response_model = report.response_model or found.response_model
@@ -391,6 +392,7 @@ class MessagesWatcher:
                 delta = body.get("delta") if isinstance(body.get("delta"), dict) else {}
                 found = ollama.report_from_anthropic({"usage": usage, "stop_reason": delta.get("stop_reason")})
                 report.input_tokens, report.output_tokens, report.finish_reason = found.input_tokens, found.output_tokens, found.finish_reason
+                report.cached_input_tokens = found.cached_input_tokens
             elif name == b"message_stop":
                 stopped = True
             elif name == b"error":

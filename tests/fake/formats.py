@@ -46,6 +46,24 @@ class Piece:
     done_reason: str = ""
     prompt_eval_count: int = 0
     eval_count: int = 0
+    # of prompt_eval_count, the tokens read from the runner's cache: written only by an Ollama that reports it
+    # (PR #17943, from 0.33.3); None where it does not, or does not know (a cloud model's answer)
+    prompt_eval_cached_count: int | None = None
+
+
+def responses_usage(done: Piece) -> dict[str, Any]:
+    """openai.ResponsesUsage: input_tokens counts the cached ones too; before #17943 ``cached_tokens`` is a constant 0."""
+    return {"input_tokens": done.prompt_eval_count, "output_tokens": done.eval_count, "total_tokens": done.prompt_eval_count + done.eval_count,
+            "input_tokens_details": {"cached_tokens": done.prompt_eval_cached_count or 0}, "output_tokens_details": {"reasoning_tokens": 0}}
+
+
+def messages_usage(done: Piece) -> dict[str, Any]:
+    """anthropic.Usage: after #17943 as Anthropic counts, ``input_tokens`` the tokens not read from the cache and
+    ``cache_read_input_tokens`` those that were (omitted where unknown)."""
+    if done.prompt_eval_cached_count is None:
+        return {"input_tokens": done.prompt_eval_count, "output_tokens": done.eval_count}
+    return {"input_tokens": done.prompt_eval_count - done.prompt_eval_cached_count, "cache_read_input_tokens": done.prompt_eval_cached_count,
+            "output_tokens": done.eval_count}
 
 
 def sse(name: str, payload: Any, sort_keys: bool) -> bytes:
@@ -156,9 +174,7 @@ class ResponsesStream:
                     self._event("response.output_item.done", {"output_index": self.output_index, "item": message}),
                 ]
                 output.append(message)
-            usage = {"input_tokens": piece.prompt_eval_count, "output_tokens": piece.eval_count, "total_tokens": piece.prompt_eval_count + piece.eval_count,
-                     "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}}
-            response = self._response("completed", output, usage)
+            response = self._response("completed", output, responses_usage(piece))
             response["completed_at"] = int(time.time())
             events.append(self._event("response.completed", {"response": response}))
         return events
@@ -177,10 +193,7 @@ def responses_body(response_id: str, model: str, request: dict[str, Any], whole:
         output.append({"id": f"msg_{response_id.removeprefix('resp_')}_0", "type": "message", "status": "completed", "role": "assistant",
                        "content": [{"type": "output_text", "text": whole.content, "annotations": [], "logprobs": []}]})
     stream = ResponsesStream(response_id, model, request)
-    body = stream._response("completed", output, {
-        "input_tokens": whole.prompt_eval_count, "output_tokens": whole.eval_count, "total_tokens": whole.prompt_eval_count + whole.eval_count,
-        "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0},
-    })
+    body = stream._response("completed", output, responses_usage(whole))
     body["completed_at"] = int(time.time())
     body["tools"] = request.get("tools") or []
     reasoning = request.get("reasoning") or {}
@@ -253,7 +266,7 @@ class MessagesStream:
             if self.text_started or (self.thinking_started and not self.thinking_done):
                 events.append(self._stop())
             delta = {"stop_reason": stop_reason(piece.done_reason, self.tool_calls)} if stop_reason(piece.done_reason, self.tool_calls) else {}
-            events.append(sse("message_delta", {"type": "message_delta", "delta": delta, "usage": {"input_tokens": piece.prompt_eval_count, "output_tokens": piece.eval_count}}, False))
+            events.append(sse("message_delta", {"type": "message_delta", "delta": delta, "usage": messages_usage(piece)}, False))
             events.append(sse("message_stop", {"type": "message_stop"}, False))
         return events
 
@@ -271,7 +284,7 @@ def messages_body(message_id: str, model: str, whole: Piece) -> bytes:
     reason = stop_reason(whole.done_reason, whole.tool_call is not None)
     if reason:
         body["stop_reason"] = reason
-    body["usage"] = {"input_tokens": whole.prompt_eval_count, "output_tokens": whole.eval_count}
+    body["usage"] = messages_usage(whole)
     return go_json(body) + b"\n"
 
 

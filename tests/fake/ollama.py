@@ -51,7 +51,8 @@ from starlette.routing import Route
 
 
 
-from tests.fake.scheduler import GIB, GO_ZERO_TIME, SINGLE_SLOT_FAMILIES, Scheduler, ServerBusy, Ticket, Truth, runner_options
+from tests.fake.scheduler import GIB, GO_ZERO_TIME, KV_BYTES_PER_TOKEN, SINGLE_SLOT_FAMILIES, Scheduler, ServerBusy, Ticket, Truth, runner_options
+from tests.fake.prompts import DEFAULT_NUM_KEEP, TOOL_CALL_TOKENS, fit, render, tool_call_ids, word_ids
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
@@ -67,7 +68,7 @@ def _reject_constant(name: str) -> None:
     """Go's decoder has no NaN or Infinity."""
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 THINKING = ["Let ", "me ", "think. "]  # a reasoning model's thinking before it answers
-TOOL_CALL_TOKENS = 6  # what a tool call costs in eval_count
+CACHE_REPORTED_SINCE = (0, 33, 3)  # the first release with PR #17943's cached-token fields
 PROMPT_TOKEN_NS = 20_000  # prompt evaluation: 20 µs a token, as a small GPU does
 
 
@@ -81,6 +82,31 @@ def stored_name(name: str) -> str:
     if ":" not in rest.rsplit("/", 1)[-1]:
         rest += ":latest"
     return rest
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split("-")[0].split(".")[:3] if part.isdigit())
+
+
+def answer_ids(pieces: list[Piece]) -> list[int]:
+    """The tokens the model generated for ``pieces`` (tests/fake/prompts.py), as its runner's slot keeps them."""
+    ids: list[int] = []
+    for piece in pieces:
+        ids += word_ids(piece.thinking) + word_ids(piece.content)
+        if piece.tool_call is not None:
+            ids += tool_call_ids(piece.tool_call["name"], piece.tool_call["arguments"])
+    return ids
+
+
+@dataclass
+class Prefill:
+    """The prompt as the runner read it: its tokens, those its cache held (None: no runner), the time of the rest,
+    and the cached count this Ollama writes in its answer (None where its version writes none)."""
+
+    tokens: int
+    cached: int | None
+    ns: int
+    reported: int | None
 
 
 def now_rfc3339() -> str:
@@ -100,6 +126,7 @@ class FakeModel:
     train_ctx: int = 131072  # the training context: the ceiling of num_ctx
     mlx: bool = False  # served by x/mlxrunner: one request at a time
     embedding: bool = False  # no completion capability: loaded with one slot (server/sched.go Scheduler.load)
+    kv_bytes_per_token: int = KV_BYTES_PER_TOKEN  # a token's KV state, as the RAM prompt cache counts it
 
     def __post_init__(self) -> None:
         self.blob = self.blob or self.name
@@ -148,6 +175,7 @@ class Stats:
 
     requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     prompt_tokens: int = 0
+    prompt_cached_tokens: int = 0  # of prompt_tokens, read from a runner's cache (whether or not the version reports it)
     generated_tokens: int = 0
     eval_seconds: float = 0.0
     by_model: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
@@ -160,6 +188,7 @@ class Stats:
         return {
             "requests": dict(self.requests),
             "prompt_tokens": self.prompt_tokens,
+            "prompt_cached_tokens": self.prompt_cached_tokens,
             "generated_tokens": self.generated_tokens,
             "eval_seconds": self.eval_seconds,
             "by_model": {name: dict(values) for name, values in self.by_model.items()},
@@ -207,7 +236,7 @@ class FakeOllama:
         request_id = request.headers.get("x-fake-request-id") or (traceparent[1] if len(traceparent) == 4 else "")
         stored = self.find(model)
         place = {"key": stored.blob, "name": stored.name, "train_ctx": stored.train_ctx, "mlx": stored.mlx,
-                 "one_slot": stored.embedding or stored.family in SINGLE_SLOT_FAMILIES} if stored else {}
+                 "one_slot": stored.embedding or stored.family in SINGLE_SLOT_FAMILIES, "kv_bytes_per_token": stored.kv_bytes_per_token} if stored else {}
         return self.scheduler.slot(model, options, body.get("keep_alive"), request_id, started=started, **place)
 
     def num_ctx(self, model: str, options: dict[str, Any] | None) -> int:
@@ -222,28 +251,42 @@ class FakeOllama:
             return [fixed.chunk_text] * count
         return [f"tok{i} " for i in range(count)]
 
-    def _record(self, endpoint: str, model: str, prompt_tokens: int, eval_count: int, eval_seconds: float) -> None:
+    def _record(self, endpoint: str, model: str, prompt_tokens: int, eval_count: int, eval_seconds: float, cached: int | None = None) -> None:
         self.stats.requests[endpoint] += 1
         self.stats.prompt_tokens += prompt_tokens
+        self.stats.prompt_cached_tokens += cached or 0
         self.stats.generated_tokens += eval_count
         self.stats.eval_seconds += eval_seconds
         per_model = self.stats.by_model[model]
         per_model["requests"] += 1
         per_model["prompt_tokens"] += prompt_tokens
+        per_model["prompt_cached_tokens"] += cached or 0
         per_model["generated_tokens"] += eval_count
         per_model["eval_seconds"] += eval_seconds
         per_route = self.stats.by_route[endpoint]
         per_route["requests"] += 1
         per_route["prompt_tokens"] += prompt_tokens
+        per_route["prompt_cached_tokens"] += cached or 0
         per_route["generated_tokens"] += eval_count
 
-    @staticmethod
-    def _prompt_tokens(body: dict[str, Any]) -> int:
-        if "messages" in body:
-            text = " ".join(str(message.get("content", "")) for message in body["messages"] if isinstance(message, dict))
-        else:
-            text = str(body.get("prompt", body.get("input", "")))
-        return max(1, len(text.split()))
+    @property
+    def reports_cache(self) -> bool:
+        """Whether this Ollama writes the cached-token fields (PR #17943, first released in 0.33.3)."""
+        return version_tuple(self.version) >= CACHE_REPORTED_SINCE
+
+    async def _prefill(self, ticket: Ticket, route: str, body: dict[str, Any], model: str) -> Prefill:
+        """The runner reads the prompt: rendered and cut as Ollama does (tests/fake/prompts.py), taken into a slot of
+        the runner's cache (tests/fake/prompt_cache.py), and evaluated, the tokens not in the cache only."""
+        options = body.get("options") if isinstance(body.get("options"), dict) else {}
+        keep = options.get("num_keep")
+        tokens, cut = fit(render(route, body), self.num_ctx(model, options), keep if isinstance(keep, int) else DEFAULT_NUM_KEEP)
+        cached = ticket.prompt(tokens)
+        ticket.truth.truncated = cut is not None
+        started = time.perf_counter()
+        await asyncio.sleep((len(tokens) - (cached or 0)) * PROMPT_TOKEN_NS / 1e9)
+        prompt_ns = int((time.perf_counter() - started) * 1e9)  # measured, as llama-server's prompt_ms is
+        ticket.truth.prompt_s = prompt_ns / 1e9
+        return Prefill(len(tokens), cached, prompt_ns, cached if self.reports_cache else None)
 
     async def _body(self, request: Request) -> dict[str, Any] | Response:
         """The request's JSON body, or the error Ollama answers for it, text for text (server/routes.go's handlers,
@@ -323,7 +366,6 @@ class FakeOllama:
         limit = options.get("num_predict")
         count = int(limit) if isinstance(limit, int) and limit > 0 else 8
         done_reason = "length" if limit else "stop"
-        prompt_tokens = self._prompt_tokens(body)
         endpoint = request.url.path
 
         def head(text: str, piece: Piece | None = None) -> dict[str, Any]:
@@ -341,21 +383,17 @@ class FakeOllama:
                     message["thinking"] = piece.thinking
             return message
 
-        def final(text: str, started: float, load_ns: int, prompt_ns: int, eval_ns: int, tokens: int, whole: Piece | None = None) -> dict[str, Any]:
+        def final(text: str, started: float, load_ns: int, read: Prefill, eval_ns: int, tokens: int, whole: Piece | None = None) -> dict[str, Any]:
             """The done chunk, fields in the order Go's structs declare them."""
             end = head(text, whole)
             if chat:  # api/types.go ChatResponse: Done, then DoneReason
                 end.update(done=True, done_reason=done_reason)
             else:
-                end.update(done=True, done_reason=done_reason, context=list(range(1, prompt_tokens + tokens + 1)))
-            end.update(
-                total_duration=int((time.perf_counter() - started) * 1e9),
-                load_duration=load_ns,
-                prompt_eval_count=prompt_tokens,
-                prompt_eval_duration=prompt_ns,
-                eval_count=tokens,
-                eval_duration=eval_ns,
-            )
+                end.update(done=True, done_reason=done_reason, context=list(range(1, read.tokens + tokens + 1)))
+            end.update(total_duration=int((time.perf_counter() - started) * 1e9), load_duration=load_ns, prompt_eval_count=read.tokens)
+            if read.reported is not None:  # api.Metrics PromptEvalCachedCount *int, omitempty (#17943)
+                end["prompt_eval_cached_count"] = read.reported
+            end.update(prompt_eval_duration=read.ns, eval_count=tokens, eval_duration=eval_ns)
             if model.endswith(CLOUD_SUFFIXES):  # ollama.com's answer, relayed: counts, and no durations at all
                 for name in ("total_duration", "load_duration", "prompt_eval_duration", "eval_duration"):
                     del end[name]
@@ -365,21 +403,19 @@ class FakeOllama:
         if body.get("think") or (chat and body.get("tools")):  # GenerateRequest.Think; ChatRequest.Think, Tools
             pieces, done_reason = self._pieces(model, body, limit, think=bool(body.get("think")))
         eval_count = self._eval_count(pieces)
-        # Ollama truncates a prompt longer than the runner's context to fit it.
-        prompt_tokens = min(prompt_tokens, self.num_ctx(model, options))
-        prompt_ns = prompt_tokens * PROMPT_TOKEN_NS
         if body.get("stream", True) is False:
             started = time.perf_counter()
             await asyncio.sleep(self.answer_delay)
             async with self._slot(model, body, request, started) as ticket:
-                await asyncio.sleep(prompt_ns / 1e9)
+                read = await self._prefill(ticket, endpoint, body, model)
                 eval_started = time.perf_counter()
                 await asyncio.sleep(self._generation_s(pieces))
+                ticket.generated(answer_ids(pieces))
                 eval_ns = int((time.perf_counter() - eval_started) * 1e9)
-                ticket.ran(prompt_ns / 1e9, eval_ns / 1e9)
-            self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
+                ticket.ran(read.ns / 1e9, eval_ns / 1e9)
+            self._record(endpoint, model, read.tokens, eval_count, eval_ns / 1e9, read.cached)
             whole = Piece(thinking="".join(p.thinking for p in pieces), tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
-            answer = final("".join(p.content for p in pieces), started, ticket.load_ns, prompt_ns, eval_ns, eval_count, whole)
+            answer = final("".join(p.content for p in pieces), started, ticket.load_ns, read, eval_ns, eval_count, whole)
             return Response(go_json(answer), media_type="application/json; charset=utf-8")
 
         async def stream():
@@ -388,19 +424,20 @@ class FakeOllama:
             try:
                 await asyncio.sleep(self.answer_delay)
                 async with self._slot(model, body, request, started) as ticket:
-                    await asyncio.sleep(prompt_ns / 1e9)
+                    read = await self._prefill(ticket, endpoint, body, model)
                     eval_started = time.perf_counter()
                     for piece in pieces:
                         await asyncio.sleep(self._generation_s([piece]))
+                        ticket.generated(answer_ids([piece]))
                         line = go_json({**head(piece.content, piece), "done": False}) + b"\n"
                         sent.append(line)
                         yield line
                     eval_ns = int((time.perf_counter() - eval_started) * 1e9)
-                    ticket.ran(prompt_ns / 1e9, eval_ns / 1e9)
+                    ticket.ran(read.ns / 1e9, eval_ns / 1e9)
                     # total_duration is taken just before the final chunk, while the request still holds its runner
-                    line = go_json(final("", started, ticket.load_ns, prompt_ns, eval_ns, eval_count)) + b"\n"
+                    line = go_json(final("", started, ticket.load_ns, read, eval_ns, eval_count)) + b"\n"
                 sent.append(line)
-                self._record(endpoint, model, prompt_tokens, eval_count, eval_ns / 1e9)
+                self._record(endpoint, model, read.tokens, eval_count, eval_ns / 1e9, read.cached)
                 self._digest(request, sent)
                 yield line
             except asyncio.CancelledError:
@@ -546,10 +583,16 @@ class FakeOllama:
         if any(piece.tool_call for piece in pieces) and finish == "stop":
             finish = "tool_calls"  # FinishChunk and ToChatCompletion: stop after a tool call
         eval_count = self._eval_count(pieces)
-        prompt_tokens = self._prompt_tokens(body)
         ident = ("chatcmpl-" if chat else "cmpl-") + str(int(time.time() * 1000) % 1000)
         kind = "chat.completion.chunk" if chat else "text_completion"
-        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": eval_count, "total_tokens": prompt_tokens + eval_count}
+        route = request.url.path
+
+        def usage(read: Prefill) -> dict[str, Any]:
+            """openai.Usage; #17943 adds prompt_tokens_details.cached_tokens where the count is known."""
+            counts: dict[str, Any] = {"prompt_tokens": read.tokens, "completion_tokens": eval_count, "total_tokens": read.tokens + eval_count}
+            if read.reported is not None:
+                counts["prompt_tokens_details"] = {"cached_tokens": read.reported}
+            return counts
 
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         zero_usage = {"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0}
@@ -586,32 +629,36 @@ class FakeOllama:
             return b"data: " + go_json(payload) + b"\n\n"
 
         if not body.get("stream", False):
-            async with self._slot(model, body, request):
+            async with self._slot(model, body, request) as ticket:
+                read = await self._prefill(ticket, route, body, model)
                 eval_started = time.perf_counter()
                 await asyncio.sleep(self._generation_s(pieces))
+                ticket.generated(answer_ids(pieces))
                 eval_seconds = time.perf_counter() - eval_started
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
             first = {"index": 0, "message": message(whole, True), "finish_reason": finish} if chat else {"text": whole.content, "index": 0, "finish_reason": finish}
-            self._record(request.url.path, model, prompt_tokens, eval_count, eval_seconds)
-            payload = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": [first], "usage": usage}
+            self._record(route, model, read.tokens, eval_count, eval_seconds, read.cached)
+            payload = {"id": ident, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()), "model": model, "system_fingerprint": "fp_ollama", "choices": [first], "usage": usage(read)}
             return Response(go_json(payload), media_type="application/json")
 
         async def stream():
             sent: list[bytes] = []
-            async with self._slot(model, body, request):
+            async with self._slot(model, body, request) as ticket:
+                read = await self._prefill(ticket, route, body, model)
                 eval_started = time.perf_counter()
                 for index, piece in enumerate(pieces):
                     await asyncio.sleep(self._generation_s([piece]))
+                    ticket.generated(answer_ids([piece]))
                     line = event([choice(piece, None, first=index == 0)])
                     sent.append(line)
                     yield line
             eval_seconds = time.perf_counter() - eval_started
             tail = [event([choice(None, finish)])]
             if include_usage:
-                tail.append(event([], usage))  # choices: [], the real usage
+                tail.append(event([], usage(read)))  # choices: [], the real usage
             tail.append(b"data: [DONE]\n\n")
-            self._record(request.url.path, model, prompt_tokens, eval_count, eval_seconds)
+            self._record(route, model, read.tokens, eval_count, eval_seconds, read.cached)
             sent.extend(tail)
             self._digest(request, sent)
             for line in tail:
@@ -661,39 +708,42 @@ class FakeOllama:
         else:
             think = bool((body.get("reasoning") or {}).get("effort"))
             pieces, done_reason = self._pieces(model, body, body.get("max_output_tokens"), think)
-        prompt_tokens = self._prompt_tokens({"messages": body.get("messages")} if anthropic else {"prompt": body.get("input") if isinstance(body.get("input"), str) else json.dumps(body.get("input"))})
         eval_count = self._eval_count(pieces)
         ident = f"{int(time.time() * 1000) % 10**9}"
-        done = Piece(done=True, done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
         if not body.get("stream", False):
-            async with self._slot(model, body, request):
+            async with self._slot(model, body, request) as ticket:
                 await asyncio.sleep(self.answer_delay)
+                read = await self._prefill(ticket, route, body, model)
                 eval_started = time.perf_counter()
                 await asyncio.sleep(self._generation_s(pieces))
+                ticket.generated(answer_ids(pieces))
                 eval_seconds = time.perf_counter() - eval_started
-            self._record(route, model, prompt_tokens, eval_count, eval_seconds)
+            self._record(route, model, read.tokens, eval_count, eval_seconds, read.cached)
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None),
-                          done_reason=done_reason, prompt_eval_count=prompt_tokens, eval_count=eval_count)
+                          done_reason=done_reason, prompt_eval_count=read.tokens, eval_count=eval_count, prompt_eval_cached_count=read.reported)
             answer = messages_body(f"msg_{ident}", model, whole) if anthropic else responses_body(f"resp_{ident}", model, body, whole)
             return Response(answer, media_type="application/json")
         converter: MessagesStream | ResponsesStream
         converter = MessagesStream(f"msg_{ident}", model, estimate_input_tokens(body)) if anthropic else ResponsesStream(f"resp_{ident}", model, body)
 
         async def stream():
-            async with self._slot(model, body, request):
+            async with self._slot(model, body, request) as ticket:
                 # Go writes and flushes each event on its own: the opening events reach the client
                 # before the first token's, a first_delta_delay apart here (the TTFT tests widen it).
                 for event in converter.opening():
                     yield event
+                read = await self._prefill(ticket, route, body, model)
                 await asyncio.sleep(self.first_delta_delay)
                 eval_started = time.perf_counter()
                 for piece in pieces:
                     await asyncio.sleep(self._generation_s([piece]))
+                    ticket.generated(answer_ids([piece]))
                     for event in converter.process(piece):
                         yield event
                 eval_seconds = time.perf_counter() - eval_started
-            self._record(route, model, prompt_tokens, eval_count, eval_seconds)
+            self._record(route, model, read.tokens, eval_count, eval_seconds, read.cached)
+            done = Piece(done=True, done_reason=done_reason, prompt_eval_count=read.tokens, eval_count=eval_count, prompt_eval_cached_count=read.reported)
             for event in converter.process(done):
                 yield event
 
@@ -778,7 +828,9 @@ class FakeOllama:
         ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``tool_preamble_tokens``,
         ``failures`` ({model: [status, message]}: every request for it answered so, as handleScheduleError writes a runner's failure),
         ``heal`` (models whose failures end), ``max_queue`` (OLLAMA_MAX_QUEUE), ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
-        ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs), ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS)."""
+        ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs), ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS),
+        ``version`` (the release spoken: "0.33.3" and later write the cached-token fields) and ``cache_ram_mib`` (llama-server's
+        --cache-ram, for runners loaded from now on)."""
         body = await request.json()
         for name, fields in (body.get("add_models") or {}).items():
             self.models[name] = FakeModel(name, **{"size": 2_000_000_000, "size_vram": 2_000_000_000, **fields})
@@ -820,6 +872,10 @@ class FakeOllama:
             self.scheduler.parallel = int(body["parallel"])
         if "load_delay" in body:
             self.scheduler.load_delay = float(body["load_delay"])
+        if "version" in body:  # the release spoken: from 0.33.3 the cached-token fields are written
+            self.version = str(body["version"])
+        if "cache_ram_mib" in body:  # llama-server's --cache-ram, for runners loaded from now on
+            self.scheduler.cache_ram_bytes = int(body["cache_ram_mib"]) << 20
         if "max_loaded_models" in body:
             self.scheduler.max_runners = int(body["max_loaded_models"])
         if body.get("reset_stats"):
@@ -877,8 +933,8 @@ class TimedRequests:
         await self.app(scope, receive, timed)
 
 
-def create_app(token_delay: float = 0.01, load_delay: float = 0.3) -> Starlette:
-    fake = FakeOllama(token_delay, load_delay)
+def create_app(token_delay: float = 0.01, load_delay: float = 0.3, version: str = OLLAMA_VERSION) -> Starlette:
+    fake = FakeOllama(token_delay, load_delay, version)
     routes = [
         Route("/", fake.root, methods=["GET", "HEAD"]),
         Route("/api/version", fake.version_info),
@@ -919,10 +975,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=11434)
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
     parser.add_argument("--load-delay", type=float, default=0.3, help="seconds a cold model load takes")
+    parser.add_argument("--ollama-version", default=OLLAMA_VERSION, help="the release spoken (0.33.3 and later write the cached-token fields)")
     args = parser.parse_args()
     # Like Ollama (Go's http.Server with no IdleTimeout), idle keep-alive connections stay open: a day.
     uvicorn.run(
-        echo_request_id(create_app(args.token_delay, args.load_delay)), host=args.host, port=args.port,
+        echo_request_id(create_app(args.token_delay, args.load_delay, args.ollama_version)), host=args.host, port=args.port,
         log_level="warning", access_log=False, timeout_keep_alive=86_400,
     )
 

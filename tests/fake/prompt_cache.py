@@ -54,18 +54,29 @@ class Slot:
     tokens: np.ndarray = field(default_factory=lambda: tokens_of([]))
     last_used: int = -1  # t_last_used: -1 until its first task ends
     busy: bool = False
+    saved: int | None = None  # the RAM entry holding exactly its tokens, while it does (a fast "already in the cache")
 
 
 class PromptCache:
-    """One runner's slots and its RAM prompt cache. ``ram_bytes`` 0: no RAM cache (``--cache-ram 0``)."""
+    """One runner's slots and its RAM prompt cache. ``ram_bytes`` 0: no RAM cache (``--cache-ram 0``).
+
+    The entries are kept oldest first, each under a key, and indexed by their first token: an entry whose first token
+    differs from a prompt's shares nothing with it, so the rules only ever look at one token's entries."""
 
     def __init__(self, slots: int, n_ctx: int, bytes_per_token: int, ram_bytes: int = DEFAULT_RAM_BYTES) -> None:
         self.slots = [Slot(index) for index in range(max(1, slots))]
         self.n_ctx = n_ctx  # the whole context (llama_n_ctx): the RAM cache's token limit
         self.bytes_per_token = bytes_per_token
         self.ram_bytes = ram_bytes
-        self.entries: list[np.ndarray] = []  # oldest first
+        self._entries: dict[int, np.ndarray] = {}  # key -> tokens, oldest first
+        self._by_first: dict[int, set[int]] = {}
+        self._tokens = 0  # of every entry together
+        self._next_key = 0
         self._clock = 0
+
+    @property
+    def entries(self) -> list[np.ndarray]:
+        return list(self._entries.values())
 
     # The task's start and end ------------------------------------------------------------------
 
@@ -73,15 +84,17 @@ class PromptCache:
         """A task with ``prompt`` takes a slot (one must be idle): the slot's id, and ``cache_n``."""
         slot, keeps_little = self._choose(prompt)
         if keeps_little and self.ram_bytes:
-            self._save(slot.tokens)
+            self._save(slot)
             self._load(slot, prompt)
             self._update()
         cached = min(common_prefix(slot.tokens, prompt), max(0, len(prompt) - 1))
-        slot.tokens, slot.busy = prompt[:cached], True
+        if cached < len(slot.tokens):
+            slot.tokens, slot.saved = slot.tokens[:cached], None
+        slot.busy = True
         if self.ram_bytes:  # cache_idle_slots: the other idle slots saved (they keep their KV: no unified cache)
             for other in self.slots:
                 if not other.busy:
-                    self._save(other.tokens)
+                    self._save(other)
                     self._update()
         return slot.id, cached
 
@@ -89,6 +102,7 @@ class PromptCache:
         """The task is over: the slot holds its prompt and the tokens generated, less the last one."""
         slot = self.slots[slot_id]
         slot.tokens = np.concatenate([prompt, generated[:-1]]) if len(generated) else prompt
+        slot.saved = None
         self._clock += 1
         slot.last_used, slot.busy = self._clock, False
 
@@ -99,8 +113,8 @@ class PromptCache:
         idle = [slot for slot in self.slots if not slot.busy]
         best, best_share, shared = None, 0.0, 0
         for slot in idle:
-            if not len(slot.tokens) or not len(prompt):
-                continue
+            if not len(slot.tokens) or not len(prompt) or slot.tokens[0] != prompt[0]:
+                continue  # empty, or nothing in common
             lcp = common_prefix(slot.tokens, prompt)
             share = lcp / len(prompt)
             if share > best_share and share > SIMILARITY:
@@ -114,44 +128,62 @@ class PromptCache:
         assert lru is not None, "no idle slot: the runner's semaphore lets no more tasks in than it has slots"
         return lru, True
 
-    def _size(self, tokens: np.ndarray) -> int:
-        return len(tokens) * self.bytes_per_token
+    def _size(self, tokens: int) -> int:
+        return tokens * self.bytes_per_token
 
-    def _save(self, tokens: np.ndarray) -> None:
-        if not len(tokens):
+    def _same_first(self, tokens: np.ndarray) -> list[int]:
+        return sorted(self._by_first.get(int(tokens[0]), ())) if len(tokens) else []
+
+    def _remove(self, key: int) -> np.ndarray:
+        tokens = self._entries.pop(key)
+        self._by_first[int(tokens[0])].discard(key)
+        self._tokens -= len(tokens)
+        return tokens
+
+    def _save(self, slot: Slot) -> None:
+        tokens = slot.tokens
+        if not len(tokens) or slot.saved in self._entries:
             return
-        if any(common_prefix(entry, tokens) == len(tokens) for entry in self.entries):
+        keys = self._same_first(tokens)
+        if any(common_prefix(self._entries[key], tokens) == len(tokens) for key in keys):
             return  # "prompt is already in the cache, skipping"
-        size = self._size(tokens)
+        size = self._size(len(tokens))
         if size > self.ram_bytes:
             return  # "prompt state size … exceeds cache size limit"
-        self.entries = [entry for entry in self.entries if common_prefix(entry, tokens) != len(entry)]  # obsolete prefixes
-        while self.entries and sum(map(self._size, self.entries)) + size > self.ram_bytes:
-            self.entries.pop(0)  # "making room for prompt cache entry, removing oldest entry"
-        self.entries.append(tokens)
+        for key in keys:  # obsolete: entries that are a prefix of these tokens
+            entry = self._entries[key]
+            if common_prefix(entry, tokens) == len(entry):
+                self._remove(key)
+        while self._entries and self._size(self._tokens) + size > self.ram_bytes:
+            self._remove(next(iter(self._entries)))  # "making room for prompt cache entry, removing oldest entry"
+        key, self._next_key = self._next_key, self._next_key + 1
+        self._entries[key] = tokens
+        self._by_first.setdefault(int(tokens[0]), set()).add(key)
+        self._tokens += len(tokens)
+        slot.saved = key
 
     def _load(self, slot: Slot, prompt: np.ndarray) -> None:
         lcp = common_prefix(slot.tokens, prompt)
         keep_best = lcp / len(slot.tokens) if len(slot.tokens) else -1.0
         sim_best = lcp / len(prompt) if len(prompt) else 0.0
         found = None
-        for index, entry in enumerate(self.entries):
+        for key in self._same_first(prompt):  # an entry of another first token shares nothing: keep 0 < ENTRY_SHARE
+            entry = self._entries[key]
             lcp = common_prefix(entry, prompt)
             keep, sim = lcp / len(entry), lcp / len(prompt)
             if keep < ENTRY_SHARE:
                 continue
             if keep_best < keep and sim_best < sim:
-                keep_best, sim_best, found = keep, sim, index
+                keep_best, sim_best, found = keep, sim, key
         if found is not None:
-            slot.tokens = self.entries.pop(found)  # restored into the slot, and out of the cache
+            slot.tokens, slot.saved = self._remove(found), None  # restored into the slot, and out of the cache
 
     def _update(self) -> None:
-        while self.entries and sum(map(self._size, self.entries)) > self.ram_bytes:
-            self.entries.pop(0)
-        tokens = sum(len(entry) for entry in self.entries)
-        if not tokens:
+        while self._entries and self._size(self._tokens) > self.ram_bytes:
+            self._remove(next(iter(self._entries)))
+        if not self._tokens:
             return
-        per_token = max(1.0, sum(map(self._size, self.entries)) / tokens)
+        per_token = max(1.0, self._size(self._tokens) / self._tokens)
         limit = max(self.n_ctx, int(self.ram_bytes / per_token))
-        while self.entries and sum(len(entry) for entry in self.entries) > limit:
-            self.entries.pop(0)
+        while self._entries and self._tokens > limit:
+            self._remove(next(iter(self._entries)))

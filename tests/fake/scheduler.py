@@ -50,10 +50,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import numpy as np
+
+from tests.fake.prompt_cache import DEFAULT_RAM_BYTES, PromptCache, tokens_of
+
 SCHEDULING_OVERHEAD_S = 0.0015
 DEFAULT_KEEP_ALIVE_S = 300.0
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=timezone.utc)  # time.Time{}, which encoding/json writes as 0001-01-01T00:00:00Z
 GIB = 1 << 30
+# A token's K and V in every layer, f16, as llama-server saves them: a 3B llama (28 layers, 8 KV heads of 128) holds
+# 2 × 28 × 8 × 128 × 2 = 114,688 bytes a token, so the 8 GiB RAM prompt cache about 75,000 tokens.
+KV_BYTES_PER_TOKEN = 114_688
 # server/sched.go Scheduler.load: "Some architectures are not safe with num_parallel > 1" (ollama/ollama#4165)
 SINGLE_SLOT_FAMILIES = frozenset({"mllama", "qwen3vl", "qwen3vlmoe", "qwen35", "qwen35moe", "qwen3next", "lfm2", "lfm2moe", "nemotron_h", "nemotron_h_moe", "nemotron_h_omni"})
 RUNNER_OPTIONS = ("num_ctx", "num_gpu", "num_batch", "main_gpu", "use_mmap", "num_thread")  # api.Runner's fields
@@ -125,6 +132,7 @@ class Runner:
     expires: float = float("inf")  # monotonic
     expires_at: datetime = GO_ZERO_TIME  # runnerRef.expiresAt: unset until the runner first goes idle
     session_s: float = DEFAULT_KEEP_ALIVE_S  # runnerRef.sessionDuration: the latest hand-over's keep_alive
+    cache: PromptCache | None = None  # llama-server's slots and RAM prompt cache: a new runner's are empty
 
 
 @dataclass
@@ -146,6 +154,9 @@ class Truth:
     eval_s: float = 0.0
     load_duration_s: float = 0.0  # what Ollama reports
     num_ctx: int = 0
+    prompt_tokens: int = 0  # the prompt the runner was handed (after Ollama's cuts)
+    cached_tokens: int | None = None  # of them, read from the runner's cache (cache_n); None without a runner (cloud)
+    truncated: bool = False  # the runner's truncation (llm/llama_server.go completionPromptForRequest) cut it
 
     @property
     def waiting_s(self) -> float:
@@ -177,11 +188,34 @@ class _Pending:
 
 
 class Ticket:
-    """What a request holds while it runs: Ollama's ``load_duration`` and the place to log its phases."""
+    """What a request holds while it runs: Ollama's ``load_duration``, the runner's prompt cache, the place to log its phases."""
 
-    def __init__(self, load_ns: int, truth: Truth) -> None:
+    def __init__(self, load_ns: int, truth: Truth, cache: PromptCache | None = None) -> None:
         self.load_ns = load_ns
         self.truth = truth
+        self._cache = cache
+        self._slot: int | None = None
+        self._prompt = tokens_of([])
+        self._generated: list[int] = []
+
+    def prompt(self, tokens: np.ndarray) -> int | None:
+        """The runner takes the prompt into one of its slots: how many of its tokens the slot's cache held (cache_n),
+        or None where there is no runner (a cloud model)."""
+        self.truth.prompt_tokens = len(tokens)
+        if self._cache is None:
+            return None
+        self._slot, cached = self._cache.begin(tokens)
+        self._prompt, self.truth.cached_tokens = tokens, cached
+        return cached
+
+    def generated(self, tokens: list[int]) -> None:
+        self._generated += tokens
+
+    def release(self) -> None:
+        """The task is over (done or cancelled): its slot keeps the prompt and what was generated."""
+        if self._cache is not None and self._slot is not None:
+            self._cache.end(self._slot, self._prompt, tokens_of(self._generated))
+            self._slot = None
 
     def ran(self, prompt_s: float, eval_s: float) -> None:
         self.truth.prompt_s, self.truth.eval_s = prompt_s, eval_s
@@ -198,6 +232,7 @@ class Scheduler:
         self.log: list[Truth] = []
         self.residency: list[Residency] = []
         self._pending = asyncio.Lock()  # processPending: one at a time, first come first served
+        self.cache_ram_bytes = DEFAULT_RAM_BYTES  # llama-server's --cache-ram, which Ollama leaves at its default
         self.max_queue = 512  # OLLAMA_MAX_QUEUE: how many requests pendingReqCh holds
         self._queued = 0  # requests in pendingReqCh: waiting for processPending, not yet taken
         self._served: list[_Pending] = []  # every pending entry, in the order it was served
@@ -245,6 +280,7 @@ class Scheduler:
         train_ctx: int = 131072,
         mlx: bool = False,
         one_slot: bool = False,
+        kv_bytes_per_token: int = KV_BYTES_PER_TOKEN,
         started: float | None = None,
     ) -> AsyncIterator[Ticket]:
         """Run a request on a runner for ``model`` (blob ``key``, listed as ``name``) while the block runs;
@@ -255,7 +291,7 @@ class Scheduler:
         truth = Truth(request_id, model, name, num_ctx=int(wanted["num_ctx"]))
         runner = self._usable(key, wanted)
         if runner is None:
-            runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth)
+            runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth, kv_bytes_per_token)
         runner.refs += 1  # useLoadedRunner: handed over, whatever already runs on it
         if keep_alive is not None:
             runner.session_s = keep_alive_seconds(keep_alive)  # useLoadedRunner: pending.sessionDuration, when the request set one
@@ -267,7 +303,11 @@ class Scheduler:
             async with runner.slots:  # llamaServerRunner.Completion: s.sem.Acquire, after checkpointLoaded
                 truth.slot_s = time.perf_counter() - waiting
                 self.log.append(truth)
-                yield Ticket(load_ns, truth)
+                ticket = Ticket(load_ns, truth, runner.cache)
+                try:
+                    yield ticket
+                finally:
+                    ticket.release()
         finally:
             runner.refs -= 1
             if runner.refs == 0:  # processCompleted: gone idle, the timer (re)set from now
@@ -276,7 +316,7 @@ class Scheduler:
                 runner.expires_at = datetime.now(timezone.utc) + (timedelta(days=3650) if seconds == float("inf") else timedelta(seconds=seconds))
                 runner.drained.set()
 
-    async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth) -> Runner:
+    async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth, kv_bytes_per_token: int) -> Runner:
         """processPending: wait for the queue (behind every model's loads), then drain, unload, load."""
         if self._queued >= self.max_queue:  # GetRunner: `select { case s.pendingReqCh <- req: default: req.errCh <- ErrMaxQueue }`
             raise ServerBusy
@@ -321,7 +361,10 @@ class Scheduler:
                 loading = time.perf_counter()
                 await asyncio.sleep(self.load_delay)
                 truth.load_s = time.perf_counter() - loading
-                runner = self.runners[key] = Runner(key, name, wanted, asyncio.Semaphore(1 if one_slot else self.parallel))
+                slots = 1 if one_slot else self.parallel
+                # llm/llama_server.go: `-np` slots, `-c` num_ctx × slots, --cache-ram left at its default
+                cache = PromptCache(slots, int(wanted["num_ctx"]) * slots, kv_bytes_per_token, self.cache_ram_bytes)
+                runner = self.runners[key] = Runner(key, name, wanted, asyncio.Semaphore(slots), cache=cache)
                 self.residency.append(Residency(name, "load", time.time(), truth.load_reason, cause=truth.reload_cause))
                 return runner
             finally:

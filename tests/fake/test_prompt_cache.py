@@ -33,6 +33,7 @@ def conversation(seed: int, length: int = 3000) -> list[int]:
 
 
 A, X, Y, Z = (conversation(seed) for seed in range(4))
+S = conversation(9, 200)  # a system prompt
 EDITED = Z[:5] + [Z[5] % (N_VOCAB - 4) + 3 if Z[5] != 3 else 4] + Z[6:]  # its sixth token changed: an early edit
 
 # name: (slots, --cache-ram in MiB, the prompts in order, whether any prompt reuses a cache)
@@ -43,6 +44,9 @@ SEQUENCES = {
     "the same without the RAM cache, one slot": (1, 0, [c[:n] for n in (120, 180, 240) for c in (X, Y, Z)] + [X[:300]], False),
     "three conversations on three slots, one edited early": (3, 8192, [c[:n] for n in (120, 180) for c in (X, Y, Z)] + [EDITED[:240], X[:240], Z[:240]], True),
     "the same without the RAM cache, three slots": (3, 0, [c[:n] for n in (120, 180) for c in (X, Y, Z)] + [EDITED[:240], X[:240], Z[:240]], True),
+    # agents sharing a system prompt: a slot that keeps half of itself for the next is not saved, so its conversation
+    # is lost while the system prompt alone is reused; once the conversations outgrow twice the system prompt, saved
+    "three conversations sharing a system prompt on one slot": (1, 8192, [S + c[:n] for n in (150, 250, 400, 600) for c in (X, Y, Z)], True),
     # 1 MiB holds about 2,000 tokens of this model's KV: the oldest entries go first
     "past the RAM cache's limit": (1, 1, [c[:n] for n in (600, 700, 800, 900) for c in (X, Y, Z)], True),
     "a conversation read again after a reload": (1, 8192, [A[:300]], False),  # the first turn on a new runner: nothing cached

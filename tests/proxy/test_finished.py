@@ -20,10 +20,11 @@ from tests.support.in_process import InProcessProxy
 
 # The schema of /-/requests: these keys, in this order (docs/metrics.md lists them). The first 40 were its keys
 # before the finished request was one value; response_model and waited_behind_s came with it, session and first_output
-# with the agents' turns.
+# with the agents' turns, the prompt cache's six (prompt_cached_tokens to history_changed_at) with the cache.
 SCHEMA = (
     "start_time", "trace_id", "trace_sampled", "method", "client", "session", "route", "operation", "model", "requested_model", "response_model",
-    "stream", "status", "duration_s", "time_to_first_token_s", "first_output", "input_tokens", "output_tokens", "tokens_per_second", "load_duration_s",
+    "stream", "status", "duration_s", "time_to_first_token_s", "first_output", "input_tokens", "output_tokens", "tokens_per_second",
+    "prompt_cached_tokens", "prompt_tokens_per_second", "turn", "cache_miss", "read_again_tokens", "history_changed_at", "load_duration_s",
     "queue_wait_s", "pending_wait_s", "waited_behind", "waited_behind_s", "drain_s", "load_s", "unknown_s", "load_reason", "reload_cause",
     "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_total_s", "ollama_other_s", "proxy_s", "context_length", "context_fill", "error_type",
     "error", "finish_reason", "reasoning", "tool_calls", "cloud",

@@ -15,7 +15,8 @@ import time
 import httpx
 import pytest
 
-from otel_proxy.ollama import read_request, route_of
+from otel_proxy.finished import prompt_rate
+from otel_proxy.ollama import cached_tokens, read_request, reports_cache, route_of
 from otel_proxy.watch import MessagesWatcher, ResponsesWatcher, Seam, Tail, watcher_for, TAIL_BYTES
 from tests.fake.ollama import create_app
 from tests.support.payloads import TOOL_FUNCTION, TOOLS_ANTHROPIC, TOOLS_OPENAI
@@ -148,6 +149,35 @@ def test_the_report_is_the_fakes_account_whatever_the_chunk_boundaries(name):
             final["load_duration"] / 1e9, final["prompt_eval_duration"] / 1e9, final["eval_duration"] / 1e9, final["total_duration"] / 1e9)
     facts = read_request(route, json.dumps(body).encode(), True)
     assert facts.model == MODEL and facts.stream == (body.get("stream", path in ("/api/generate", "/api/chat")) is True)
+
+
+async def ask_again(path: str, body: dict, version: str) -> tuple[httpx.Response, int, int | None]:
+    """The same request twice to one fake speaking ``version``: the second answer, and the prompt tokens and cached
+    tokens its truth log gives it (the runner held the first's prompt: all of it but the last token is cached)."""
+    app = create_app(token_delay=0, load_delay=0, version=version)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://fake") as client:
+        await client.post(path, json=body)
+        answer = await client.post(path, json=body)
+    truth = app.state.fake.scheduler.log[-1]
+    return answer, truth.prompt_tokens, truth.cached_tokens
+
+
+@pytest.mark.parametrize("version", ["0.32.15", "0.33.3"])
+@pytest.mark.parametrize("name", [name for name in CASES if "long" not in name and "embed" not in name])
+def test_the_cached_count_is_the_runners_on_every_api_and_absent_from_an_ollama_that_writes_none(name, version):
+    path, body, _, input_known, _ = CASES[name]
+    answer, prompted, cached = asyncio.run(ask_again(path, body, version))
+    assert answer.status_code == 200 and cached == prompted - 1, (answer.text, prompted, cached)  # 0 for a one-token prompt: a count too
+    route = route_of(path)
+    watcher = watcher_for(route, answer.headers["content-type"])
+    for chunk in pieces(answer.content, 7):
+        watcher.feed(chunk)
+    report = watcher.report()
+    # the prompt's whole count on every API (/v1/messages' input_tokens leaves the cached ones out, as Anthropic's does)
+    assert report.input_tokens == (prompted if input_known else None), report
+    known = cached if input_known and reports_cache(version) else None
+    assert cached_tokens(route, report, version) == known, report
+    assert prompt_rate(report) == (None if known is None or report.prompt_eval_s is None else (prompted - cached) / report.prompt_eval_s)
 
 
 def test_an_error_inside_a_stream_and_a_cut_stream_are_reported():

@@ -106,9 +106,11 @@ def stored_prometheus(data: Path) -> Iterator[Server]:
 
 
 @contextmanager
-def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3) -> Iterator[Server]:
+def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3, version: str | None = None) -> Iterator[Server]:
+    """The fake Ollama; ``version``: the release it speaks (tests/fake/ollama.py OLLAMA_VERSION where not given)."""
     port = free_port()
     args = [PYTHON, "-m", "tests.fake.ollama", "--port", str(port), "--token-delay", str(token_delay), "--load-delay", str(load_delay)]
+    args += ["--ollama-version", version] if version else []
     with run_server(args, port, "/api/version") as server:
         yield server
 

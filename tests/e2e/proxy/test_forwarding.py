@@ -110,7 +110,7 @@ def test_ollama_error_answers_reach_the_client_unchanged_and_are_counted(fake, p
     assert missing.json() == {"error": "model 'no-such-model' not found"}  # server/routes.go GenerateHandler, getExistingName failed
     garbage = httpx.post(proxy.url + "/api/chat", content=b"not json at all", headers={"content-type": "application/json"})
     assert garbage.status_code == 400 and "invalid character" in garbage.json()["error"]
-    openai_missing = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "ghost", "messages": []})
+    openai_missing = httpx.post(proxy.url + "/v1/chat/completions", json={"model": "ghost", "messages": [{"role": "user", "content": "x"}]})
     assert openai_missing.json()["error"]["type"] == "not_found_error"
 
     metrics = scrape(proxy.url)

@@ -159,11 +159,12 @@ def test_a_reload_against_the_default_context_names_both_values(scheduled):
 
 def test_a_request_that_fills_the_context_is_flagged(scheduled):
     fake, proxy = scheduled
-    generate(proxy, num_ctx=64, prompt=" ".join(["word"] * 200), tokens=4)  # truncated to 64 prompt tokens: 68 / 64 of the context
+    # cut to 34 prompt tokens: the first 4 and the tail (llm/llama_server.go contextShiftPromptLimit: 64 - (64 - 4) / 2)
+    generate(proxy, num_ctx=64, prompt=" ".join(["word"] * 200), tokens=4)
     generate(proxy, num_ctx=64, prompt="short", tokens=4)
     entries = httpx.get(proxy.url + "/-/requests").json()["requests"]
     fills = sorted(entry["context_fill"] for entry in entries)
-    assert fills == [pytest.approx(5 / 64), pytest.approx(68 / 64)]
+    assert fills == [pytest.approx(5 / 64), pytest.approx(38 / 64)]
     assert {entry["context_length"] for entry in entries} == {64}
     metrics = scrape(proxy.url)
     assert metrics.value("ollama_context_full_total", gen_ai_request_model=MODEL) == 1
