@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ollama_otel_stack.ollama_versions import reports_cache
+
 CHAT = "chat"
 TEXT_COMPLETION = "text_completion"
 EMBEDDINGS = "embeddings"
@@ -271,15 +273,6 @@ def report_from_anthropic(body: dict[str, Any]) -> Report:
         reasoning="thinking" in kinds,
         tool_calls="tool_use" in kinds,
     )
-
-
-CACHE_REPORTED_SINCE = (0, 33, 3)  # the first release with PR #17943's cached-token fields
-
-
-def reports_cache(version: str | None) -> bool:
-    """Whether an Ollama of this version reports its prompt cache (an unknown version: not known to)."""
-    numbers = re.findall(r"\d+", (version or "").split("-")[0])[:3]
-    return len(numbers) == 3 and tuple(map(int, numbers)) >= CACHE_REPORTED_SINCE
 
 
 def cached_tokens(route: str, report: Report, version: str | None) -> int | None:

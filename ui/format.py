@@ -125,7 +125,7 @@ def waterfall(request: dict) -> list[dict]:
         if "pending_wait_s" not in request:  # an entry from a proxy before the slot wait was told apart
             waiting = [("waiting for a slot", request.get("queue_wait_s")), (load_name, request.get("load_s"))]
     waiting.append(("waiting for a slot", request.get("slot_wait_s")))
-    ollama = [("prompt evaluation", request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
+    ollama = [(prompt_phase(request), request.get("prompt_eval_s")), ("generation", request.get("eval_s"))]
     phases: list[tuple[str, float | None]]
     first = request.get("time_to_first_token_s")
     # An answer that opens with a tool call was generated whole before it (Ollama sends a call once it is complete).
@@ -161,3 +161,34 @@ def waterfall(request: dict) -> list[dict]:
         rows.append({"phase": name, "start": cursor, "end": cursor + length, "duration": seconds(length)})
         cursor += length
     return rows
+
+
+def prompt_phase(request: dict) -> str:
+    """The prompt's bar, with what the cache held of it: "prompt evaluation (9,800 new, 58,000 cached)", or the tokens
+    it read again after the cache was lost."""
+    cached, total = request.get("prompt_cached_tokens"), request.get("input_tokens")
+    if cached is None or total is None:
+        return "prompt evaluation"
+    said = f"prompt evaluation ({total - cached:,} new, {cached:,} cached"
+    if request.get("cache_miss"):
+        said += f"; {request.get('read_again_tokens') or 0:,} read again: cache lost, {request['cache_miss'].replace('_', ' ')}"
+    return said + ")"
+
+
+def prompt_cache(tokens: dict[str, float | None], versions: list[str]) -> str:
+    """The window's prompt tokens as "Where the time went" says them: read from the cache, evaluated anew, read again
+    after the cache was lost. Where Ollama reports no cache, which release says so (docs/metrics.md, "The prompt cache")."""
+    from ollama_otel_stack.ollama_versions import CACHE_REPORTED_SINCE, reports_cache
+
+    cached, new, again = tokens.get("cached"), tokens.get("new"), tokens.get("read_again")
+    if _missing(cached) or _missing(new) or not (cached or new):  # type: ignore[operator]
+        silent = sorted(version for version in versions if version and not reports_cache(version))
+        if silent:
+            since = ".".join(map(str, CACHE_REPORTED_SINCE))
+            return f"Ollama {', '.join(silent)} does not report its prompt cache ({since} and later do): no cache-hit share or prompt rate on new tokens."
+        return f"Prompt cache: {NO_DATA} no prompt tokens with a reported cached count in this window."
+    assert cached is not None and new is not None
+    said = f"Prompt tokens: {percent(cached / (cached + new))} read from the cache ({count(cached)}), {count(new)} evaluated anew"
+    if not _missing(again) and again:
+        said += f", of which {count(again)} read again after the cache was lost"
+    return said + "."

@@ -162,7 +162,45 @@ def per_model(f: Filters, window: str) -> dict[str, str]:
         "reloads": f"sum by ({by}) {grown(f'ollama_model_loads_total{reload}', window)}",
         "queue_p95_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_queue_wait_seconds_bucket{sel}[{window}])))",
         "context_fill_p95": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_context_fill_bucket{sel}[{window}])))",
+        **prompt_cache(f, window, by),
     }
+
+
+def prompt_cache(f: Filters, window: str, by: str = "") -> dict[str, str]:
+    """The cache-hit share of the prompt tokens whose cached count Ollama reported (0.33.3 and later), and the
+    prompt rate on new tokens (docs/metrics.md, "The prompt cache"); no data where Ollama reports no cache."""
+    sel, grouped = f.labels(), f"sum by ({by}) " if by else "sum "
+    cached, new = f"rate(ollama_prompt_cached_tokens_total{sel}[{window}])", f"rate(ollama_prompt_new_tokens_total{sel}[{window}])"
+    return {
+        "cache_hit_share": f"{grouped}({cached}) / ({grouped}({cached}) + {grouped}({new}))",
+        "prompt_rate": f"{grouped}(rate(ollama_prompt_eval_new_tokens_total{sel}[{window}])) / {grouped}(rate(ollama_prompt_eval_time_seconds_total{sel}[{window}]))",
+    }
+
+
+def prompt_tokens(f: Filters, window: str) -> dict[str, str]:
+    """For "Where the time went": the prompt tokens in the window read from the cache, evaluated anew, and read again
+    after the cache was lost (of the requests whose cached count Ollama reported)."""
+    sel = f.labels()
+    return {
+        "cached": f"sum(increase(ollama_prompt_cached_tokens_total{sel}[{window}]))",
+        "new": f"sum(increase(ollama_prompt_new_tokens_total{sel}[{window}]))",
+        "read_again": f"sum(increase(ollama_prompt_cache_read_again_tokens_total{sel}[{window}]))",
+    }
+
+
+def cache_losses(f: Filters, window: str = "1h") -> dict[str, str]:
+    """Per model and cause: the turns that read their prompt again in the window, and the tokens they read again."""
+    sel, by = f.labels(), "gen_ai_request_model, ollama_cache_cause"
+    return {
+        "misses": f"sum by ({by}) {grown(f'ollama_prompt_cache_misses_total{sel}', window)}",
+        "tokens": f"sum by ({by}) {grown(f'ollama_prompt_cache_read_again_tokens_total{sel}', window)}",
+        "loads": f"sum by (gen_ai_request_model, ollama_load_reason) {grown(f'ollama_model_loads_total{sel}', window)}",
+    }
+
+
+def ollama_versions(f: Filters) -> str:
+    """The Ollama versions the collectors read (``ollama_up``'s label)."""
+    return f"max by (ollama_version) (ollama_up{f.host_only()})"
 
 
 def loaded_models(f: Filters) -> dict[str, str]:
@@ -191,6 +229,7 @@ def per_client(f: Filters, window: str) -> dict[str, str]:
         "errors": increase("ollama_client_requests_total", 'error_type!=""'),
         "tokens_in": increase("ollama_client_tokens_total", 'gen_ai_token_type="input"'),
         "tokens_out": increase("ollama_client_tokens_total", 'gen_ai_token_type="output"'),
+        "tokens_cached": increase("ollama_client_tokens_total", 'gen_ai_token_type="cached_input"'),
         "seconds": increase("ollama_client_request_duration_seconds_sum"),
         "p95_latency_s": f"histogram_quantile(0.95, sum by (le, {by}) (rate(ollama_client_request_duration_seconds_bucket{f.client_labels()}[{window}])))",
     }
@@ -200,12 +239,16 @@ def per_client(f: Filters, window: str) -> dict[str, str]:
 
 
 def scheduling(f: Filters, window: str) -> dict[str, str]:
-    """Per model: the mean slot wait per request, requests in flight, reloads in 10 minutes, context-fill p95."""
+    """Per model: the mean slot wait per request, requests in flight, reloads in 10 minutes, context-fill p95, the
+    share of its prompts cut to fit the context, and its prompt cache (cache-hit share, prompt rate on new tokens)."""
     by = "gen_ai_request_model"
     sel = f.labels()
     slot = f.labels('ollama_phase="slot"')
     reloads = f.labels('ollama_load_reason="reload"')
+    generations = f.labels('gen_ai_operation_name!="embeddings"')
     return {
+        "context_cut_share": f"sum by ({by}) (rate(ollama_context_full_total{sel}[{window}])) / sum by ({by}) (rate(gen_ai_server_request_duration_seconds_count{generations}[{window}]))",
+        **prompt_cache(f, window, by),
         "slot_wait_s": f"sum by ({by}) (rate(ollama_scheduler_time_seconds_total{slot}[{window}])) / sum by ({by}) (rate(gen_ai_server_request_duration_seconds_count{sel}[{window}]))",
         "in_flight": f"sum by ({by}) (ollama_requests_in_flight{sel})",
         "reloads_10m": f"sum by ({by}) {grown(f'ollama_model_loads_total{reloads}', '10m')}",

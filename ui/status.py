@@ -40,7 +40,20 @@ LATENCY_HIGH = 3.0
 SLOT_WAIT_S = 0.5  # a model's mean wait for a slot per request above this: it is slot-bound
 HELD_UP_10M_S = 5.0  # seconds one model waited behind another's loads within 10 minutes, from this: load-queue-bound
 RELOADS_10M = 3  # reloads of one model within 10 minutes from this many: clients switch runner options
-CONTEXT_FULL_P95 = 0.95  # a model's p95 context fill from this: prompts are being truncated
+CONTEXT_CUT_SHARE = 0.05  # a model's prompts cut to fit its context (ollama_context_full_total), from this share of them
+CACHE_MISSES_1H = 3  # a model's turns that read their prompt again for one cause within an hour, from this many
+# Each cause of a lost prompt cache (otel_proxy/continuations.py), as the advice says it: what happened, what to change.
+CACHE_ADVICE = {
+    "reload": ("was reloaded {loads} in an hour, and each reload dropped every conversation's prompt cache", "give every client the same num_ctx"),
+    "unloaded": ("was unloaded and loaded again {loads} in an hour, and each load started with an empty prompt cache",
+                 "raise OLLAMA_KEEP_ALIVE (or OLLAMA_MAX_LOADED_MODELS where models evict each other)"),
+    "history_changed": ("had {misses} turns in an hour that changed an earlier message and read the rest again", "keep agents' histories append-only"),
+    "system_or_tools_changed": ("had {misses} turns in an hour whose system prompt or tools changed", "keep them fixed within a session"),
+    "truncated": ("had {misses} turns in an hour that outgrew its context and were cut", "raise num_ctx"),
+    "slot_taken": ("had {misses} turns in an hour whose cache other conversations took with the runner's slots",
+                   "raise OLLAMA_NUM_PARALLEL (each slot needs its own num_ctx of memory) or run fewer agents on it at once"),
+    "unknown": ("had {misses} turns in an hour that read their prompt again for a reason the proxy cannot tell", "see the turns in Sessions"),
+}
 CPU_SHARE = 0.05  # a loaded model with this share or more of its weights outside VRAM (/api/ps size_vram < size)
 
 
@@ -58,6 +71,11 @@ class ModelPressure:
     vram_bytes: float | None = None
     reload_causes: list[str] = field(default_factory=list)  # newest first, e.g. "num_ctx 4096 -> 8192"
     context_length: int | None = None
+    context_cut_share: float | None = None  # of its requests in the window, those whose prompt was cut to fit the context
+    prompt_rate: float | None = None  # the prompt rate on new tokens (tokens/s), where Ollama reports its cache
+    cache_hit_share: float | None = None
+    cache_lost: dict[str, tuple[float, float]] = field(default_factory=dict)  # cause -> (turns, tokens read again), an hour
+    loads_1h: dict[str, float] = field(default_factory=dict)  # load reason (cold, reload) -> loads, an hour
 
     @property
     def cpu_share(self) -> float | None:
@@ -106,7 +124,7 @@ def _switching(causes: list[str]) -> str:
 def advise(s: Snapshot) -> list[str]:
     """The cause of slowness and its remedy, one sentence each, by the thresholds above; the worst first.
 
-    Five kinds: slot-bound, load-queue-bound, reload-bound, context-bound and partial offload. Each is
+    Six kinds: slot-bound, load-queue-bound, reload-bound, context-bound, partial offload and a lost prompt cache. Each is
     weighed by the seconds it costs or an equivalent, so the one to act on first leads."""
     advice: list[tuple[float, str]] = []
     for p in s.pressure:
@@ -119,13 +137,29 @@ def advise(s: Snapshot) -> list[str]:
                                         "(OLLAMA_KEEP_ALIVE, OLLAMA_MAX_LOADED_MODELS) or give it its own host"))
         if p.reloads_10m is not None and round(p.reloads_10m) >= RELOADS_10M:
             advice.append((p.reloads_10m, f"{round(p.reloads_10m)} reloads of {p.model} in 10 min: clients switch {_switching(p.reload_causes)}; pin one value"))
-        if p.context_fill_p95 is not None and p.context_fill_p95 >= CONTEXT_FULL_P95:
+        if p.context_cut_share is not None and p.context_cut_share >= CONTEXT_CUT_SHARE:
             context = f"{p.context_length}-token context" if p.context_length else "context"
-            advice.append((p.context_fill_p95 * 10, f"prompts fill {fmt.percent(min(p.context_fill_p95, 1.0))} of {p.model}'s {context}: raise num_ctx"))
+            advice.append((p.context_cut_share * 10, f"{fmt.percent(min(p.context_cut_share, 1.0))} of {p.model}'s prompts were cut to fit its {context}: raise num_ctx"))
+        lost = cache_advice(p)
+        if lost is not None:
+            advice.append(lost)
         share = p.cpu_share
         if share is not None and share >= CPU_SHARE:
             advice.append((share * 10, f"{p.model} runs {fmt.percent(share)} on the CPU: a smaller quantisation or num_ctx would fit VRAM"))
     return [text for _, text in sorted(advice, key=lambda item: -item[0])]
+
+
+def cache_advice(p: ModelPressure) -> tuple[float, str] | None:
+    """The cause of a lost prompt cache that cost the model most in the last hour, weighed by the seconds its re-read
+    tokens took (at the prompt rate on new tokens, else a thousand a second), where it happened CACHE_MISSES_1H times."""
+    found = [(tokens, cause, misses) for cause, (misses, tokens) in p.cache_lost.items() if round(misses) >= CACHE_MISSES_1H and cause in CACHE_ADVICE]
+    if not found:
+        return None
+    tokens, cause, misses = max(found)
+    what, remedy = CACHE_ADVICE[cause]
+    loads = round(p.loads_1h.get("reload" if cause == "reload" else "cold", 0.0))
+    said = what.format(loads=f"{loads} time{'s' if loads != 1 else ''}", misses=round(misses))
+    return tokens / (p.prompt_rate or 1000.0), f"{p.model} {said} ({fmt.count(tokens)} tokens read again): {remedy}"
 
 
 def _band(value: float, bands: tuple[tuple[float, str], ...], above: str) -> str:
@@ -330,6 +364,7 @@ def pressure(prom: Prometheus, f: Filters, window: str, recent: list[dict]) -> l
     asked = {(name, "gen_ai_request_model"): promql for name, promql in queries.scheduling(f, window).items()}
     asked |= {(name, "model"): promql for name, promql in queries.loaded_models(f).items()}
     asked[("held_up_by", "gen_ai_request_model")] = queries.held_up(f)
+    asked |= {(name, "gen_ai_request_model"): promql for name, promql in queries.cache_losses(f).items()}
     answers = prom.side_by_side({key: partial(prom.vector, promql) for key, promql in asked.items()})
     models: dict[str, ModelPressure] = {}
     for (column, label), answer in answers.items():
@@ -341,6 +376,12 @@ def pressure(prom: Prometheus, f: Filters, window: str, recent: list[dict]) -> l
             if column == "held_up_by":
                 if labels.get("ollama_behind"):
                     found.held_up_by[labels["ollama_behind"]] = value
+            elif column in ("misses", "tokens"):
+                cause = labels.get("ollama_cache_cause", "")
+                misses, tokens = found.cache_lost.get(cause, (0.0, 0.0))
+                found.cache_lost[cause] = (value, tokens) if column == "misses" else (misses, value)
+            elif column == "loads":
+                found.loads_1h[labels.get("ollama_load_reason", "")] = value
             else:
                 setattr(found, column, value)
     for entry in recent:  # newest first

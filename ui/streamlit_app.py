@@ -116,6 +116,14 @@ def time_shares(url: str, host: str, model: str, window: str) -> dict[str, float
 
 
 @st.cache_data(ttl=4, show_spinner=False)
+def prompt_cache_line(url: str, host: str, model: str, window: str) -> str:
+    prom, f = prometheus(url), filters(host, model)
+    tokens = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in queries.prompt_tokens(f, window).items()})
+    versions = [labels.get("ollama_version", "") for labels, _ in prom.vector(queries.ollama_versions(f))]
+    return fmt.prompt_cache(tokens, versions)
+
+
+@st.cache_data(ttl=4, show_spinner=False)
 def client_table(url: str, host: str, client: str, window: str) -> pd.DataFrame:
     prom = prometheus(url)
     asked = queries.per_client(filters(host, client=client), window)
@@ -129,6 +137,7 @@ def client_table(url: str, host: str, client: str, window: str) -> pd.DataFrame:
             "client": name,
             "requests": fmt.count(row.get("requests")),
             "tokens in / out": f"{fmt.count(row.get('tokens_in'))} / {fmt.count(row.get('tokens_out'))}",
+            "cache hits": fmt.percent(row["tokens_cached"] / row["tokens_in"] if row.get("tokens_cached") is not None and row.get("tokens_in") else None),
             "share of generation time": fmt.percent((row.get("seconds") or 0.0) / total if total else None),
             "p95 latency": fmt.seconds(row.get("p95_latency_s")),
             "errors": fmt.count(row.get("errors") or 0.0 if row.get("requests") else None),
@@ -163,6 +172,8 @@ def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
             "reloads": fmt.count(row.get("reloads")),
             "last reload cause": last_causes.get(name, ""),
             "context fill p95": fmt.percent(row.get("context_fill_p95")),
+            "cache hits": fmt.percent(row.get("cache_hit_share")),
+            "prompt tok/s (new)": fmt.rate(row.get("prompt_rate"), "tok/s"),
             "loaded now": "yes" if size is not None else "no",
             "VRAM": fmt.bytes_(vram),
             "in GPU": fmt.percent(vram / size if vram is not None and size else None),
@@ -322,6 +333,7 @@ def live() -> None:
         st.caption(f"{fmt.NO_DATA} no generation in this window")
     else:
         st.caption("Share of all generation time in the window: " + ", ".join(f"{name} {fmt.percent(share)}" for name, share in shares.items()))
+    st.caption(fmt.plain(prompt_cache_line(SETTINGS.prometheus_url, host, model, window)))
 
     table_section("Models", model_table(SETTINGS.prometheus_url, host, model, window), "No model has been used or loaded in this window.")
     table_section("Clients", client_table(SETTINGS.prometheus_url, host, client, window), "No client has sent a request in this window.")
@@ -357,6 +369,8 @@ else:
             "TTFT": fmt.seconds(e["time_to_first_token_s"]) + ("" if e.get("first_output") != "tool_call" else " (tool call)"),
             "tokens in/out": f"{fmt.count(e['input_tokens'])} / {fmt.count(e['output_tokens'])}",
             "tokens/s": fmt.rate(e["tokens_per_second"], ""),
+            "cached": fmt.count(e.get("prompt_cached_tokens")),
+            "cache lost": f"{e['cache_miss']} ({fmt.count(e.get('read_again_tokens'))} read again)" if e.get("cache_miss") else "",
             "finish": e.get("finish_reason") or "",
             "answer": ", ".join(kind for kind, flag in (("reasoning", e.get("reasoning")), ("tool calls", e.get("tool_calls"))) if flag),
             "error": e["error_type"] or "",

@@ -55,6 +55,7 @@ from tests.fake.scheduler import GIB, GO_ZERO_TIME, KV_BYTES_PER_TOKEN, SINGLE_S
 from tests.fake.prompts import DEFAULT_NUM_KEEP, TOOL_CALL_TOKENS, fit, render, tool_call_ids, word_ids
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
+CACHE_REPORTED_SINCE = (0, 33, 3)  # ollama/ollama PR #17943 (merged 2026-08-22), first released in 0.33.3
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
 CLOUD_SUFFIXES = ("-cloud", ":cloud")
 
@@ -68,7 +69,6 @@ def _reject_constant(name: str) -> None:
     """Go's decoder has no NaN or Infinity."""
     raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 THINKING = ["Let ", "me ", "think. "]  # a reasoning model's thinking before it answers
-CACHE_REPORTED_SINCE = (0, 33, 3)  # the first release with PR #17943's cached-token fields
 PROMPT_TOKEN_NS = 20_000  # prompt evaluation: 20 µs a token, as a small GPU does
 
 
@@ -82,10 +82,6 @@ def stored_name(name: str) -> str:
     if ":" not in rest.rsplit("/", 1)[-1]:
         rest += ":latest"
     return rest
-
-
-def version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in version.split("-")[0].split(".")[:3] if part.isdigit())
 
 
 def answer_ids(pieces: list[Piece]) -> list[int]:
@@ -272,7 +268,8 @@ class FakeOllama:
     @property
     def reports_cache(self) -> bool:
         """Whether this Ollama writes the cached-token fields (PR #17943, first released in 0.33.3)."""
-        return version_tuple(self.version) >= CACHE_REPORTED_SINCE
+        numbers = tuple(int(part) for part in self.version.split("-")[0].split(".")[:3] if part.isdigit())
+        return numbers >= CACHE_REPORTED_SINCE
 
     async def _prefill(self, ticket: Ticket, route: str, body: dict[str, Any], model: str) -> Prefill:
         """The runner reads the prompt: rendered and cut as Ollama does (tests/fake/prompts.py), taken into a slot of

@@ -8,6 +8,7 @@ sequence runs on a fresh server (a fresh cache), as a reload or an eviction give
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,6 +54,15 @@ SEQUENCES = {
 }
 
 
+def idle(client: httpx.Client, timeout_s: float = 30.0) -> None:
+    """Wait until the server has released the answer's slot: it sends the answer first, so a request sent at once may
+    find that slot still busy and take another. The sequences are of requests one after another, each slot free again
+    before the next, as the fake's model takes them."""
+    deadline = time.monotonic() + timeout_s
+    while any(slot["is_processing"] for slot in client.get("/slots").json()):
+        assert time.monotonic() < deadline, "a slot of llama-server stayed busy"
+
+
 @pytest.fixture
 def llama_server(model: Path, request) -> Iterator[tuple[Server, PromptCache]]:
     slots, cache_ram_mib, _, _ = SEQUENCES[request.param]
@@ -74,6 +84,7 @@ def test_the_fakes_cache_n_is_the_real_servers_request_by_request(llama_server, 
             answer.raise_for_status()
             body = answer.json()
             real.append(body["timings"]["cache_n"])
+            idle(client)
             slot, cached = fake.begin(tokens_of(prompt))
             fake.end(slot, tokens_of(prompt), tokens_of(body["tokens"]))
             modelled.append(cached)

@@ -16,7 +16,8 @@ import httpx
 import pytest
 
 from otel_proxy.finished import prompt_rate
-from otel_proxy.ollama import cached_tokens, read_request, reports_cache, route_of
+from otel_proxy.ollama import cached_tokens, read_request, route_of
+from ollama_otel_stack.ollama_versions import reports_cache
 from otel_proxy.watch import MessagesWatcher, ResponsesWatcher, Seam, Tail, watcher_for, TAIL_BYTES
 from tests.fake.ollama import create_app
 from tests.support.payloads import TOOL_FUNCTION, TOOLS_ANTHROPIC, TOOLS_OPENAI

@@ -164,3 +164,42 @@ def test_the_costliest_advice_comes_first():
     assert [line.split()[0] for line in first] == ["loads", "a"]
     slower = ModelPressure("a", slot_wait_s=5.0, in_flight=4)
     assert [line.split()[0] for line in advise(Snapshot(pressure=[slower, held]))] == ["a", "loads"]
+
+
+def test_the_cut_prompts_and_the_costliest_cause_of_a_lost_prompt_cache_are_advised():
+    from ui.status import CACHE_MISSES_1H, CONTEXT_CUT_SHARE, ModelPressure, Snapshot, advise
+
+    def advice(**numbers) -> list[str]:
+        return advise(Snapshot(pressure=[ModelPressure("llama3.2", **numbers)]))
+
+    assert advice(context_cut_share=CONTEXT_CUT_SHARE - 0.001, context_length=4096) == []
+    assert advice(context_cut_share=0.25, context_length=4096) == ["25 % of llama3.2's prompts were cut to fit its 4096-token context: raise num_ctx"]
+    assert advice(cache_lost={"reload": (CACHE_MISSES_1H - 1, 90_000.0)}) == []  # too few turns for a cause
+    lost = {"reload": (42.0, 58_000.0), "history_changed": (3.0, 9_000.0), "slot_taken": (2.0, 99_000.0)}
+    assert advice(cache_lost=lost, loads_1h={"reload": 14.0, "cold": 1.0}) == [
+        "llama3.2 was reloaded 14 times in an hour, and each reload dropped every conversation's prompt cache (58000 tokens read again): "
+        "give every client the same num_ctx"]
+    assert advice(cache_lost={"unloaded": (3.0, 5_000.0)}, loads_1h={"cold": 1.0}) == [
+        "llama3.2 was unloaded and loaded again 1 time in an hour, and each load started with an empty prompt cache (5000 tokens read again): "
+        "raise OLLAMA_KEEP_ALIVE (or OLLAMA_MAX_LOADED_MODELS where models evict each other)"]
+    assert advice(cache_lost={"slot_taken": (6.0, 30_000.0)}) == [
+        "llama3.2 had 6 turns in an hour whose cache other conversations took with the runner's slots (30000 tokens read again): "
+        "raise OLLAMA_NUM_PARALLEL (each slot needs its own num_ctx of memory) or run fewer agents on it at once"]
+    # weighed by the seconds the re-read tokens took: 58,000 at 1,000 tokens/s leads two seconds of slot waits
+    both = advise(Snapshot(pressure=[ModelPressure("llama3.2", cache_lost=lost, loads_1h={"reload": 14.0}, prompt_rate=1000.0),
+                                     ModelPressure("other", slot_wait_s=2.0, in_flight=4)]))
+    assert [line.split()[0] for line in both] == ["llama3.2", "other"]
+
+
+def test_the_prompt_line_says_what_the_cache_held_or_which_ollama_does_not_say():
+    from ui.format import prompt_cache, prompt_phase
+
+    assert prompt_cache({"cached": 90_000.0, "new": 10_000.0, "read_again": 4_000.0}, ["0.33.3"]) == \
+        "Prompt tokens: 90 % read from the cache (90000), 10000 evaluated anew, of which 4000 read again after the cache was lost."
+    assert prompt_cache({"cached": 0.0, "new": 500.0, "read_again": None}, []) == "Prompt tokens: 0.0 % read from the cache (0), 500 evaluated anew."
+    assert prompt_cache({"cached": None, "new": None}, ["0.32.15", ""]) == \
+        "Ollama 0.32.15 does not report its prompt cache (0.33.3 and later do): no cache-hit share or prompt rate on new tokens."
+    assert prompt_cache({"cached": None, "new": None}, ["0.40.1"]) == "Prompt cache: — no prompt tokens with a reported cached count in this window."
+    entry = {"input_tokens": 68_000, "prompt_cached_tokens": 10_000, "cache_miss": "history_changed", "read_again_tokens": 57_000}
+    assert prompt_phase(entry) == "prompt evaluation (58,000 new, 10,000 cached; 57,000 read again: cache lost, history changed)"
+    assert prompt_phase({"input_tokens": 10, "prompt_cached_tokens": None}) == "prompt evaluation"

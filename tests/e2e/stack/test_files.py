@@ -122,7 +122,7 @@ def test_alertmanager_config_passes_amtool_and_its_webhook_is_the_route(tmp_path
 def test_alert_rules_pass_promtool_and_their_unit_tests():
     promtool = require_tool("promtool")
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=ROOT, capture_output=True, text=True)
-    assert check.returncode == 0 and "12 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "13 rules found" in check.stdout, check.stdout + check.stderr
     names = {rule["alert"] for group in load("alerts.yml")["groups"] for rule in group["rules"]}
     assert {"OtelProxyDown", "OllamaUnreachable", "OllamaUpstreamErrors", "TimeToFirstTokenHigh", "GpuHot", "HostMemoryNearlyFull"} <= names
     unit = subprocess.run([promtool, "test", "rules", "tests/support/alerts_test.yml"], cwd=ROOT, capture_output=True, text=True)
@@ -138,7 +138,7 @@ def test_each_kind_of_advice_is_an_alert_rule_with_the_pages_threshold():
         "OllamaSlotBound": (status.SLOT_WAIT_S, ">", "raise OLLAMA_NUM_PARALLEL or add a host"),
         "OllamaLoadQueueBound": (status.HELD_UP_10M_S, ">=", "or give it its own host"),
         "OllamaFrequentReloads": (status.RELOADS_10M, ">=", "pin one value"),
-        "OllamaContextFull": (status.CONTEXT_FULL_P95, ">=", "raise num_ctx"),
+        "OllamaContextFull": (status.CONTEXT_CUT_SHARE, ">=", "raise num_ctx"),
         "OllamaPartialOffload": (status.CPU_SHARE, ">=", "a smaller quantisation or num_ctx would fit VRAM"),
     }
     for name, (value, comparison, remedy) in thresholds.items():

@@ -3,7 +3,7 @@ page shows it under the status line (headless Chromium).
 
 One run against the fake's scheduler (one slot per model, 0.4 s loads), with the proxy and the
 hardware collector scraped by Prometheus; each model is made to show one of the five kinds:
-slot-bound, load-queue-bound, reload-bound, context-bound and partial offload.
+slot-bound, load-queue-bound, reload-bound, context-bound (prompts cut to fit) and partial offload.
 """
 
 from __future__ import annotations
@@ -108,7 +108,11 @@ def test_the_advice_names_the_cause_of_each_kind_of_slowness(slow: Run):
     assert waited == pytest.approx(held_truth["pending_s"], rel=0.1)  # increase() extrapolates to the window's edges: a few %
     (reloads,) = advice[RELOADED]
     assert reloads.endswith(f"reloads of {RELOADED} in 10 min: clients switch num_ctx between 4096 and 8192; pin one value") and int(reloads.split()[0]) >= 3
-    assert advice[FULL] == [f"prompts fill 100 % of {FULL}'s 64-token context: raise num_ctx"]
+    # Ollama cuts a prompt too long for the context to half of it (llm/llama_server.go), so a cut one fills only part of
+    # it: the prompts that were cut are counted (ollama_context_full_total), 4 of the 5 in the window
+    (full,) = advice[FULL]
+    assert re.fullmatch(rf"\d+ % of {re.escape(FULL)}'s prompts were cut to fit its 64-token context: raise num_ctx", full), full
+    assert int(full.split()[0]) >= 50
     share = 1 - 4_500_000_000 / 6_010_000_000  # the fake's /api/ps size_vram and size for it
     assert advice[OFFLOADED] == [f"{OFFLOADED} runs {round(share * 100)} % on the CPU: a smaller quantisation or num_ctx would fit VRAM"]
     assert advice[BLOCKER] == []
