@@ -181,11 +181,8 @@ def prompt_tokens(f: Filters, window: str) -> dict[str, str]:
     """For "Where the time went": the prompt tokens in the window read from the cache, evaluated anew, and read again
     after the cache was lost (of the requests whose cached count Ollama reported)."""
     sel = f.labels()
-    return {
-        "cached": f"sum(increase(ollama_prompt_cached_tokens_total{sel}[{window}]))",
-        "new": f"sum(increase(ollama_prompt_new_tokens_total{sel}[{window}]))",
-        "read_again": f"sum(increase(ollama_prompt_cache_read_again_tokens_total{sel}[{window}]))",
-    }
+    return {name: f"sum {grown(f'{family}{sel}', window)}" for name, family in (
+        ("cached", "ollama_prompt_cached_tokens_total"), ("new", "ollama_prompt_new_tokens_total"), ("read_again", "ollama_prompt_cache_read_again_tokens_total"))}
 
 
 def cache_losses(f: Filters, window: str = "1h") -> dict[str, str]:

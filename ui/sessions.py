@@ -26,6 +26,9 @@ class Session:
     to_first_output_s: float  # from arrival to the first output, less the waits: the prompt (and a tool call's whole generation)
     after_first_output_s: float  # from the first output to the last byte: the generation
     between_turns_s: float  # from one turn's end to the next one's start: the agent's tools, the user
+    cached_tokens: int | None = None  # of the input tokens, read from the prompt cache (None where any turn's is unknown)
+    turns_read_again: int = 0  # turns that lost the prompt cache (docs/metrics.md, "The prompt cache")
+    read_again_tokens: int = 0  # what they read again
 
     @property
     def in_ollama_s(self) -> float:
@@ -72,5 +75,8 @@ def sessions(entries: list[dict]) -> list[Session]:
             to_first_output_s=to_first,
             after_first_output_s=after,
             between_turns_s=sum(max(0.0, start - end) for start, end in zip(starts[1:], ends[:-1])),
+            cached_tokens=_total([entry.get("prompt_cached_tokens") for entry in its]),
+            turns_read_again=sum(1 for entry in its if entry.get("cache_miss")),
+            read_again_tokens=sum(entry.get("read_again_tokens") or 0 for entry in its),
         ))
     return sorted(found, key=lambda found_session: -found_session.ended)

@@ -20,6 +20,8 @@ def rows(found: list[Session]) -> pd.DataFrame:
             "model": ", ".join(session.models),
             "turns": session.turns,
             "tokens in / out": f"{fmt.count(session.input_tokens)} / {fmt.count(session.output_tokens)}",
+            "cache hits": fmt.percent(session.cached_tokens / session.input_tokens if session.cached_tokens is not None and session.input_tokens else None),
+            "cache lost": f"{session.turns_read_again} turns, {session.read_again_tokens:,} tokens read again" if session.turns_read_again else "",
             "in Ollama": fmt.seconds(session.in_ollama_s),
             "waiting": fmt.seconds(session.waiting_s),
             "to first output": fmt.seconds(session.to_first_output_s),

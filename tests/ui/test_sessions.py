@@ -29,3 +29,15 @@ def test_a_session_adds_its_turns_and_the_time_between_them():
     assert a.between_turns_s == pytest.approx((1005 - 1002) + (1010 - 1006)) and a.in_ollama_s == pytest.approx(6.0)
     assert (b.turns, b.input_tokens, b.output_tokens, b.to_first_output_s, b.after_first_output_s, b.between_turns_s) == (1, 5, None, 1.0, 0.0, 0.0)
     assert sessions([turn(None, 1.0, 1.0, 0.5)]) == []
+
+
+def test_a_sessions_cache_hits_and_the_turns_that_lost_it():
+    from ui.sessions import sessions
+
+    base = {"session": "s", "client": "claude-code", "model": "m", "duration_s": 1.0, "queue_wait_s": 0.0, "time_to_first_token_s": 0.5, "output_tokens": 5}
+    turns = [{**base, "start_time": f"2026-12-07T10:00:0{index}+00:00", "input_tokens": tokens, "prompt_cached_tokens": cached, **more}
+             for index, (tokens, cached, more) in enumerate([(1000, 0, {}), (2000, 1990, {}), (3000, 40, {"cache_miss": "reload", "read_again_tokens": 1950})])]
+    (found,) = sessions(turns)
+    assert (found.cached_tokens, found.input_tokens, found.turns_read_again, found.read_again_tokens) == (2030, 6000, 1, 1950)
+    (unknown,) = sessions([*turns[:2], {**turns[2], "prompt_cached_tokens": None}])
+    assert unknown.cached_tokens is None  # one turn's count unknown: the session's is too
