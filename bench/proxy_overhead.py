@@ -16,6 +16,7 @@ for the least a proxy adds).
     python bench/proxy_overhead.py --openai --nginx --litellm /path/to/litellm   # streaming /v1/chat/completions
     python bench/proxy_overhead.py --without-shortcuts --concurrency 32          # each SDK shortcut against the SDK's path
     python bench/proxy_overhead.py --api responses --nginx --concurrency 32      # also --api anthropic
+    python bench/proxy_overhead.py --baseline /path/to/older-checkout --nginx    # the proxy before a change, side by side
 
 Each row's connections start spread over one stream's length (the i-th of 32 starts
 i/32 of 64 ms in), so a row measures a steady concurrency from its first request;
@@ -123,6 +124,19 @@ def litellm(binary: str, upstream: str) -> Iterator[tuple[str, int]]:
 
 
 @contextmanager
+def checkout_proxy(checkout: str, upstream: str, env: dict[str, str]) -> Iterator[tuple[str, int, str]]:
+    """The proxy of another checkout, its modules first on the path; (url, pid, its commit)."""
+    import subprocess
+
+    commit = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    port = free_port()
+    start = f"import runpy, sys; sys.path.insert(0, {checkout!r}); sys.argv[0] = 'otel_proxy'; runpy.run_module('otel_proxy', run_name='__main__')"
+    args = [sys.executable, "-c", start, "--port", str(port), "--upstream", upstream]
+    with run_server(args, port, "/-/healthy", env=env) as server:
+        yield server.url, server.process.pid, commit
+
+
+@contextmanager
 def otlp_discard() -> Iterator[Server]:
     port = free_port()
     with run_server([sys.executable, "-m", "bench.otlp_discard", "--port", str(port)], port, "/") as server:
@@ -194,6 +208,7 @@ def main() -> None:
     )
     parser.add_argument("--api", choices=sorted(APIS), default="native", help="what every target streams: " + "; ".join(f"{k}: {v}" for k, v in APIS.items()))
     parser.add_argument("--openai", action="store_true", help="the same as --api openai")
+    parser.add_argument("--baseline", metavar="CHECKOUT", help="also measure the proxy of another checkout (a git worktree of an older commit), all telemetry on")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --api openai")
     parser.add_argument(
         "--burst", action="store_true",
@@ -224,6 +239,9 @@ def main() -> None:
         if args.no_telemetry:
             bare = stack.enter_context(otel_proxy(fake.url, env={"OTEL_SDK_DISABLED": "true"}))
             targets.append(Target("proxy, telemetry off", bare.url, bare.process.pid))
+        if args.baseline:
+            older = stack.enter_context(checkout_proxy(args.baseline, fake.url, exporting))
+            targets.append(Target(f"proxy at {older[2]}", older[0], older[1]))
         if args.nginx:
             url, pid = stack.enter_context(nginx(fake.port))
             targets.append(Target("nginx", url, pid))

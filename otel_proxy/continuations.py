@@ -41,7 +41,7 @@ MISSED_SHARE = 0.1  # a continuation that read a tenth of what the last turn lef
 MISSED_AT_LEAST = 64  # tokens: fewer read again is no lost cache worth naming
 
 # The causes of a lost cache (ollama.cache.cause, docs/metrics.md)
-RELOAD = "reload"  # the runner was restarted with other options: a new llama-server, an empty cache
+RELOAD = "reload"  # the runner was restarted with other options (or loaded again, the proxy could not tell why): an empty cache
 UNLOADED = "unloaded"  # the runner was unloaded (keep_alive expired, evicted, ollama stop) and loaded again
 HISTORY_CHANGED = "history_changed"  # a message of the last turn was changed (an edit, a rewritten tool result)
 OUTSIDE_MESSAGES = "system_or_tools_changed"  # the messages are the same; the system prompt or tools written after them are not
@@ -252,7 +252,7 @@ def _lost(continuation: Continuation, previous: _Turn, print_: Fingerprint, shar
     changed_at = None
     if outcome.loaded is not None or outcome.loads > previous.loads:
         reason = outcome.loaded or outcome.last_load
-        cause = RELOAD if reason == "reload" else UNLOADED
+        cause = UNLOADED if reason == "cold" else RELOAD  # a load the proxy did not foresee counts as a reload
     elif shared < before.message_count + 1:  # parts: what precedes the messages, then each message
         cause, changed_at = HISTORY_CHANGED, shared
     elif following is not None and following not in {rest for _, rest in print_.last}:

@@ -93,8 +93,8 @@ class ModelView:
     context_length: int | None = None  # from /api/ps
     defaults: dict[str, Any] = field(default_factory=dict)  # Ollama's defaults for this model, learned from /api/ps
     one_slot: bool = False  # an MLX model (format safetensors) or an architecture Ollama runs with one slot
-    loads: int = 0  # runners loaded (cold or reload) as far as the view saw: each one a new llama-server, its cache empty
-    last_load: str | None = None  # the last one's kind
+    loads: int = 0  # runners loaded as far as the view saw (cold, reload, or unknown: a long load_duration it did not foresee)
+    last_load: str | None = None  # the last one's kind: each load a new llama-server, its prompt cache empty
 
     def slots(self, configured: int) -> int:
         return 1 if self.one_slot else configured
@@ -331,6 +331,9 @@ class SchedulerView:
             self._answered(arrival, at)
             if arrival.kind != UNKNOWN:
                 view.resident = True
+            elif load_s is not None and load_s >= self.threshold_s:  # a load the view did not foresee (or a wait): a new runner, maybe
+                view.loads += 1
+                view.last_load = UNKNOWN
         else:
             for index, runner in enumerate(view.runners):
                 if runner.loader == arrival.serial:  # its load may not have happened: what is loaded is not known

@@ -4,7 +4,8 @@
 # and vmctl (a long-term store Prometheus remote-writes to), Chromium (the page), Podman with runc, netavark,
 # aardvark-dns, iptables (netavark's firewall) and debootstrap (compose.yaml brought up for real), and Go
 # (tests/support/go_upstream: Go's own net/http, what Ollama's HTTP layer is), Node.js and npm (Grafana's own
-# dashboard types, tests/support/grafana_types), systemd-analyze (deploy/systemd verified).
+# dashboard types, tests/support/grafana_types), systemd-analyze (deploy/systemd verified), and the shared libraries
+# llama.cpp's prebuilt server needs (xllamacpp: OpenMP's libgomp, libstdc++; tests/support/llama_server.py).
 # Every missing one is named in one line with the command that installs it; as root on Debian or Ubuntu
 # they are installed, then checked again.
 set -uo pipefail
@@ -12,6 +13,8 @@ set -uo pipefail
 NEEDED="prometheus:prometheus promtool:prometheus prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager victoria-metrics:victoria-metrics vmctl:victoria-metrics chromium:chromium podman:podman runc:runc netavark:netavark
 aardvark-dns:aardvark-dns iptables:iptables debootstrap:debootstrap go:golang-go node:nodejs npm:npm
 systemd-analyze:systemd"
+
+LIBRARIES="libgomp.so.1:libgomp1 libstdc++.so.6:libstdc++6"
 
 HELPERS=${PODMAN_HELPERS-/usr/lib/podman /usr/libexec/podman}  # netavark and aardvark-dns: Podman's helpers, not on PATH
 
@@ -29,6 +32,12 @@ check() {
         present "$tool" && continue
         missing+=("$tool")
         [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
+    done
+    for pair in $LIBRARIES; do
+        library=${pair%%:*} package=${pair#*:}
+        { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "$library" && continue
+        missing+=("$library")
+        packages+=("$package")
     done
 }
 

@@ -105,7 +105,9 @@ def test_every_turns_cached_tokens_are_the_runners_and_only_the_turns_that_lost_
             named[(entry["turn"], entry["cache_miss"])] = named.get((entry["turn"], entry["cache_miss"]), 0) + 1
             assert entry["read_again_tokens"] > entry["prompt_cached_tokens"], entry
     # the three turns after the reload, and the rewritten history at its third message; no other turn
-    assert named == {(RELOAD_BEFORE, "reload"): 3, (EDITED[1], "history_changed"): 1}, named
+    story = [(entry["route"], entry["turn"], entry["load_reason"], entry["reload_cause"], entry["load_duration_s"], entry["cache_miss"])
+             for entry in httpx.get(proxy.url + "/-/requests").json()["requests"][:22]]
+    assert named == {(RELOAD_BEFORE, "reload"): 3, (EDITED[1], "history_changed"): 1}, "\n".join(map(str, [named, *story]))
     edited = next(entry for entry in entries if entry["cache_miss"] == "history_changed")
     assert edited["history_changed_at"] == (3 if route in ("/v1/messages", "/v1/responses") else 4)  # after the system message
     assert sorted(entry["turn"] for entry in entries) == sorted(list(range(1, TURNS + 1)) * 3)
