@@ -12,7 +12,7 @@ SCRIPT = Path(__file__).resolve().parents[1] / "support" / "tools.sh"
 ALL = ["prometheus", "promtool", "prometheus-alertmanager", "amtool", "victoria-metrics", "vmctl", "chromium", "podman", "runc", "netavark", "aardvark-dns", "iptables", "debootstrap", "go", "node", "npm", "systemd-analyze"]
 
 
-def preflight(tmp_path: Path, present: list[str]) -> subprocess.CompletedProcess[str]:
+def preflight(tmp_path: Path, present: list[str], libraries: str | None = None) -> subprocess.CompletedProcess[str]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "id"):  # what the script itself runs; no apt-get
@@ -20,7 +20,7 @@ def preflight(tmp_path: Path, present: list[str]) -> subprocess.CompletedProcess
     for tool in present:
         (bin_dir / tool).write_text("#!/bin/sh\n")
         (bin_dir / tool).chmod(0o755)
-    env = {"PATH": str(bin_dir), "PODMAN_HELPERS": str(tmp_path / "no-helpers")}
+    env = {"PATH": str(bin_dir), "PODMAN_HELPERS": str(tmp_path / "no-helpers"), **({"TOOLS_LIBRARIES": libraries} if libraries is not None else {})}
     return subprocess.run([shutil.which("bash"), str(SCRIPT)], env=env, capture_output=True, text=True, timeout=30)
 
 
@@ -41,3 +41,10 @@ def test_only_what_is_missing_is_named(tmp_path):
 def test_nothing_to_say_when_everything_is_there(tmp_path):
     done = preflight(tmp_path, ALL)
     assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+
+
+def test_a_missing_shared_library_is_named_with_its_package(tmp_path):
+    """llama.cpp's prebuilt server needs OpenMP's libgomp; a library the loader cache lacks is named like a tool."""
+    done = preflight(tmp_path, ALL, libraries="libgomp.so.1:libgomp1 libnowhere.so.7:libnowhere7")
+    assert done.returncode == 1
+    assert done.stderr.startswith("missing: libnowhere.so.7. Install them with: sudo apt-get install libnowhere7 "), done.stderr

@@ -14,7 +14,7 @@ NEEDED="prometheus:prometheus promtool:prometheus prometheus-alertmanager:promet
 aardvark-dns:aardvark-dns iptables:iptables debootstrap:debootstrap go:golang-go node:nodejs npm:npm
 systemd-analyze:systemd"
 
-LIBRARIES="libgomp.so.1:libgomp1 libstdc++.so.6:libstdc++6"
+LIBRARIES=${TOOLS_LIBRARIES-"libgomp.so.1:libgomp1 libstdc++.so.6:libstdc++6"}
 
 HELPERS=${PODMAN_HELPERS-/usr/lib/podman /usr/libexec/podman}  # netavark and aardvark-dns: Podman's helpers, not on PATH
 
@@ -33,9 +33,12 @@ check() {
         missing+=("$tool")
         [[ " ${packages[*]} " == *" $package "* ]] || packages+=("$package")
     done
+    local libraries
+    libraries=$(ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null)
+    [ -n "$libraries" ] || return 0  # no loader cache to ask (not Linux): the libraries are not checked
     for pair in $LIBRARIES; do
         library=${pair%%:*} package=${pair#*:}
-        { ldconfig -p 2>/dev/null || /sbin/ldconfig -p 2>/dev/null; } | grep -q "$library" && continue
+        [[ $libraries == *"$library "* ]] && continue
         missing+=("$library")
         packages+=("$package")
     done
