@@ -138,3 +138,29 @@ def test_the_worker_thread_fingerprints_what_it_is_given(size):
         assert workers.submit([raw[: size // 2], raw[size // 2:]]).result(timeout=10) == fingerprint([raw])
     finally:
         workers.close()
+
+
+def test_a_turn_is_named_from_exactly_a_tenth_read_again_and_only_by_the_conversations_served_since_on_its_model():
+    a, b = conversation(2), conversation(2)
+    first, second = body(a[:1]), body(a[:3])
+    assert turns(Conversations(), [(first, outcome(1000, 0)), (second, outcome(2000, 900))])[1] == (2, UNKNOWN, 100, None)  # a tenth
+    assert turns(Conversations(), [(first, outcome(1000, 0)), (second, outcome(2000, 901))])[1] == (2, None, None, None)
+    # another conversation before this one's last turn, or on another model since: no slot was taken from it
+    conversations = Conversations()
+    conversations.follow("m", fingerprint([body(b[:1])]), outcome(800, 0))
+    assert turns(conversations, [(first, outcome(1000, 0)), (second, outcome(2000, 100))])[1] == (2, UNKNOWN, 900, None)
+    conversations = Conversations()
+    conversations.follow("m", fingerprint([first]), outcome(1000, 0))
+    conversations.follow("n", fingerprint([body(b[:1])]), outcome(800, 0))
+    assert conversations.follow("m", fingerprint([second]), outcome(2000, 100)).cause == UNKNOWN
+
+
+def test_a_conversation_of_content_blocks_is_followed_past_its_many_closing_brackets():
+    """Anthropic's content blocks close with "}]" inside every message: the last message's end is found among them."""
+    history: list[dict] = []
+    for index in range(6):
+        history.append({"role": "user" if index % 2 == 0 else "assistant", "content": [{"type": "text", "text": text(80)}, {"type": "text", "text": "x"}]})
+    system = text(400)
+    before, after = body(history, system, "anthropic"), body(history + [{"role": "assistant", "content": [{"type": "text", "text": "ok"}]}], system, "anthropic")
+    # its cache lost: not for a changed history (every message is the same, the last found at its own end)
+    assert turns(Conversations(), [(before, outcome(3000, 0)), (after, outcome(3100, 50))]) == [(1, None, None, None), (2, UNKNOWN, 2950, None)]

@@ -12,6 +12,7 @@ import itertools
 import httpx
 import pytest
 
+from otel_proxy.continuations import Continuation
 from otel_proxy.finished import FinishedRequest, Observed, finish, generation
 from otel_proxy.ollama import Report, RequestFacts
 from otel_proxy.scheduling import Decomposition
@@ -135,3 +136,32 @@ def test_requests_log_spans_and_truth_say_the_same_on_every_api(fake: Server, se
     expected = {name: entry[key] for name, key in (("ollama.prompt_eval", "prompt_eval_s"), ("ollama.eval", "eval_s"), ("ollama.slot_wait", "slot_wait_s"),
                                                     ("ollama.queue", "pending_wait_s"), ("ollama.load", "load_s")) if entry[key]}
     assert phases == pytest.approx(expected, abs=1e-6)
+
+
+def test_every_field_of_one_finished_request():
+    """One request whole, field by field: what each is made of, where the tests above check the rules."""
+    parts = Decomposition(pending_s=0.2, load_s=0.3, slot_s=0.1, load_reason="cold", behind=(("b:7b", 0.2),))
+    report = Report(input_tokens=2000, cached_input_tokens=1500, output_tokens=9, eval_s=0.3, prompt_eval_s=0.25, load_s=0.5, total_s=1.5,
+                    finish_reason="stop", first_output="text", response_model="ignored", reasoning=True, tool_calls=False)
+    seen = observed(route="/api/chat", facts=RequestFacts("llama3.2", False), session="5e55", status=200, error_type="invalid_response",
+                    error_message="the stream ended early", first_output_at=100.75)
+    done = finish(seen, report, parts, Continuation(4, "history_changed", 1200, 7))
+    assert done.as_json() == {
+        "start_time": "2023-11-14T22:13:20+00:00", "trace_id": f"{7:032x}", "trace_sampled": True, "method": "POST", "client": "openai-python",
+        "session": "5e55", "route": "/api/chat", "operation": "chat", "model": "llama3.2:latest", "requested_model": "llama3.2",
+        "response_model": "llama3.2:latest", "stream": True, "status": 200, "duration_s": 2.0, "time_to_first_token_s": 0.75, "first_output": "text",
+        "input_tokens": 2000, "output_tokens": 9, "tokens_per_second": 30.0, "prompt_cached_tokens": 1500, "prompt_tokens_per_second": 2000.0,
+        "turn": 4, "cache_miss": "history_changed", "read_again_tokens": 1200, "history_changed_at": 7, "load_duration_s": 0.5,
+        "queue_wait_s": pytest.approx(0.3), "pending_wait_s": 0.2, "waited_behind": ("b:7b",), "waited_behind_s": {"b:7b": 0.2}, "drain_s": None,
+        "load_s": 0.3, "unknown_s": None, "load_reason": "cold", "reload_cause": None, "slot_wait_s": 0.1, "prompt_eval_s": 0.25, "eval_s": 0.3,
+        "ollama_total_s": 1.5, "ollama_other_s": pytest.approx(1.5 - 0.2 - 0.3 - 0.1 - 0.25 - 0.3), "proxy_s": pytest.approx(0.5),
+        "context_length": 4096, "context_fill": 2009 / 4096, "error_type": "invalid_response", "error": "the stream ended early",
+        "finish_reason": "stop", "reasoning": True, "tool_calls": False, "cloud": False,
+    }
+    # not a stream that answered: no time to a first output, and its stream flag the body's
+    failed = finish(observed(status=None, facts=RequestFacts("llama3.2", False)), report, parts)
+    assert (failed.time_to_first_token_s, failed.first_output, failed.stream) == (None, None, False)
+    assert finish(seen, report, parts).turn is None and finish(seen, dataclasses.replace(report, cached_input_tokens=None), parts).prompt_tokens_per_second is None
+    # a prompt cut to fit: its length is the cut's, or it fills 95 % of the context
+    assert dataclasses.replace(done, input_tokens=4096 - (4096 - 4) // 2, context_fill=0.5).context_full
+    assert dataclasses.replace(done, context_fill=0.95).context_full and not done.context_full
