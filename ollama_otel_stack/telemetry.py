@@ -11,12 +11,14 @@ service gets its own registry so two services can live in one test process.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import socket
+import threading
 from urllib.parse import unquote
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.metrics import Meter
@@ -31,6 +33,8 @@ from opentelemetry.sdk.trace import SpanProcessor, SynchronousMultiSpanProcessor
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased, Sampler
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 from opentelemetry.trace import Tracer
+
+from ollama_otel_stack.prometheus_page import PageReader
 from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR, CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
@@ -42,11 +46,12 @@ _OTLP_ENDPOINT_VARIABLES = {
     "metrics": ("OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"),
 }
 _KNOWN_EXPORTERS = {"otlp", "console", "none"}
-# The fast paths that lean on SDK internals (each fails tests/stack/test_shortcuts.py when an upgrade
-# breaks it): the proxy's metric records (otel_proxy/recorder.py) and the span encoder
-# (otlp_spans.py). OLLAMA_OTEL_SHORTCUTS names the ones on (default all; "none" for the SDK's
-# own paths everywhere), so bench/proxy_overhead.py can measure each against the SDK.
-SHORTCUTS = frozenset({"metric_records", "span_encoder"})
+# The fast paths that stand in for a library's own (each fails tests/stack/test_shortcuts.py when an
+# upgrade breaks it, and each has its differential test): the proxy's metric records
+# (otel_proxy/recorder.py), the span encoder (otlp_spans.py) and the Prometheus page
+# (prometheus_page.py). OLLAMA_OTEL_SHORTCUTS names the ones on (default all; "none" for the
+# libraries' own paths everywhere), so the benchmarks can measure each against the library.
+SHORTCUTS = frozenset({"metric_records", "span_encoder", "prometheus_page"})
 
 
 def shortcuts_from(environ: Mapping[str, str]) -> frozenset[str]:
@@ -105,6 +110,8 @@ class Telemetry:
     registry: CollectorRegistry
     span_processor: SpanProcessor
     shortcuts: frozenset[str] = SHORTCUTS
+    page: PageReader | None = None  # the SDK's part of the page, when the prometheus_page shortcut is on
+    _rendering: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def meter(self, name: str) -> Meter:
         return self.meter_provider.get_meter(name)
@@ -113,7 +120,22 @@ class Telemetry:
         return self.tracer_provider.get_tracer(name)
 
     def prometheus_text(self) -> bytes:
-        return generate_latest(self.registry)
+        """The /metrics page, with no cyclic garbage collection while it renders.
+
+        A render allocates an object or more per series; on the SDK's tens of thousands of
+        series, a full collection those allocations set off holds the GIL, and every stream
+        of the proxy with it, for tens of milliseconds (docs/benchmarks.md, "Scrapes and
+        streams"). What a render makes is freed by reference counting when it ends.
+        """
+        with self._rendering:  # one page at a time: the collector's switch is the process's
+            enabled = gc.isenabled()
+            gc.disable()
+            try:
+                page = generate_latest(self.registry)
+                return page + self.page.render() if self.page is not None else page
+            finally:
+                if enabled:
+                    gc.enable()
 
     def shutdown(self) -> None:
         self.tracer_provider.shutdown()
@@ -139,6 +161,7 @@ def setup_telemetry(
     *,
     environ: Mapping[str, str] | None = None,
     extra_span_processors: Sequence[SpanProcessor] = (),
+    extra_metric_readers: Sequence[MetricReader] = (),
 ) -> Telemetry:
     """Build providers for one service. Nothing global is set here; ``__main__`` may do that."""
     environ = os.environ if environ is None else environ
@@ -148,7 +171,8 @@ def setup_telemetry(
     registry = CollectorRegistry(auto_describe=True)
     for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):  # the service's own RSS, fds, GC
         registry.register(collector)
-    readers: list[MetricReader] = [PrometheusMetricReader(registry=registry, scope_info_enabled=False)]
+    page = PageReader() if "prometheus_page" in shortcuts else None
+    readers: list[MetricReader] = [page or PrometheusMetricReader(registry=registry, scope_info_enabled=False)]
     metric_exporters = exporters_for("metrics", environ)
     if "otlp" in metric_exporters:
         from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
@@ -156,7 +180,7 @@ def setup_telemetry(
         readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
     if "console" in metric_exporters:
         readers.append(PeriodicExportingMetricReader(ConsoleMetricExporter()))
-    meter_provider = MeterProvider(resource=resource, metric_readers=readers, shutdown_on_exit=False)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[*readers, *extra_metric_readers], shutdown_on_exit=False)
 
     trace_exporters = exporters_for("traces", environ)
     processors: list[SpanProcessor] = []
@@ -186,4 +210,4 @@ def setup_telemetry(
         ",".join(sorted(metric_exporters)) or "none",
         ",".join(sorted(trace_exporters)) or "none",
     )
-    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor, shortcuts)
+    return Telemetry(resource, meter_provider, tracer_provider, registry, span_processor, shortcuts, page)

@@ -57,6 +57,7 @@ def test_setup_telemetry_wires_the_shortcuts_and_the_switch_turns_them_off():
         kinds_on = [type(p) for p in on.span_processor._span_processors]
         kinds_off = [type(p) for p in off.span_processor._span_processors]
         assert kinds_on == [PreEncodingSpanProcessor] and PreEncodingSpanProcessor not in kinds_off
+        assert on.page is not None and off.page is None and b"python_info" in off.prometheus_text()
         app_on, app_off = ProxyApp(ProxySettings(), on), ProxyApp(ProxySettings(), off)
         assert app_on.forwarder._observers.instruments.request_duration._enabled
         assert not app_off.forwarder._observers.instruments.request_duration._enabled

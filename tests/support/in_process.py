@@ -15,11 +15,12 @@ from tests.support.harness import free_port
 
 
 class InProcessProxy:
-    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "proxy") -> None:
+    def __init__(self, upstream: str, capture_content: bool = False, client_spans: str = "proxy", metric_readers: tuple = ()) -> None:
         self.exporter = InMemorySpanExporter()
         port = free_port()
         settings = ProxySettings(port=port, upstream=upstream, capture_content=capture_content, client_spans=client_spans, ps_interval_s=0.2)
-        telemetry = setup_telemetry("otel-proxy", "test", environ={}, extra_span_processors=[SimpleSpanProcessor(self.exporter)])
+        telemetry = setup_telemetry("otel-proxy", "test", environ={}, extra_span_processors=[SimpleSpanProcessor(self.exporter)], extra_metric_readers=metric_readers)
+        self.telemetry = telemetry
         self.app = create_app(settings, telemetry)
         config = uvicorn.Config(self.app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
         self.server = uvicorn.Server(config)
