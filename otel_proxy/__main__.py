@@ -42,6 +42,8 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         parser, "--upstream-transport", "OTEL_PROXY_UPSTREAM_TRANSPORT", DEFAULTS.upstream_transport, str,
         "who speaks HTTP/1.1 to Ollama: proxy (its own transport, for speed) or httpx (httpx's default transport, httpcore)",
     )
+    add_flag(parser, "--server-timing", "OTEL_PROXY_SERVER_TIMING", DEFAULTS.server_timing, lambda value: value.strip().lower() in ("1", "true", "yes", "on"),
+             "add `Server-Timing: otel-proxy;dur=<ms>` to every answer of Ollama's: the time the proxy held the request and the answer's head (1/0)")
     add_flag(parser, "--header-timeout", "OTEL_PROXY_HEADER_TIMEOUT", DEFAULTS.header_timeout_s, float,
              "seconds a request head may take to arrive, and a body between two of its reads (nginx's client_header_timeout)")
     add_flag(parser, "--max-connections", "OTEL_PROXY_MAX_CONNECTIONS", DEFAULTS.max_connections, int,
@@ -99,6 +101,7 @@ def settings_from(argv: list[str] | None = None) -> ProxySettings:
         ps_interval_s=args.ps_interval,
         num_parallel=max(1, args.num_parallel),
         capture_content=capture,
+        server_timing=args.server_timing,
         client_spans=args.client_spans,
         upstream_transport=args.upstream_transport,
         max_clients=args.max_clients,

@@ -37,6 +37,9 @@ class ProxySettings:
     metrics_token: str | None = None  # with a token, /metrics, /-/requests and /-/ready need it (as a key is presented)
     tls: tuple[str, str] | None = None  # certificate and key files: the proxy then serves https
     capture_content: bool = False  # OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT
+    # A Server-Timing header on every answer with the proxy's own time (proxy_added_s): off, so that an answer's
+    # head is Ollama's, byte for byte; the histogram otel_proxy_added_duration_seconds is always kept.
+    server_timing: bool = False
     # Who makes the CLIENT span of each call to Ollama: the proxy ("proxy": the span
     # opentelemetry-instrumentation-httpx makes, for a fifth of the cost, see
     # otel_proxy/upstream_spans.py) or the instrumentation's own wrapper ("httpx").

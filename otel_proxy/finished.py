@@ -45,6 +45,7 @@ class Observed:
     model: str | None  # the model's one name (ollama_otel_stack/model_names.py)
     model_label: str | None  # its metric label (bounded), None for a request that is no generation
     context_length: int | None
+    added_s: float | None = None  # the proxy's own hold on the request and the answer's head (RequestObserver.added_s)
 
     @property
     def streamed_generation(self) -> bool:
@@ -100,6 +101,9 @@ class FinishedRequest:
     # with the parts above they add up to duration_s.
     ollama_other_s: float | None
     proxy_s: float | None
+    # The proxy's own time, measured: from the request's arrival until it was on its way to Ollama, and from
+    # Ollama's answer head until the client's was sent (the Server-Timing header gives the same figure).
+    proxy_added_s: float | None
     context_length: int | None
     context_fill: float | None
     error_type: str | None
@@ -213,6 +217,7 @@ def finish(seen: Observed, report: Report, parts: Decomposition, continuation: C
         ollama_total_s=report.total_s,
         ollama_other_s=rest(report.total_s, parts.pending_s, parts.drain_s, parts.load_s, parts.unknown_s, parts.slot_s, report.prompt_eval_s, report.eval_s),
         proxy_s=rest(duration, report.total_s),
+        proxy_added_s=seen.added_s,
         context_length=seen.context_length,
         context_fill=context_fill(report.input_tokens, report.output_tokens, seen.context_length),
         error_type=seen.error_type,

@@ -330,8 +330,10 @@ class Forwarder:
     async def _exchange(self, scope: Scope, request: httpx.Request, send: Send, observer: RequestObserver) -> None:
         """The request to Ollama, and its answer relayed."""
         token = otel_context.attach(observer.upstream_context())
+        observer.handed_on()
         try:
             upstream = await self._transport.handle_async_request(request)
+            observer.answer_arrived()
         except httpx.HTTPError as exc:
             error_type = error_type_of(exc)
             message = f"otel-proxy: Ollama at {self._upstream} did not answer ({error_type}: {exc or type(exc).__name__})"
@@ -349,13 +351,12 @@ class Forwarder:
     async def _relay(self, upstream: httpx.Response, send: Send, observer: RequestObserver) -> None:
         """The hot path: each chunk from Ollama to the watcher (a reference kept) and to the client at once."""
         observer.response_started(upstream.status_code, upstream.headers.get("content-type", ""))
-        await send(
-            {
-                "type": "http.response.start",
-                "status": upstream.status_code,
-                "headers": response_headers(upstream.headers.raw),
-            }
-        )
+        headers = response_headers(upstream.headers.raw)
+        if self._settings.server_timing:  # the proxy's own time so far, as LiteLLM's x-litellm-overhead-duration-ms gives its
+            headers.append((b"server-timing", b"otel-proxy;dur=%.3f;desc=\"added by the proxy\"" % (observer.answer_head() * 1000)))
+        else:
+            observer.answer_head()
+        await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
         watcher = observer.watcher
         try:
             # The transport's own stream: Response.aiter_raw would add two layers to every chunk.

@@ -33,6 +33,7 @@ from otel_proxy.watch import NOTHING_TO_WATCH, TOOL_CALL, Watcher, watcher_for
 from ollama_otel_stack.model_names import ModelCatalog
 
 log = logging.getLogger(__name__)
+NO_ATTRIBUTES: dict[str, Any] = {}  # otel_proxy.added.duration: one series for the process
 
 PROVIDER = "ollama"
 CLIENT_DISCONNECTED = "client_disconnected"
@@ -82,6 +83,8 @@ class RequestObserver:
         self.error_message: str | None = None
         self.first_chunk_at: float | None = None
         self.ended: float | None = None
+        self.added_s: float | None = None  # the proxy's own hold: see handed_on and answer_head
+        self._answer_at = 0.0
         self.serial: int | None = None  # the request in the scheduler view (otel_proxy/scheduling.py), once its model is known
         self._in_flight_attributes: dict[str, Any] | None = None
         self.model: str | None = None  # the model's one name (ollama_otel_stack/model_names.py), as Ollama runs it
@@ -162,6 +165,19 @@ class RequestObserver:
     def upstream_context(self) -> Any:
         """The context the upstream call runs in, so the httpx span nests under ours."""
         return self._spans.upstream_context()
+
+    def handed_on(self) -> None:
+        """The request goes to Ollama now: the proxy has held it since it arrived (its key checked, its body's
+        first part read, its model learnt)."""
+        self.added_s = time.perf_counter() - self.started
+
+    def answer_arrived(self) -> None:
+        self._answer_at = time.perf_counter()
+
+    def answer_head(self) -> float:
+        """Ollama's answer head is passed on now: the proxy's whole hold so far, in seconds."""
+        self.added_s = (self.added_s or 0.0) + time.perf_counter() - self._answer_at
+        return self.added_s
 
     def response_started(self, status: int, content_type: str) -> None:
         self.status = status
@@ -255,6 +271,7 @@ class RequestObserver:
             # Only names Ollama accepted earn a label of their own: made-up ones (its 404) stay "other".
             model_label=shared.models.label(self.model, admit=self.status != 404) if self.operation is not None else None,
             context_length=context_length,
+            added_s=self.added_s if self.status is not None and self._answer_at else None,
         )
         report = replace(report, cached_input_tokens=ollama.cached_tokens(self.route, report, shared.ollama_version()))
         finished = finish(seen, report, parts, self._continuation(report, parts, context_length))
@@ -300,6 +317,8 @@ class RequestObserver:
         if finished.error_type is not None:
             http_attributes["error.type"] = finished.error_type
         instruments.request_duration.record(finished.duration_s, http_attributes)
+        if finished.proxy_added_s is not None:
+            instruments.added_duration.record(finished.proxy_added_s, NO_ATTRIBUTES)
         if finished.operation is not None:
             self._record_client(finished)
             self._record_generation(finished)

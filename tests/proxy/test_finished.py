@@ -27,7 +27,7 @@ SCHEMA = (
     "stream", "status", "duration_s", "time_to_first_token_s", "first_output", "input_tokens", "output_tokens", "tokens_per_second",
     "prompt_cached_tokens", "prompt_tokens_per_second", "turn", "cache_miss", "read_again_tokens", "history_changed_at", "load_duration_s",
     "queue_wait_s", "pending_wait_s", "waited_behind", "waited_behind_s", "drain_s", "load_s", "unknown_s", "load_reason", "reload_cause",
-    "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_total_s", "ollama_other_s", "proxy_s", "context_length", "context_fill", "error_type",
+    "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_total_s", "ollama_other_s", "proxy_s", "proxy_added_s", "context_length", "context_fill", "error_type",
     "error", "finish_reason", "reasoning", "tool_calls", "cloud",
 )
 
@@ -144,7 +144,7 @@ def test_every_field_of_one_finished_request():
     report = Report(input_tokens=2000, cached_input_tokens=1500, output_tokens=9, eval_s=0.3, prompt_eval_s=0.25, load_s=0.5, total_s=1.5,
                     finish_reason="stop", first_output="text", response_model="ignored", reasoning=True, tool_calls=False)
     seen = observed(route="/api/chat", facts=RequestFacts("llama3.2", False), session="5e55", status=200, error_type="invalid_response",
-                    error_message="the stream ended early", first_output_at=100.75)
+                    error_message="the stream ended early", first_output_at=100.75, added_s=0.00042)
     done = finish(seen, report, parts, Continuation(4, "history_changed", 1200, 7))
     assert done.as_json() == {
         "start_time": "2023-11-14T22:13:20+00:00", "trace_id": f"{7:032x}", "trace_sampled": True, "method": "POST", "client": "openai-python",
@@ -154,7 +154,7 @@ def test_every_field_of_one_finished_request():
         "turn": 4, "cache_miss": "history_changed", "read_again_tokens": 1200, "history_changed_at": 7, "load_duration_s": 0.5,
         "queue_wait_s": pytest.approx(0.3), "pending_wait_s": 0.2, "waited_behind": ("b:7b",), "waited_behind_s": {"b:7b": 0.2}, "drain_s": None,
         "load_s": 0.3, "unknown_s": None, "load_reason": "cold", "reload_cause": None, "slot_wait_s": 0.1, "prompt_eval_s": 0.25, "eval_s": 0.3,
-        "ollama_total_s": 1.5, "ollama_other_s": pytest.approx(1.5 - 0.2 - 0.3 - 0.1 - 0.25 - 0.3), "proxy_s": pytest.approx(0.5),
+        "ollama_total_s": 1.5, "ollama_other_s": pytest.approx(1.5 - 0.2 - 0.3 - 0.1 - 0.25 - 0.3), "proxy_s": pytest.approx(0.5), "proxy_added_s": 0.00042,
         "context_length": 4096, "context_fill": 2009 / 4096, "error_type": "invalid_response", "error": "the stream ended early",
         "finish_reason": "stop", "reasoning": True, "tool_calls": False, "cloud": False,
     }
