@@ -1,5 +1,6 @@
 """A lean HTTP/1.1 streaming client for the benchmarks: an asyncio protocol on uvloop,
-keep-alive, chunked decoding, and the arrival time of the first body chunk. Python clients
+keep-alive, chunked decoding, and per request: the arrival of the first body chunk, of the
+last, the largest gap between two and the chunks counted. Python clients
 like httpx cost more per chunk than the proxy under test; this one stays out of the way
 (it shares the machine's cores with the fake Ollama and the proxy, so every microsecond
 it spends is one they wait for).
@@ -24,9 +25,12 @@ class RunResult:
     lines: int = 0
     seconds: float = 0.0
     ttft: list[float] = field(default_factory=list)
+    latency: list[float] = field(default_factory=list)  # to the last byte, per request
+    max_gap: list[float] = field(default_factory=list)  # the largest gap between two body reads, per request
+    marks: list[int] = field(default_factory=list)  # markers (tokens) counted, per request
 
-    def percentile(self, q: float) -> float:
-        ordered = sorted(self.ttft)
+    def percentile(self, q: float, of: str = "ttft") -> float:
+        ordered = sorted(getattr(self, of))
         return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
     @property
@@ -49,10 +53,12 @@ class _StreamingClient(asyncio.Protocol):
         self._marker = marker
         self._buffer = bytearray()
         self.transport: asyncio.Transport | None = None
-        self._done: asyncio.Future[tuple[float, int]] | None = None
+        self._done: asyncio.Future[tuple[float, int, float, float]] | None = None
         self._parse = self._head
         self._started = 0.0
         self._first: float | None = None
+        self._last = 0.0
+        self._gap = 0.0
         self._lines = 0
         self._length = 0  # of the body or of the chunk being read
 
@@ -63,12 +69,14 @@ class _StreamingClient(asyncio.Protocol):
         if self._done is not None and not self._done.done():
             self._done.set_exception(ConnectionError(f"connection closed mid-response ({exc})"))
 
-    def request(self, request: bytes) -> asyncio.Future[tuple[float, int]]:
-        """Send ``request``; the future gives (seconds to the first body chunk, markers counted)."""
+    def request(self, request: bytes) -> asyncio.Future[tuple[float, int, float, float]]:
+        """Send ``request``; the future gives (seconds to the first body chunk, markers counted, seconds to the end,
+        the largest gap between two body reads)."""
         assert self.transport is not None
         self._done = asyncio.get_running_loop().create_future()
         self._parse = self._head
         self._first = None
+        self._gap = 0.0
         self._lines = 0
         self._started = time.perf_counter()
         self.transport.write(request)
@@ -90,11 +98,15 @@ class _StreamingClient(asyncio.Protocol):
         if error is not None:
             done.set_exception(error)
         else:
-            done.set_result(((self._first or time.perf_counter()) - self._started, self._lines))
+            now = time.perf_counter()
+            done.set_result(((self._first or now) - self._started, self._lines, now - self._started, self._gap))
 
     def _body(self, data: bytes, now: float) -> None:
         if self._first is None:
             self._first = now
+        elif now - self._last > self._gap:
+            self._gap = now - self._last
+        self._last = now
         self._lines += data.count(self._marker)
 
     def _head(self, now: float) -> bool:
@@ -180,7 +192,7 @@ async def run(
         try:
             for _ in range(requests_per_worker):
                 try:
-                    ttft, lines = await client.request(request)
+                    ttft, lines, latency, gap = await client.request(request)
                 except (RuntimeError, ConnectionError, ValueError):
                     result.errors += 1
                     if client.transport is not None:
@@ -190,6 +202,9 @@ async def run(
                 result.requests += 1
                 result.lines += lines
                 result.ttft.append(ttft)
+                result.latency.append(latency)
+                result.max_gap.append(gap)
+                result.marks.append(lines)
         finally:
             if client.transport is not None:
                 client.transport.close()

@@ -1,4 +1,4 @@
-"""What the proxy adds: time to first token and streamed chunks per second, direct vs proxied.
+"""What the proxy adds: time to first token, latency, streamed chunks per second and the streams it sustains, direct vs proxied.
 
 Every target is driven against the same fake Ollama in one run, so the figures are
 ratios measured side by side (these machines are shared and noisy; absolute numbers
@@ -17,6 +17,19 @@ for the least a proxy adds).
     python bench/proxy_overhead.py --without-shortcuts --concurrency 32          # each SDK shortcut against the SDK's path
     python bench/proxy_overhead.py --api responses --nginx --concurrency 32      # also --api anthropic
     python bench/proxy_overhead.py --baseline /path/to/older-checkout --nginx    # the proxy before a change, side by side
+    python bench/proxy_overhead.py --api chat openai anthropic --nginx --concurrency 1 --requests 400 --sustained   # issue 39's table
+    python bench/proxy_overhead.py --api anthropic --nginx --body-kib 1400 --concurrency 1   # an agent's 1.4 MiB turn
+
+Each row gives, against the direct row of the same round: the added time to first token
+(p50, p99) and the added latency to the last byte (p50, p99), as 2026's gateway benchmarks
+report them ("added p99": the target's p99 less the direct p99). --sustained then finds, per
+target, the streams sustained: the most concurrent streams (--pace 20 ms a token, --tokens
+a stream, starts spread over one stream) with no stream short of a token, no error and no
+gap between two reads over 10 x the pace; concurrency doubles from 1 to --max-streams, then
+halves the step between the last level held and the first lost (to within an eighth).
+--body-kib pads every request to that size with earlier turns of a conversation, `stream`
+written last as Claude Code writes it, so the proxy's full-body stream check and
+conversation fingerprint run on every request.
 
 Each row's connections start spread over one stream's length (the i-th of 32 starts
 i/32 of 64 ms in), so a row measures a steady concurrency from its first request;
@@ -33,6 +46,7 @@ measured that way, since it speaks the OpenAI API to clients and /api/chat to Ol
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import sys
@@ -59,6 +73,7 @@ pid {dir}/nginx.pid;
 events {{ worker_connections 4096; }}
 http {{
   access_log off;
+  client_max_body_size 0;  # an agent's turn passes 1 MiB (nginx's default limit)
   client_body_temp_path {dir}/body; proxy_temp_path {dir}/proxy;
   fastcgi_temp_path {dir}/fastcgi; uwsgi_temp_path {dir}/uwsgi; scgi_temp_path {dir}/scgi;
   upstream ollama {{ server 127.0.0.1:{upstream_port}; keepalive 512; }}
@@ -154,28 +169,48 @@ class Target:
 # What each --api streams: path, body, and the marker that counts one streamed chunk (line or SSE event).
 APIS = {
     "native": "/api/generate (NDJSON)",
+    "chat": "/api/chat (NDJSON)",
     "openai": "/v1/chat/completions (SSE)",
     "responses": "/v1/responses (SSE, named events)",
     "anthropic": "/v1/messages (SSE, named events)",
 }
 
 
-def request_for(api: str, model: str, tokens: int) -> tuple[str, dict, bytes]:
-    messages = [{"role": "user", "content": "benchmark"}]
+def padding(kib: int) -> list[dict]:
+    """Earlier turns of a conversation, about ``kib`` KiB of them (an agent's long session)."""
+    turn = "x" * 4000
+    return [{"role": ("user", "assistant")[i % 2], "content": f"{i} {turn}"} for i in range(kib * 1024 // 4040)]
+
+
+def request_for(api: str, model: str, tokens: int, body_kib: int = 0) -> tuple[str, dict, bytes]:
+    """The path, body and chunk marker of one streamed request on ``api``; ``body_kib``: padded to about that size,
+    ``stream`` its last key (an agent's turn)."""
+    path, body, marker = _request_for(api, model, tokens, padding(body_kib) if body_kib else [])
+    if body_kib:
+        stream = body.pop("stream", None)
+        body["stream"] = True if stream is None else stream
+    return path, body, marker
+
+
+def _request_for(api: str, model: str, tokens: int, earlier: list[dict]) -> tuple[str, dict, bytes]:
+    messages = [*earlier, {"role": "user", "content": "benchmark"}]
+    if api == "chat":
+        return "/api/chat", {"model": model, "messages": messages, "options": {"num_predict": tokens}}, b"\n"
     if api == "openai":
         return "/v1/chat/completions", {"model": model, "messages": messages, "stream": True, "max_tokens": tokens}, b"data: "
     if api == "responses":
-        return "/v1/responses", {"model": model, "input": "benchmark", "stream": True, "max_output_tokens": tokens}, b"event: "
+        return "/v1/responses", {"model": model, "input": messages, "stream": True, "max_output_tokens": tokens}, b"event: "
     if api == "anthropic":  # the fake answers `tokens` tokens by itself (answer_tokens), as max_tokens only caps
         return "/v1/messages", {"model": model, "max_tokens": tokens + 1, "messages": messages, "stream": True}, b"event: "
-    return "/api/generate", {"model": model, "prompt": "benchmark", "options": {"num_predict": tokens}}, b"\n"
+    prompt = "".join(message["content"] for message in messages)
+    return "/api/generate", {"model": model, "prompt": prompt, "options": {"num_predict": tokens}}, b"\n"
 
 
 def measure(
-    target: Target, api: str, concurrency: int, total_requests: int, tokens: int, ramp_s: float = 0.0
+    target: Target, api: str, concurrency: int, total_requests: int, tokens: int, ramp_s: float = 0.0, body_kib: int = 0
 ) -> tuple[RunResult, float | None, float | None]:
     url, pid = target.url, target.pid
-    path, body, marker = request_for(api, target.model, tokens)
+    path, body, marker = request_for(api, target.model, tokens, body_kib)
     per_worker = max(1, total_requests // concurrency)
     process = psutil.Process(pid) if pid else None
     cpu_before = sum(process.cpu_times()[:2]) if process else 0.0
@@ -183,6 +218,8 @@ def measure(
         memory = stack.enter_context(PeakMemory(pid)) if pid else None
         result = run_measured(url, path, body, concurrency, per_worker, marker, ramp_s)
     cpu_ms_per_thousand = None
+    if result.errors and not result.requests:
+        raise SystemExit(f"{target.name}: every request failed ({result.errors})")
     if process:
         cpu_ms_per_thousand = (sum(process.cpu_times()[:2]) - cpu_before) * 1000 / (result.lines / 1000)
     return result, cpu_ms_per_thousand, (memory.peak / 2**20 if memory else None)
@@ -199,14 +236,18 @@ def main() -> None:
     parser.add_argument("--no-telemetry", action="store_true", help="also measure the proxy with OTEL_SDK_DISABLED=true")
     parser.add_argument("--metrics-only", action="store_true", help="also measure the proxy with no trace exporter (make up's default)")
     parser.add_argument(
+        "--without-conversations", action="store_true",
+        help="also measure the proxy, all telemetry on, with --conversations 0: no body fingerprinted, no conversation followed",
+    )
+    parser.add_argument(
         "--httpx-client-spans", action="store_true",
         help="also measure the proxy with all telemetry on and its client spans made by opentelemetry-instrumentation-httpx (--client-spans httpx)",
     )
     parser.add_argument(
         "--without-shortcuts", action="store_true",
-        help="also measure the proxy with all telemetry on and each SDK shortcut off in turn (OLLAMA_OTEL_SHORTCUTS), and with both off",
+        help="also measure the proxy with all telemetry on and each SDK shortcut off in turn (OLLAMA_OTEL_SHORTCUTS), and with all off",
     )
-    parser.add_argument("--api", choices=sorted(APIS), default="native", help="what every target streams: " + "; ".join(f"{k}: {v}" for k, v in APIS.items()))
+    parser.add_argument("--api", choices=sorted(APIS), nargs="+", default=["native"], help="what every target streams, a table each: " + "; ".join(f"{k}: {v}" for k, v in APIS.items()))
     parser.add_argument("--openai", action="store_true", help="the same as --api openai")
     parser.add_argument("--baseline", metavar="CHECKOUT", help="also measure the proxy of another checkout (a git worktree of an older commit), all telemetry on")
     parser.add_argument("--litellm", metavar="BINARY", help="also measure LiteLLM's proxy (its `litellm` command); implies --api openai")
@@ -214,12 +255,27 @@ def main() -> None:
         "--burst", action="store_true",
         help="start every connection at once (concurrency requests in the same millisecond) instead of spreading the starts over one stream's length",
     )
+    parser.add_argument("--body-kib", type=int, default=0, help="pad each request to about this many KiB of earlier turns, stream written last")
+    parser.add_argument("--sustained", action="store_true", help="also find each target's streams sustained (see above)")
+    parser.add_argument("--pace", type=float, default=0.02, help="--sustained: seconds between two tokens of a stream")
+    parser.add_argument("--max-streams", type=int, default=512, help="--sustained: the most concurrent streams tried")
+    parser.add_argument(
+        "--pin", action="store_true",
+        help="the fake Ollama alone on the first CPU, everything else (targets, this client) on the others: a proxy's CPU then "
+             "cannot slow the fake's token pace (on two shared cores it does, by some 4 ms a 64-token stream)",
+    )
     args = parser.parse_args()
-    api = "openai" if args.openai or args.litellm else args.api
+    apis = ["openai"] if args.openai or args.litellm else args.api
 
     with ExitStack() as stack:
         fake = stack.enter_context(fake_ollama(token_delay=args.token_delay, load_delay=0))
         configure_fake(fake, answer_tokens=args.tokens)
+        others = sorted(os.sched_getaffinity(0))[1:]
+        if args.pin:
+            if not others:
+                raise SystemExit("--pin needs two CPUs")
+            psutil.Process(fake.process.pid).cpu_affinity([sorted(os.sched_getaffinity(0))[0]])
+            os.sched_setaffinity(0, others)  # this client, and every process started from here on
         targets = [Target("direct", fake.url, None)]
         receiver = stack.enter_context(otlp_discard())
         # All telemetry on: Prometheus, and every span and metric sent over OTLP/HTTP.
@@ -230,9 +286,12 @@ def main() -> None:
             instrumented = stack.enter_context(otel_proxy(fake.url, "--client-spans", "httpx", env=exporting))
             targets.append(Target("proxy, --client-spans httpx", instrumented.url, instrumented.process.pid))
         if args.without_shortcuts:
-            for name, shortcuts in (("metric records", "span_encoder"), ("span encoder", "metric_records"), ("both", "none")):
+            for name, shortcuts in (("metric records", "span_encoder,prometheus_page"), ("span encoder", "metric_records,prometheus_page"), ("all", "none")):
                 slower = stack.enter_context(otel_proxy(fake.url, env={**exporting, "OLLAMA_OTEL_SHORTCUTS": shortcuts}))
-                targets.append(Target(f"proxy, SDK path for {name}", slower.url, slower.process.pid))
+                targets.append(Target(f"proxy, library path for {name}", slower.url, slower.process.pid))
+        if args.without_conversations:
+            unfollowed = stack.enter_context(otel_proxy(fake.url, "--conversations", "0", env=exporting))
+            targets.append(Target("proxy, --conversations 0", unfollowed.url, unfollowed.process.pid))
         if args.metrics_only:
             plain = stack.enter_context(otel_proxy(fake.url))
             targets.append(Target("proxy, metrics only", plain.url, plain.process.pid))
@@ -248,28 +307,82 @@ def main() -> None:
         if args.litellm:
             url, pid = stack.enter_context(litellm(args.litellm, fake.url))
             targets.append(Target("LiteLLM 1.108.7", url, pid, model="ollama_chat/llama3.2:1b"))
+        for api in apis:
+            latency_table(api, targets, args)
+            if args.sustained:
+                configure_fake(fake, token_delay=args.pace)
+                sustained_table(api, targets, args)
+                configure_fake(fake, token_delay=args.token_delay)
 
-        widest = max(args.concurrency)
-        for target in targets:  # warm up: model loaded, caches hot, as many upstream connections open as the widest row uses
-            measure(Target(target.name, target.url, None, target.model), api, widest, 2 * widest, args.tokens)
-        # One stream's length: the connections' starts spread over it make a steady load from the first request.
-        ramp_s = 0.0 if args.burst else args.tokens * args.token_delay
 
-        endpoint = APIS[api]
-        starts = "all connections starting at once" if args.burst else f"connections' starts spread over {ramp_s * 1000:g} ms"
-        print(f"{endpoint}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token, {args.requests} requests a row, {args.rounds} round(s), {starts}\n")
-        print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added p50 (ms) | added p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) | added p50 by round (ms) |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-        for concurrency in args.concurrency:
-            rows: dict[str, list[Row]] = {target.name: [] for target in targets}
-            for _ in range(args.rounds):  # targets interleaved, so a noisy minute hits every one of them
-                baseline: RunResult | None = None
-                for target in targets:
-                    result, cpu, rss = measure(target, api, concurrency, args.requests, args.tokens, ramp_s)
-                    baseline = baseline or result
-                    rows[target.name].append(Row(result, baseline, cpu, rss))
+def latency_table(api: str, targets: list[Target], args: argparse.Namespace) -> None:
+    widest = max(args.concurrency)
+    for target in targets:  # warm up: model loaded, caches hot, as many upstream connections open as the widest row uses
+        measure(Target(target.name, target.url, None, target.model), api, widest, 2 * widest, args.tokens, body_kib=args.body_kib)
+    # One stream's length: the connections' starts spread over it make a steady load from the first request.
+    ramp_s = 0.0 if args.burst else args.tokens * args.token_delay
+    starts = "all connections starting at once" if args.burst else f"connections' starts spread over {ramp_s * 1000:g} ms"
+    body = f", bodies of {args.body_kib:,} KiB" if args.body_kib else ""
+    print(f"\n{APIS[api]}: {args.tokens} tokens a stream, {args.token_delay * 1000:g} ms a token{body}, {args.requests} requests a row, {args.rounds} round(s), {starts}\n")
+    print("| target | concurrency | requests | errors | TTFT p50 (ms) | TTFT p99 (ms) | added TTFT p50 (ms) | added TTFT p99 (ms) | "
+          "added latency p50 (ms) | added latency p99 (ms) | chunks/s | CPU ms / 1000 chunks | peak RSS (MiB) | added TTFT p50 by round (ms) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for concurrency in args.concurrency:
+        rows: dict[str, list[Row]] = {target.name: [] for target in targets}
+        for _ in range(args.rounds):  # targets interleaved, so a noisy minute hits every one of them
+            baseline: RunResult | None = None
             for target in targets:
-                print(summary(target.name, concurrency, rows[target.name]), flush=True)
+                result, cpu, rss = measure(target, api, concurrency, args.requests, args.tokens, ramp_s, args.body_kib)
+                baseline = baseline or result
+                rows[target.name].append(Row(result, baseline, cpu, rss))
+        for target in targets:
+            print(summary(target.name, concurrency, rows[target.name]), flush=True)
+
+
+def holds(target: Target, api: str, streams: int, args: argparse.Namespace, expected: int) -> str | None:
+    """Why ``streams`` concurrent streams at the pace were not held, or None when they were."""
+    path, body, marker = request_for(api, target.model, args.tokens, args.body_kib)
+    result = run_measured(target.url, path, body, streams, 1, marker, args.tokens * args.pace)
+    if result.errors:
+        return f"{result.errors} errors"
+    short = sum(1 for marks in result.marks if marks < expected)
+    if short:
+        return f"{short} streams short of a token"
+    worst = max(result.max_gap)
+    return f"a gap of {worst * 1000:.0f} ms" if worst > 10 * args.pace else None
+
+
+def streams_sustained(target: Target, api: str, args: argparse.Namespace, expected: int) -> tuple[int, str]:
+    """The most streams held, and what the first level lost was lost to."""
+    held, lost, why = 0, None, ""
+    level = 1
+    while level <= args.max_streams:
+        problem = holds(target, api, level, args, expected)
+        if problem:
+            lost, why = level, problem
+            break
+        held, level = level, level * 2
+    if lost is None:
+        return held, f"held at --max-streams {args.max_streams}"
+    while lost - held > max(1, held // 8):
+        middle = (held + lost) // 2
+        problem = holds(target, api, middle, args, expected)
+        if problem:
+            lost, why = middle, problem
+        else:
+            held = middle
+    return held, f"{lost} lost to {why}"
+
+
+def sustained_table(api: str, targets: list[Target], args: argparse.Namespace) -> None:
+    path, body, marker = request_for(api, targets[0].model, args.tokens, args.body_kib)
+    expected = run_measured(targets[0].url, path, body, 1, 1, marker).marks[0]  # the chunks of a whole stream, direct
+    print(f"\nstreams sustained on {APIS[api]}: {args.tokens} tokens at {args.pace * 1000:g} ms a token, a stall a gap over {10 * args.pace * 1000:g} ms\n")
+    print("| target | streams sustained | the next level |")
+    print("|---|---|---|")
+    for target in targets:
+        held, why = streams_sustained(target, api, args, expected)
+        print(f"| {target.name} | {held} | {why} |", flush=True)
 
 
 @dataclass
@@ -279,13 +392,12 @@ class Row:
     cpu_ms: float | None
     rss_mib: float | None
 
-    @property
-    def added_p50(self) -> float:
-        return (self.result.p50 - self.baseline.p50) * 1000
+    def added(self, q: float, of: str = "ttft") -> float:
+        return (self.result.percentile(q, of) - self.baseline.percentile(q, of)) * 1000
 
     @property
-    def added_p99(self) -> float:
-        return (self.result.percentile(99) - self.baseline.percentile(99)) * 1000
+    def added_p50(self) -> float:
+        return self.added(50)
 
 
 def summary(name: str, concurrency: int, rows: list[Row]) -> str:
@@ -296,7 +408,8 @@ def summary(name: str, concurrency: int, rows: list[Row]) -> str:
     return (
         f"| {name} | {concurrency} | {sum(r.result.requests for r in rows)} | {sum(r.result.errors for r in rows)} | "
         f"{median(r.result.p50 for r in rows) * 1000:.2f} | {median(r.result.percentile(99) for r in rows) * 1000:.2f} | "
-        f"{median(r.added_p50 for r in rows):+.2f} | {median(r.added_p99 for r in rows):+.2f} | "
+        f"{median(r.added(50) for r in rows):+.2f} | {median(r.added(99) for r in rows):+.2f} | "
+        f"{median(r.added(50, 'latency') for r in rows):+.2f} | {median(r.added(99, 'latency') for r in rows):+.2f} | "
         f"{median(r.result.lines_per_second for r in rows):,.0f} | {f'{median(cpu):.1f}' if cpu else ''} | "
         f"{f'{max(rss):.0f}' if rss else ''} | {' '.join(f'{r.added_p50:+.2f}' for r in rows)} |"
     )

@@ -41,3 +41,20 @@ def test_a_whole_body_with_a_content_length_is_counted(fake):
 def test_an_error_answer_is_counted_and_the_run_goes_on(fake):
     result = run_measured(fake.url, "/api/generate", {**GENERATE, "model": "no-such-model"}, 2, 3)
     assert (result.requests, result.errors) == (0, 6)
+
+
+def test_each_request_s_latency_largest_gap_and_tokens(fake):
+    """The gap is between two reads of the body: the wait for the first (the answer delay) is not one."""
+    from tests.support.harness import configure_fake
+
+    expected = markers_httpx_reads(fake.url + "/api/generate", GENERATE, b"\n")
+    configure_fake(fake, token_delay=0.01, answer_delay=0.3)
+    try:
+        result = run_measured(fake.url, "/api/generate", GENERATE, 2, 2, b"\n")
+    finally:
+        configure_fake(fake, token_delay=0.01, answer_delay=0)
+    assert result.marks == [expected] * 4
+    assert all(ttft >= 0.3 for ttft in result.ttft)
+    assert all(0.009 <= gap < 0.3 for gap in result.max_gap), result.max_gap  # 10 ms a token; never the answer delay
+    assert all(latency >= ttft + 0.009 * (expected - 2) for latency, ttft in zip(result.latency, result.ttft))
+    assert result.percentile(50, "latency") > result.percentile(50)
