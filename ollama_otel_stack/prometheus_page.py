@@ -60,7 +60,7 @@ def _labels(pairs: Iterable[tuple[str, str]]) -> str:
 class _Family:
     """One family of the page, as prometheus_client's family classes name it (a unit appended, ``_total`` moved)."""
 
-    __slots__ = ("kind", "sample", "labelnames", "head", "series")
+    __slots__ = ("sample", "labelnames", "head", "series")
 
     def __init__(self, name: str, documentation: str, unit: str, kind: str, labelnames: tuple[str, ...]) -> None:
         if kind == "counter" and name.endswith("_total"):  # CounterMetricFamily
@@ -68,7 +68,6 @@ class _Family:
         if unit and not name.endswith("_" + unit):  # Metric.__init__
             name += "_" + unit
         _validate_metric_name(name)
-        self.kind = kind
         self.sample = name + "_total" if kind == "counter" else name
         self.labelnames = labelnames  # the first metric's: a second one merged into the family is zipped with them, as the exporter does
         self.head = _help(self.sample, documentation, kind).encode()

@@ -352,10 +352,9 @@ class Forwarder:
         """The hot path: each chunk from Ollama to the watcher (a reference kept) and to the client at once."""
         observer.response_started(upstream.status_code, upstream.headers.get("content-type", ""))
         headers = response_headers(upstream.headers.raw)
+        added_s = observer.answer_head()
         if self._settings.server_timing:  # the proxy's own time so far, as LiteLLM's x-litellm-overhead-duration-ms gives its
-            headers.append((b"server-timing", b"otel-proxy;dur=%.3f;desc=\"added by the proxy\"" % (observer.answer_head() * 1000)))
-        else:
-            observer.answer_head()
+            headers.append((b"server-timing", b"otel-proxy;dur=%.3f;desc=\"added by the proxy\"" % (added_s * 1000)))
         await send({"type": "http.response.start", "status": upstream.status_code, "headers": headers})
         watcher = observer.watcher
         try:

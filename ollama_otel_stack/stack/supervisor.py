@@ -148,12 +148,14 @@ class Supervisor:
             time.sleep(interval_s)
 
     def stop_all(self, grace_s: float = 10) -> None:
+        """Every part asked to stop at once; whatever has not stopped ``grace_s`` later, all of them together, is killed."""
         running = [part.process for part in reversed(self.parts) if part.process is not None and part.process.poll() is None]
         for process in running:
             process.terminate()
+        deadline = time.monotonic() + grace_s
         for process in running:
             try:
-                process.wait(timeout=grace_s)
+                process.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

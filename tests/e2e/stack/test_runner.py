@@ -193,3 +193,23 @@ def test_the_default_policy_backs_off_1_2_4_8_16_s_and_gives_up_on_the_sixth_exi
     delays = [float(message.split("restarting it in ")[1].split(" s")[0]) for message in (r.getMessage() for r in caplog.records) if "restarting it in" in message]
     assert delays == [1, 2, 4, 8, 16]
     assert "crashing exited (code 3) after 5 restarts in 300 s: giving up on it" in caplog.text
+
+
+def test_parts_that_ignore_sigterm_are_killed_after_one_grace_for_all_of_them(tmp_path):
+    """Ctrl-C stops the stack within the grace, however many parts hold on: the grace is shared, not one a part."""
+    stubborn = "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('ready', flush=True); time.sleep(120)"
+    specs = [PartSpec(f"stubborn{index}", [sys.executable, "-c", stubborn], dict(os.environ), f"http://127.0.0.1:{free_port()}/") for index in range(3)]
+    supervisor = Supervisor(specs, cwd=tmp_path, logs=tmp_path, policy=RestartPolicy(healthy_within_s=0.01))
+    for part in supervisor.parts:
+        supervisor._spawn(part)
+    for part in supervisor.parts:  # each has set SIGTERM aside before it is asked to stop
+        log = Path(tmp_path) / f"{part.name}.log"
+        deadline = time.monotonic() + 30
+        while "ready" not in (log.read_text() if log.exists() else ""):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+    started = time.monotonic()
+    supervisor.stop_all(grace_s=1.0)
+    took = time.monotonic() - started
+    assert [part.process.returncode for part in supervisor.parts] == [-9, -9, -9]
+    assert 1.0 <= took < 2.5, took  # one grace for the three, not three (3 s and more)
