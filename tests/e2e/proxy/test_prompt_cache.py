@@ -69,15 +69,25 @@ def rewrite_first_result(route: str, history: list) -> None:
 
 
 @pytest.fixture(scope="module")
-def served():
-    with fake_ollama(token_delay=0.002, load_delay=0.3, version="0.33.3") as fake, otel_proxy(fake.url, "--ps-interval", "0.5") as proxy:
-        yield fake, proxy
+def runner():
+    with fake_ollama(token_delay=0.002, load_delay=0.3, version="0.33.3") as fake:
+        yield fake
+
+
+@pytest.fixture
+def served(runner):
+    """The module's fake, its runners unloaded and one slot (Ollama's default), behind a fresh proxy: the proxy's view of
+    what is loaded starts from /api/ps as it is now. Unloaded under a proxy already running, the model the last test
+    left loaded stays in its view until its next /api/ps read, and a first turn that raced that read was taken for a
+    reload."""
+    configure_fake(runner, parallel=1, unload=True, reset_stats=True)
+    with otel_proxy(runner.url, "--ps-interval", "0.5") as proxy:
+        yield runner, proxy
 
 
 @pytest.mark.parametrize("route", ROUTES)
 def test_every_turns_cached_tokens_are_the_runners_and_only_the_turns_that_lost_the_cache_are_named(served, route):
     fake, proxy = served
-    configure_fake(fake, parallel=1, unload=True, reset_stats=True)  # Ollama's default: one slot for the three
     histories = {name: [first_message(route, question)] for name, question in QUESTIONS.items()}
     with httpx.Client(base_url=proxy.url, timeout=60) as client:
         for turn in range(1, TURNS + 1):
@@ -140,7 +150,6 @@ def test_conversations_that_share_a_long_system_prompt_on_one_slot_lose_their_hi
     the system prompt they share, each turn finds only the system prompt, and the proxy names the other conversations
     that took the slot."""
     fake, proxy = served
-    configure_fake(fake, parallel=1, unload=True, reset_stats=True)
     route, system = "/v1/messages", SYSTEM + " Keep every change small and tested. " * 25
     histories = {name: [first_message(route, question)] for name, question in QUESTIONS.items()}
     with httpx.Client(base_url=proxy.url, timeout=60) as client:
