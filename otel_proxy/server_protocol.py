@@ -82,43 +82,6 @@ class ConnectionLimits:
             self.logged_at, self.refused_since_log = now, 0
 
 
-class _HeadWithFirstChunk:
-    """The connection's transport as a request cycle writes to it: a response head is held until the next write (the
-    answer's first bytes, sent at once when Ollama's head came with them) or the end of the event loop's turn, so head
-    and first chunk leave in one write, as Go's net/http and nginx send them; one system call a request fewer, on the
-    way to the first token (docs/benchmarks.md, "The proxy's cost"). Everything else is the transport's own."""
-
-    __slots__ = ("_transport", "_loop", "_held")
-
-    def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
-        self._transport = transport
-        self._loop = loop
-        self._held: bytes | None = None
-
-    def write(self, data: bytes) -> None:
-        held = self._held
-        if held is not None:
-            self._held = None
-            self._transport.write(held + data)
-        elif data.startswith(b"HTTP/1.1 ") and not data.startswith(b"HTTP/1.1 1"):  # a final response's head, not a 100
-            self._held = data
-            self._loop.call_soon(self._release)
-        else:
-            self._transport.write(data)
-
-    def _release(self) -> None:
-        held, self._held = self._held, None
-        if held is not None:
-            self._transport.write(held)
-
-    def close(self) -> None:
-        self._release()
-        self._transport.close()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._transport, name)
-
-
 class ServerProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, limits: ConnectionLimits, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -256,8 +219,6 @@ class ServerProtocol(HttpToolsProtocol):
         self._in_body, self._framing = True, 0
         self._arm()
         super().on_headers_complete()
-        if self.cycle is not None:
-            self.cycle.transport = _HeadWithFirstChunk(self.transport, self.loop)  # type: ignore[assignment]
 
     def on_body(self, body: bytes) -> None:
         self._framing, self._body_seen = 0, True
