@@ -103,6 +103,8 @@ def up(args: argparse.Namespace) -> int:
     ]
     supervisor = Supervisor(parts, cwd=state, logs=logs, on_change=lambda: _write_state(state, supervisor, urls))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    # Ctrl-C stops the stack even where SIGINT came ignored (a script's background job: Python then sets no handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         failed = supervisor.start_all()
         print("\nThe stack is up:" if not failed else f"\nThe stack is up, but {', '.join(failed)} did not start (retrying; logs in {logs}):")
