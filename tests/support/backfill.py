@@ -13,11 +13,16 @@ tests/e2e/ui/test_residency.py and the same benchmark.
 
 from __future__ import annotations
 
+import itertools
 import random
 import subprocess
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import xxhash
+import yaml
 
 HOUR_S, DAY_S = 3600, 86400
 
@@ -153,14 +158,41 @@ def backfill(promtool: str, openmetrics: Path, data: Path) -> None:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
 
 
-# A live Prometheus evaluates a rule group at an offset of its own within each interval (a hash of the group), never
-# on the hour by design: the rules are evaluated here at 47 min 13 s past each hour, so that a rule that took the last
-# 60 minutes for the clock hour (a plain increase(x[1h])) shifts every day's figures, and a test says so.
+# A live Prometheus evaluates a rule group at an offset of its own within each interval, never on the hour by design:
+# the xxHash64 of the group's labels (name, and the file as named to it) modulo the interval (rules/group.go
+# ``Group.hash``, ``EvalTimestamp``), and promtool's backfill aligns its evaluations the same way (cmd/promtool/rules.go
+# ``importRule``). So the file each group is written to is named here so that the group is evaluated at 47 min 13 s
+# (to the minute after) past each hour, wherever the checkout lies: a rule that took the last 60 minutes for the clock
+# hour (a plain increase(x[1h])) shifts every day's figures, and a test says so.
 EVALUATION_OFFSET_S = 47 * 60 + 13
+_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def backfill_rules(promtool: str, url: str, rules: Path, start: int, end: int, out: Path, offset_s: int = EVALUATION_OFFSET_S) -> None:
-    """recording.yml evaluated over the history, every hour at ``offset_s`` past it, into blocks of their own."""
-    done = subprocess.run([promtool, "tsdb", "create-blocks-from", "rules", f"--start={start + offset_s}", f"--end={end + offset_s}", f"--url={url}",
-                           f"--output-dir={out}", "--eval-interval=1h", str(rules)], capture_output=True, text=True, timeout=1800)
+def evaluation_offset_s(file: str, group: str, interval_s: int) -> float:
+    """Where within each interval Prometheus evaluates the group ``group`` of the rules file named ``file``."""
+    labels = b"".join(name + b"\xff" + value.encode() + b"\xff" for name, value in ((b"file", file), (b"name", group)))  # sorted by name
+    return xxhash.xxh64_intdigest(labels) % (interval_s * 10**9) / 1e9
+
+
+def backfill_rules(promtool: str, url: str, rules: Path, start: int, end: int, out: Path, offset_s: int = EVALUATION_OFFSET_S) -> dict[str, float]:
+    """recording.yml evaluated over the history into blocks of their own: each group at ``offset_s`` (to the minute
+    after) past every whole hour from ``start`` to the one before ``end``. Returns where in the hour each group was."""
+    groups = yaml.safe_load(rules.read_text())["groups"]
+    at: dict[str, float] = {}
+    with tempfile.TemporaryDirectory() as directory:
+        files = []
+        for group in groups:
+            interval = group.get("interval", "1h")
+            assert interval == "1h", f"{group['name']}: evaluated every {interval}, the backfill places hourly groups"
+            for n in itertools.count():
+                file = f"{directory}/{group['name']}-{n}.yml"
+                if offset_s <= (found := evaluation_offset_s(file, group["name"], HOUR_S)) < offset_s + 60:
+                    break
+            Path(file).write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
+            files.append(file)
+            at[group["name"]] = found
+        # promtool evaluates at the group's offset past each hour from --start to --end, both included
+        done = subprocess.run([promtool, "tsdb", "create-blocks-from", "rules", f"--start={start}", f"--end={end - 1}", f"--url={url}",
+                               f"--output-dir={out}", "--eval-interval=1h", *files], capture_output=True, text=True, timeout=1800)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return at

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import httpx
 import pyarrow
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from ollama_otel_stack.stack.defaults import RECORDING_RULES
@@ -169,11 +170,16 @@ def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
         backfill.backfill(promtool, work / "residency.om", work / "data")
         recorded_from, recorded_to = start + DAY_S, (now // HOUR_S) * HOUR_S - DAY_S
         with stored_prometheus(work / "data") as server:
-            backfill.backfill_rules(promtool, server.url, RECORDING_RULES, recorded_from, recorded_to, work / "rules")
+            placed = backfill.backfill_rules(promtool, server.url, RECORDING_RULES, recorded_from, recorded_to, work / "rules")
         for block in (work / "rules").iterdir():
             block.rename(work / "data" / block.name)
         with stored_prometheus(work / "data") as server:
             prom = Prometheus(server.url)
+            # the records were evaluated where the backfill placed the group in the hour, as a live Prometheus would
+            raw = httpx.get(f"{server.url}/api/v1/query", params={"query": "ollama:model_resident:max1h[3h]", "time": recorded_from + 3 * HOUR_S}).json()
+            evaluated = sorted({t for series in raw["data"]["result"] for t, _ in series["values"]})
+            assert evaluated == pytest.approx([recorded_from + hours * HOUR_S + placed["ollama-residency"] for hours in range(3)], abs=0.001)
+            assert backfill.EVALUATION_OFFSET_S <= placed["ollama-residency"] < backfill.EVALUATION_OFFSET_S + 60
             asked: list[tuple[str, float, float]] = []
             sent = prom.range
             prom.range = lambda promql, begin, end, step: asked.append((promql, begin, end)) or sent(promql, begin, end, step)  # type: ignore[method-assign]
