@@ -147,12 +147,13 @@ def timeline(prom: Prometheus, f: Filters, start: float, end: float, step: float
 
     Steps of an hour or more fall on whole multiples of the step (UTC) and are read from recording.yml's hourly records
     where there are any (``recorded``), the samples themselves before the first record and after the last (the hour or
-    two not recorded yet, or a range older than the rules); finer steps read the samples from ``start``."""
+    two not recorded yet, or a range older than the rules); finer steps read the samples at whole multiples of the step
+    too, from ``start`` to ``end``."""
     step = step or step_for(end - start)
     read = _Read()
-    if step < HOUR_S:
-        _read_raw(prom, f, read, start, end, step)
-        last = end
+    if step < HOUR_S:  # the same grid at every rerun, so that a page redrawn a moment later draws the same bars
+        last = end // step * step
+        _read_raw(prom, f, read, -(-start // step) * step, last, step)
     else:
         first, last = (start // step + 1) * step, -(-end // step) * step  # the steps whose windows hold start and end
         covered = _read_recorded(prom, f, read, first, last, step) if recorded and step % HOUR_S == 0 else None
@@ -229,6 +230,9 @@ def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str
     for load in loads:  # a load is counted when its request ends: it belongs to the latest stay begun by then
         key = (load.host, load.model)
         index = bisect_right(model_starts.get(key, []), load.at + step) - 1
+        behind = (LAG_STEPS + 1) * step  # the collector's samples lag the proxy's count: up to two steps, and the step they fall in
+        if (index < 0 or by_model[key][index].end < load.at - behind) and index + 1 < len(model_starts.get(key, [])) and model_starts[key][index + 1] <= load.at + behind:
+            index += 1  # the stay it began, listed a little after the count
         if index < 0:
             continue
         stay = by_model[key][index]
