@@ -17,10 +17,13 @@ def settings_from(argv: list[str] | None = None) -> CollectorSettings:
     add_flag(parser, "--ollama", "OLLAMA_UPSTREAM", DEFAULTS.ollama, str, "Ollama's base URL, for /api/ps")
     add_flag(parser, "--interval", "HW_COLLECTOR_INTERVAL", DEFAULTS.interval_s, float, "seconds between samples")
     add_flag(parser, "--sysfs-root", "HW_COLLECTOR_SYSFS_ROOT", DEFAULTS.sysfs_root, str, "where drm/ and powercap/ are found")
+    add_flag(parser, "--ollama-log", "HW_COLLECTOR_OLLAMA_LOG", DEFAULTS.ollama_log, str,
+             "Ollama's server log: auto, a file, journald[:UNIT], podman:NAME, docker:NAME, or off")
     args = parser.parse_args(argv)
     if args.interval <= 0:
         parser.error("--interval must be more than 0 seconds")
-    return CollectorSettings(host=args.host, port=args.port, ollama=args.ollama, interval_s=args.interval, sysfs_root=args.sysfs_root)
+    return CollectorSettings(host=args.host, port=args.port, ollama=args.ollama, interval_s=args.interval, sysfs_root=args.sysfs_root,
+                             ollama_log=args.ollama_log)
 
 
 def main(argv: list[str] | None = None) -> None:

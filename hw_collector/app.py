@@ -1,4 +1,5 @@
-"""The collector's HTTP side: /metrics (read from the sampler's snapshot) and /-/healthy."""
+"""The collector's HTTP side: /metrics (read from the sampler's snapshot), /-/healthy, and /-/live (what Ollama's
+log says each request in it is doing now: hw_collector/sources/ollama_log.py)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,12 @@ def create_app(sampler: Sampler, telemetry: Telemetry) -> Starlette:
     async def healthy(request: Request) -> Response:
         return JSONResponse({"status": "healthy", "last_sample_seconds": sampler.last_sample_seconds})
 
+    async def live(request: Request) -> Response:
+        source = sampler.active("ollama_log")
+        if source is None:
+            return JSONResponse({"error": "Ollama's log is not read here: see hw_collector_source_up{source=\"ollama_log\"} and --ollama-log"}, status_code=404)
+        return JSONResponse(source.live())  # type: ignore[attr-defined]
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         sampler.start()
@@ -32,4 +39,4 @@ def create_app(sampler: Sampler, telemetry: Telemetry) -> Starlette:
         finally:
             sampler.stop()
 
-    return Starlette(routes=[Route("/metrics", metrics), Route("/-/healthy", healthy)], lifespan=lifespan)
+    return Starlette(routes=[Route("/metrics", metrics), Route("/-/healthy", healthy), Route("/-/live", live)], lifespan=lifespan)

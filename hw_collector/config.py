@@ -15,6 +15,7 @@ class CollectorSettings:
     interval_s: float = 5.0  # how often the sampler refreshes the snapshot that /metrics reads
     sysfs_root: str = "/sys"  # where drm/ and powercap/ live (tests point it at a recorded tree)
     macmon: str = "macmon"  # the macmon binary (Apple Silicon)
+    ollama_log: str = "auto"  # Ollama's server log: auto, a file, journald[:UNIT], podman:NAME, docker:NAME or off
 
     @property
     def instance_id(self) -> str:

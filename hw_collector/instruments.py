@@ -32,6 +32,10 @@ LOADED_MODEL_EXPIRY = "ollama.loaded_model.expiry"
 LOADED_MODELS = "ollama.loaded_models"
 OLLAMA_UP = "ollama.up"
 SOURCE_UP = "hw_collector.source.up"
+LOG_LINES = "ollama.log.lines"
+SERVER_REQUESTS = "ollama.server.requests"
+PROMPT_TRUNCATIONS = "ollama.prompt.truncations"
+RUNNER_INFO = "ollama.runner.info"
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,10 @@ CATALOGUE = (
     Spec(LOADED_MODELS, "{model}", "Models Ollama has loaded now."),
     Spec(OLLAMA_UP, "1", "1 when Ollama answered the last /api/ps, else 0; ollama.version names its version."),
     Spec(SOURCE_UP, "1", "1 for each measurement source active on this machine, 0 for one unavailable or failing."),
+    Spec(LOG_LINES, "{line}", "Lines of Ollama's server log read, by parsed (true: a shape this collector knows; false: unknown, a format changed).", counter=True),
+    Spec(SERVER_REQUESTS, "{request}", "Requests Ollama served, from its own access log (Gin), by route and status: through the proxy or not.", counter=True),
+    Spec(PROMPT_TRUNCATIONS, "{prompt}", "Prompts Ollama cut to fit the runner's context (its 'truncating input prompt' warning), by model where known.", counter=True),
+    Spec(RUNNER_INFO, "1", "1 for each llama-server runner Ollama started, with its real settings from the command line it logged."),
 )
 
 # What each source (hw_collector/sources/, by its name) measures: the page tells "no GPU source on this host" from
@@ -76,6 +84,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "macmon": (GPU_UTILIZATION, TEMPERATURE, POWER, ENERGY),
     "ioreg": (GPU_UTILIZATION,),
     "ollama": (OLLAMA_UP, LOADED_MODELS, LOADED_MODEL_SIZE, LOADED_MODEL_VRAM, LOADED_MODEL_EXPIRY),
+    "ollama_log": (LOG_LINES, SERVER_REQUESTS, PROMPT_TRUNCATIONS, RUNNER_INFO),
 }
 
 

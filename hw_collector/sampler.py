@@ -20,6 +20,7 @@ from hw_collector.sources.amd_sysfs import AmdSysfsSource
 from hw_collector.sources.ioreg import IoregSource
 from hw_collector.sources.macmon import MacmonSource
 from hw_collector.sources.nvml import NvmlSource
+from hw_collector.sources.ollama_log import OllamaLogSource
 from hw_collector.sources.ollama_ps import OllamaSource
 from hw_collector.sources.psutil_source import PsutilSource
 from hw_collector.sources.rapl import RaplSource
@@ -37,6 +38,7 @@ def default_sources(settings: CollectorSettings) -> list[Source]:
         macmon,
         IoregSource(macmon),  # probed after macmon: only when macmon is not running
         OllamaSource(settings.ollama, timeout_s=min(2.0, settings.interval_s / 2)),
+        OllamaLogSource(settings.ollama_log),
     ]
 
 
@@ -53,6 +55,10 @@ class Sampler:
 
     def snapshot(self) -> Measurements:
         return self._snapshot
+
+    def active(self, name: str) -> Source | None:
+        """The source called ``name`` where it is active on this machine."""
+        return next((source for source in self._active if source.name == name), None)
 
     def start(self) -> None:
         for source in self._candidates:

@@ -20,3 +20,19 @@ def unix_seconds(rfc3339: Any) -> float | None:
     except ValueError:
         return None
     return None if parsed.year == 1 else parsed.timestamp()
+
+
+_DURATION = re.compile(r"([0-9]*\.?[0-9]+)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_S = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def go_duration_seconds(text: str) -> float | None:
+    """Seconds from a Go ``time.Duration`` as its String() writes it (``1.503217894s``, ``2m3.5s``, ``512µs``, ``0s``:
+    time.ParseDuration's grammar); None for anything else."""
+    sign, body = (-1.0, text[1:]) if text.startswith("-") else (1.0, text.removeprefix("+"))
+    if body == "0":
+        return 0.0
+    parts = _DURATION.findall(body)
+    if not parts or "".join(number + unit for number, unit in parts) != body:
+        return None
+    return sign * sum(float(number) * _UNIT_S[unit] for number, unit in parts)

@@ -25,49 +25,11 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from ollama_otel_stack.ollama_routes import CHAT, EMBEDDINGS, OPERATIONS, OTHER_ROUTE, TEXT_COMPLETION, route_of  # noqa: F401  # the proxy's names for them
 from ollama_otel_stack.ollama_versions import reports_cache
 
-CHAT = "chat"
-TEXT_COMPLETION = "text_completion"
-EMBEDDINGS = "embeddings"
-
-OPERATIONS: dict[str, str] = {
-    "/api/chat": CHAT,
-    "/api/generate": TEXT_COMPLETION,
-    "/api/embed": EMBEDDINGS,
-    "/api/embeddings": EMBEDDINGS,
-    "/v1/chat/completions": CHAT,
-    "/v1/completions": TEXT_COMPLETION,
-    "/v1/embeddings": EMBEDDINGS,
-    "/v1/responses": CHAT,  # the OpenAI Responses API (Codex-style clients)
-    "/v1/messages": CHAT,  # the Anthropic Messages API (Claude Code)
-}
 RESPONSES = "/v1/responses"
 MESSAGES = "/v1/messages"
-
-# Every other endpoint Ollama documents; anything else is recorded as OTHER_ROUTE so
-# that a client probing random paths cannot grow the metrics.
-_PLAIN_ROUTES = {
-    "/",
-    "/api/version",
-    "/api/tags",
-    "/api/ps",
-    "/api/show",
-    "/api/pull",
-    "/api/push",
-    "/api/create",
-    "/api/copy",
-    "/api/delete",
-    "/v1/models",
-    "/v1/audio/transcriptions",
-    "/api/experimental/web_search",
-    "/api/experimental/web_fetch",
-}
-_TEMPLATE_ROUTES = (
-    ("/api/blobs/", "/api/blobs/{digest}"),
-    ("/v1/models/", "/v1/models/{model}"),
-)
-OTHER_ROUTE = "other"
 
 # Endpoints that stream unless the body says "stream": false.
 _STREAM_BY_DEFAULT = {"/api/chat", "/api/generate", "/api/pull", "/api/push", "/api/create"}
@@ -83,16 +45,6 @@ NOT_JSON = (ValueError, RecursionError)
 
 def is_cloud_model(model: str | None) -> bool:
     return bool(model) and model.endswith(_CLOUD_SUFFIXES)  # type: ignore[union-attr]
-
-
-def route_of(path: str) -> str:
-    """The low-cardinality ``http.route`` for a request path."""
-    if path in OPERATIONS or path in _PLAIN_ROUTES:
-        return path
-    for prefix, template in _TEMPLATE_ROUTES:
-        if path.startswith(prefix) and len(path) > len(prefix):
-            return template
-    return OTHER_ROUTE
 
 
 @dataclass(frozen=True)

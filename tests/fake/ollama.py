@@ -31,6 +31,7 @@ JSON, then the end), ``fault-nobody`` (200 with an empty body).
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 import asyncio
 import contextlib
 import hashlib
@@ -53,6 +54,7 @@ from starlette.routing import Route
 
 from tests.fake.scheduler import GIB, GO_ZERO_TIME, KV_BYTES_PER_TOKEN, SINGLE_SLOT_FAMILIES, Scheduler, ServerBusy, Ticket, Truth, runner_options
 from tests.fake.prompts import DEFAULT_NUM_KEEP, TOOL_CALL_TOKENS, fit, render, tool_call_ids, word_ids
+from tests.fake.server_log import BATCH, AccessLog, ServerLog
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 CACHE_REPORTED_SINCE = (0, 33, 3)  # ollama/ollama PR #17943 (merged 2026-08-22), first released in 0.33.3
@@ -196,7 +198,7 @@ class Stats:
 
 
 class FakeOllama:
-    def __init__(self, token_delay: float, load_delay: float, version: str = OLLAMA_VERSION) -> None:
+    def __init__(self, token_delay: float, load_delay: float, version: str = OLLAMA_VERSION, log: Path | None = None) -> None:
         self.token_delay = token_delay
         self.load_delay = load_delay
         self.version = version
@@ -206,9 +208,11 @@ class FakeOllama:
         self.tool_preamble_tokens = 0  # text tokens an answer that calls a tool writes before the call
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.scheduler = Scheduler(load_delay)
+        self.scheduler.server_log = ServerLog(log) if log else None
         self.stats = Stats()
         self.failures: dict[str, tuple[int, str]] = {}  # model -> (status, message) its requests are answered with
         self.served: dict[str, float] = {}  # request id -> seconds from arrival to the last byte (TimedRequests)
+        self.prompt_token_ns = PROMPT_TOKEN_NS  # the runner's time to read a prompt token
         self.native_metrics = False  # Ollama has no /metrics today; an open pull request adds one (shared/ollama-facts.md)
 
     # Helpers ----------------------------------------------------------------------------
@@ -279,9 +283,21 @@ class FakeOllama:
         tokens, cut = fit(render(route, body), self.num_ctx(model, options), keep if isinstance(keep, int) else DEFAULT_NUM_KEEP)
         cached = ticket.prompt(tokens)
         ticket.truth.truncated = cut is not None
+        log = self.scheduler.server_log if ticket.slot is not None else None
+        if log is not None and cut is not None:
+            log.truncated(cut.limit, cut.prompt, cut.keep, cut.new)
         started = time.perf_counter()
-        await asyncio.sleep((len(tokens) - (cached or 0)) * PROMPT_TOKEN_NS / 1e9)
+        if log is None:
+            await asyncio.sleep((len(tokens) - (cached or 0)) * self.prompt_token_ns / 1e9)
+        else:  # llama-server's lines as it reads the prompt a batch at a time (tools/server/server-context.cpp)
+            slot, task = ticket.slot, log.task(ticket.slot, self.num_ctx(model, options), len(tokens))
+            for in_slot in range(cached or 0, len(tokens), BATCH):
+                log.batch(slot, task, in_slot)
+                await asyncio.sleep((min(in_slot + BATCH, len(tokens)) - in_slot) * self.prompt_token_ns / 1e9)
+            ticket.on_release = lambda in_slot: log.released(slot, task, in_slot)
         prompt_ns = int((time.perf_counter() - started) * 1e9)  # measured, as llama-server's prompt_ms is
+        if log is not None:
+            log.prompt_done(ticket.slot, task, prompt_ns / 1e9, len(tokens) - (cached or 0))
         ticket.truth.prompt_s = prompt_ns / 1e9
         return Prefill(len(tokens), cached, prompt_ns, cached if self.reports_cache else None)
 
@@ -824,7 +840,7 @@ class FakeOllama:
         ({name: FakeModel's fields}), ``aliases`` ({new name: existing name}, as ``ollama cp``), ``remove_models``,
         ``native_metrics`` (a /metrics as Ollama's pull request #18508 would add), ``answer_delay``, ``tool_preamble_tokens``,
         ``failures`` ({model: [status, message]}: every request for it answered so, as handleScheduleError writes a runner's failure),
-        ``heal`` (models whose failures end), ``max_queue`` (OLLAMA_MAX_QUEUE), ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``,
+        ``heal`` (models whose failures end), ``max_queue`` (OLLAMA_MAX_QUEUE), ``token_delay``, ``unload``, ``reset_stats``, ``parallel``, ``load_delay``, ``prompt_token_ms``,
         ``total_vram_gib`` and ``context_length`` (the default num_ctx's inputs), ``max_loaded_models`` (OLLAMA_MAX_LOADED_MODELS),
         ``version`` (the release spoken: "0.33.3" and later write the cached-token fields) and ``cache_ram_mib`` (llama-server's
         --cache-ram, for runners loaded from now on)."""
@@ -869,6 +885,8 @@ class FakeOllama:
             self.scheduler.parallel = int(body["parallel"])
         if "load_delay" in body:
             self.scheduler.load_delay = float(body["load_delay"])
+        if "prompt_token_ms" in body:
+            self.prompt_token_ns = int(float(body["prompt_token_ms"]) * 1e6)
         if "version" in body:  # the release spoken: from 0.33.3 the cached-token fields are written
             self.version = str(body["version"])
         if "cache_ram_mib" in body:  # llama-server's --cache-ram, for runners loaded from now on
@@ -930,8 +948,8 @@ class TimedRequests:
         await self.app(scope, receive, timed)
 
 
-def create_app(token_delay: float = 0.01, load_delay: float = 0.3, version: str = OLLAMA_VERSION) -> Starlette:
-    fake = FakeOllama(token_delay, load_delay, version)
+def create_app(token_delay: float = 0.01, load_delay: float = 0.3, version: str = OLLAMA_VERSION, log: Path | None = None) -> Starlette:
+    fake = FakeOllama(token_delay, load_delay, version, log)
     routes = [
         Route("/", fake.root, methods=["GET", "HEAD"]),
         Route("/api/version", fake.version_info),
@@ -961,7 +979,8 @@ def create_app(token_delay: float = 0.01, load_delay: float = 0.3, version: str 
     async def busy(request: Request, exc: Exception) -> Response:
         return fake._busy(request.url.path)
 
-    app = Starlette(routes=routes, middleware=[Middleware(TimedRequests, served=fake.served)], exception_handlers={ServerBusy: busy})
+    middleware = [Middleware(AccessLog, log=fake.scheduler.server_log), Middleware(TimedRequests, served=fake.served)]
+    app = Starlette(routes=routes, middleware=middleware, exception_handlers={ServerBusy: busy})
     app.state.fake = fake
     return app
 
@@ -973,10 +992,11 @@ def main() -> None:
     parser.add_argument("--token-delay", type=float, default=0.01, help="seconds between streamed tokens")
     parser.add_argument("--load-delay", type=float, default=0.3, help="seconds a cold model load takes")
     parser.add_argument("--ollama-version", default=OLLAMA_VERSION, help="the release spoken (0.33.3 and later write the cached-token fields)")
+    parser.add_argument("--log", type=Path, help="write Ollama's server log here (Gin's access lines, slog's records, llama-server's slot lines)")
     args = parser.parse_args()
     # Like Ollama (Go's http.Server with no IdleTimeout), idle keep-alive connections stay open: a day.
     uvicorn.run(
-        echo_request_id(create_app(args.token_delay, args.load_delay, args.ollama_version)), host=args.host, port=args.port,
+        echo_request_id(create_app(args.token_delay, args.load_delay, args.ollama_version, args.log)), host=args.host, port=args.port,
         log_level="warning", access_log=False, timeout_keep_alive=86_400,
     )
 

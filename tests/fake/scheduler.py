@@ -43,8 +43,10 @@ named; the ground truth the proxy's account is tested against. Every load and un
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -53,6 +55,7 @@ from typing import Any
 import numpy as np
 
 from tests.fake.prompt_cache import DEFAULT_RAM_BYTES, PromptCache, tokens_of
+from tests.fake.server_log import ServerLog
 
 SCHEDULING_OVERHEAD_S = 0.0015
 DEFAULT_KEEP_ALIVE_S = 300.0
@@ -197,6 +200,7 @@ class Ticket:
         self._slot: int | None = None
         self._prompt = tokens_of([])
         self._generated: list[int] = []
+        self.on_release: Callable[[int], None] | None = None  # told the tokens in the slot as the task ends (the server log's line)
 
     def prompt(self, tokens: np.ndarray) -> int | None:
         """The runner takes the prompt into one of its slots: how many of its tokens the slot's cache held (cache_n),
@@ -211,10 +215,17 @@ class Ticket:
     def generated(self, tokens: list[int]) -> None:
         self._generated += tokens
 
+    @property
+    def slot(self) -> int | None:
+        """The runner's slot the prompt was taken into (None before, and where there is no runner)."""
+        return self._slot
+
     def release(self) -> None:
         """The task is over (done or cancelled): its slot keeps the prompt and what was generated."""
         if self._cache is not None and self._slot is not None:
             self._cache.end(self._slot, self._prompt, tokens_of(self._generated))
+            if self.on_release is not None:
+                self.on_release(len(self._prompt) + len(self._generated))
             self._slot = None
 
     def ran(self, prompt_s: float, eval_s: float) -> None:
@@ -237,6 +248,7 @@ class Scheduler:
         self._queued = 0  # requests in pendingReqCh: waiting for processPending, not yet taken
         self._served: list[_Pending] = []  # every pending entry, in the order it was served
         self._serving = False
+        self.server_log: ServerLog | None = None  # the server log the fake writes (--log), where it writes one
 
     def default_ctx(self) -> int:
         return default_num_ctx(self.total_vram, self.context_env)
@@ -359,9 +371,11 @@ class Scheduler:
                 truth.load_reason = truth.load_reason or "cold"
                 entry.reason = truth.load_reason
                 loading = time.perf_counter()
+                slots = 1 if one_slot else self.parallel
+                if self.server_log is not None:
+                    self.server_log.runner_started("sha256-" + hashlib.sha256(key.encode()).hexdigest(), int(wanted["num_ctx"]), slots, random.randint(49152, 65535))
                 await asyncio.sleep(self.load_delay)
                 truth.load_s = time.perf_counter() - loading
-                slots = 1 if one_slot else self.parallel
                 # llm/llama_server.go: `-np` slots, `-c` num_ctx × slots, --cache-ram left at its default
                 cache = PromptCache(slots, int(wanted["num_ctx"]) * slots, kv_bytes_per_token, self.cache_ram_bytes)
                 runner = self.runners[key] = Runner(key, name, wanted, asyncio.Semaphore(slots), cache=cache)

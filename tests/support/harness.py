@@ -106,11 +106,13 @@ def stored_prometheus(data: Path) -> Iterator[Server]:
 
 
 @contextmanager
-def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3, version: str | None = None) -> Iterator[Server]:
-    """The fake Ollama; ``version``: the release it speaks (tests/fake/ollama.py OLLAMA_VERSION where not given)."""
+def fake_ollama(token_delay: float = 0.01, load_delay: float = 0.3, version: str | None = None, log: Path | None = None) -> Iterator[Server]:
+    """The fake Ollama; ``version``: the release it speaks (tests/fake/ollama.py OLLAMA_VERSION where not given);
+    ``log``: where it writes its server log."""
     port = free_port()
     args = [PYTHON, "-m", "tests.fake.ollama", "--port", str(port), "--token-delay", str(token_delay), "--load-delay", str(load_delay)]
     args += ["--ollama-version", version] if version else []
+    args += ["--log", str(log)] if log else []
     with run_server(args, port, "/api/version") as server:
         yield server
 

@@ -1,0 +1,191 @@
+"""Ollama's own server log as a source (``--ollama-log``): what no API of Ollama tells.
+
+A thread of its own follows the log (hw_collector/log_follow.py) every ``POLL_S`` and reads each line
+(hw_collector/log_lines.py) into ``ServerLog``: the requests Ollama served, by route and status (those that bypassed
+the proxy among them), the prompts it cut, the runners it started with their real settings, and what each slot is
+doing now. The sampler's ``read`` only takes a copy, so a slow or huge log never holds up the collector's other
+sources, and ``live`` serves ``GET /-/live``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import PurePath
+from typing import Any
+
+from hw_collector import instruments as m
+from hw_collector import log_lines as lines
+from hw_collector.log_follow import CommandFollower, FileFollower, Missing, follower
+from hw_collector.sources import Reading
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how often the log is read: progress reaches /-/live within this and the line's own delay
+MAX_RUNNERS = 32  # runners remembered (one a model Ollama loaded; the oldest forgotten first)
+STALE_S = 600.0  # a slot with no line for this long is forgotten (its lines were lost, or the runner died)
+
+
+@dataclass
+class Slot:
+    """A request on a runner's slot, as its lines tell it."""
+
+    slot: int
+    task: int
+    prompt_tokens: int
+    context: int
+    since: float  # unix seconds the slot took it
+    updated: float  # monotonic seconds of its last line
+    phase: str = "reading"  # reading the prompt, then generating
+    cached: int | None = None  # tokens the cache held (the task's first "cached n_tokens")
+    read: int | None = None  # tokens of the prompt in the slot now
+    read_since: tuple[float, int] | None = None  # (monotonic, tokens) at the first batch read: the rate's base
+    rate: float | None = None  # prompt tokens a second, from the batches read so far
+    generating_since: float | None = None
+
+    def as_json(self, now: float) -> dict[str, Any]:
+        left = None if self.rate is None or self.read is None or self.phase != "reading" else max(self.prompt_tokens - self.read, 0) / self.rate
+        return {"slot": self.slot, "task": self.task, "phase": self.phase, "since": self.since, "prompt_tokens": self.prompt_tokens,
+                "context": self.context, "cached_tokens": self.cached, "read_tokens": self.read, "tokens_per_second": self.rate,
+                "eta_s": left, "generating_since": self.generating_since, "silent_s": round(now - self.updated, 3)}
+
+
+class ServerLog:
+    """What the log has said since the collector started. Not thread-safe: ``OllamaLogSource`` holds its lock."""
+
+    def __init__(self) -> None:
+        self.lines: Counter[bool] = Counter()
+        self.requests: Counter[tuple[str, int]] = Counter()
+        self.truncations: Counter[str] = Counter()
+        self.runners: dict[str, lines.RunnerStarted] = {}  # by model path, the latest start of each
+        self.slots: dict[tuple[int, int], Slot] = {}
+        self.mlx: dict[str, Any] | None = None
+
+    def take(self, line: str, now: float, wall: float) -> None:
+        event = lines.parse(line)
+        self.lines[event is not None] += 1
+        if isinstance(event, lines.Access):
+            self.requests[(event.route, event.status)] += 1
+        elif isinstance(event, lines.RunnerStarted):
+            self.runners.pop(event.model_path, None)
+            self.runners[event.model_path] = event
+            while len(self.runners) > MAX_RUNNERS:
+                self.runners.pop(next(iter(self.runners)))
+        elif isinstance(event, lines.Truncated):
+            # the line names no runner: the model is known only while one runner is all Ollama has started
+            self.truncations[model_name(next(iter(self.runners))) if len(self.runners) == 1 else ""] += 1
+        elif isinstance(event, (lines.PromptStarted, lines.PromptRead, lines.PromptDone, lines.SlotReleased)):
+            self._slot(event, now, wall)
+        elif isinstance(event, lines.MlxProgress):
+            self.mlx = {"processed": event.processed, "total": event.total, "at": wall}
+        self._forget(now)
+
+    def _slot(self, event: lines.PromptStarted | lines.PromptRead | lines.PromptDone | lines.SlotReleased, now: float, wall: float) -> None:
+        key = (event.slot, event.task)
+        if isinstance(event, lines.PromptStarted):
+            self.slots[key] = Slot(event.slot, event.task, event.prompt_tokens, event.context, since=wall, updated=now)
+            return
+        slot = self.slots.get(key)
+        if slot is None:  # its start was before the collector's: nothing to say of it
+            return
+        slot.updated = now
+        if isinstance(event, lines.PromptRead):
+            if slot.cached is None:
+                slot.cached = event.tokens
+            if slot.read_since is None:
+                slot.read_since = (now, event.tokens)
+            elif now > slot.read_since[0] and event.tokens > slot.read_since[1]:
+                slot.rate = (event.tokens - slot.read_since[1]) / (now - slot.read_since[0])
+            slot.read = event.tokens
+        elif isinstance(event, lines.PromptDone):
+            slot.phase, slot.read, slot.generating_since = "generating", slot.prompt_tokens, wall
+            slot.rate = event.tokens / event.seconds if event.seconds > 0 else slot.rate
+        else:
+            del self.slots[key]
+
+    def _forget(self, now: float) -> None:
+        for key in [key for key, slot in self.slots.items() if now - slot.updated > STALE_S]:
+            del self.slots[key]
+
+
+def model_name(path: str) -> str:
+    """A runner's model as its command line names it: the blob's file name (``sha256-…``)."""
+    return PurePath(path).name
+
+
+class OllamaLogSource:
+    """Follows the log on a thread of its own; present wherever ``--ollama-log`` is not ``off``."""
+
+    name = "ollama_log"
+
+    def __init__(self, spec: str) -> None:
+        self._spec = spec
+        self._follower: FileFollower | CommandFollower | None = None
+        self._state = ServerLog()
+        self._lock = threading.Lock()  # the state, between the reader and read/live
+        self._reading = threading.Lock()  # the follower, one poll at a time
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._problem: str | None = None
+
+    def available(self) -> str | None:
+        if self._spec == "off":
+            return "--ollama-log off"
+        self._follower = follower(self._spec)
+        if self._follower is None:
+            return "no Ollama log found (--ollama-log names a file, journald[:UNIT], podman:NAME or docker:NAME)"
+        log.info("reading Ollama's log: %s", self._follower.describe)
+        self.poll()
+        self._thread = threading.Thread(target=self._run, name="ollama-log", daemon=True)
+        self._thread.start()
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.wait(POLL_S):
+            self.poll()
+
+    def poll(self) -> None:
+        """Read what the log has added; a log that cannot be read is the source's problem, said by ``read``."""
+        assert self._follower is not None
+        with self._reading:
+            try:
+                taken = self._follower.lines()
+                self._problem = None
+            except (Missing, OSError) as exc:
+                self._problem = str(exc)
+                return
+            now, wall = time.monotonic(), time.time()
+            with self._lock:
+                for line in taken:
+                    self._state.take(line, now, wall)
+
+    def read(self) -> list[Reading]:
+        if self._problem is not None:
+            raise RuntimeError(self._problem)
+        with self._lock:
+            state = self._state
+            readings = [Reading(m.LOG_LINES, count, {"parsed": "true" if parsed else "false"}) for parsed, count in state.lines.items()]
+            readings += [Reading(m.SERVER_REQUESTS, count, {"route": route, "status": str(status)}) for (route, status), count in state.requests.items()]
+            readings += [Reading(m.PROMPT_TRUNCATIONS, count, {"model": model} if model else {}) for model, count in state.truncations.items()]
+            readings += [Reading(m.RUNNER_INFO, 1, {"model": model_name(r.model_path), "context_per_slot": str(r.context_per_slot or ""), "slots": str(r.slots),
+                                                    "kv_cache_type": r.kv_cache_type, "flash_attention": r.flash_attention, "gpu_layers": r.gpu_layers})
+                         for r in state.runners.values()]
+        return readings
+
+    def live(self) -> dict[str, Any]:
+        """What each slot is doing now (``GET /-/live``), the oldest first."""
+        now = time.monotonic()
+        with self._lock:
+            slots = sorted(self._state.slots.values(), key=lambda slot: slot.since)
+            return {"source": self._follower.describe if self._follower else None, "problem": self._problem,
+                    "requests": [slot.as_json(now) for slot in slots], "mlx": self._state.mlx}
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        if self._follower is not None:
+            self._follower.close()

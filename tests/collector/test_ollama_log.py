@@ -1,0 +1,78 @@
+"""hw_collector/sources/ollama_log.py: the fake's server log (tests/fake/server_log.py, Ollama's shapes) read into
+the collector's readings and into what each slot is doing now."""
+
+from __future__ import annotations
+
+import pytest
+
+from hw_collector import instruments as m
+from hw_collector.sources.ollama_log import OllamaLogSource, ServerLog
+from tests.fake.server_log import ServerLog as Writer
+
+
+def values(readings, metric: str) -> dict[tuple, float]:
+    return {tuple(sorted(r.attributes.items())): r.value for r in readings if r.metric == metric}
+
+
+def test_requests_truncations_and_runners_are_counted_from_the_log(tmp_path):
+    path = tmp_path / "server.log"
+    path.write_text("a line from before the collector started\n")
+    source = OllamaLogSource(str(path))
+    try:
+        assert source.available() is None
+        log = Writer(path)
+        log.runner_started("sha256-abc", 8192, 4, 50001)
+        for status, path_ in ((200, "/api/chat"), (200, "/api/chat"), (200, "/v1/messages"), (404, "/api/show"), (200, "/api/blobs/sha256:1")):
+            log.access(status, 0.25, "127.0.0.1", "POST", path_)
+        log.truncated(8191, 9000, 4, 4099)
+        log.write("goroutine 7 [running]:")
+        source.poll()
+        readings = source.read()
+    finally:
+        source.close()
+    assert values(readings, m.LOG_LINES) == {(("parsed", "true"),): 7, (("parsed", "false"),): 1}
+    assert values(readings, m.SERVER_REQUESTS) == {
+        (("route", "/api/chat"), ("status", "200")): 2, (("route", "/v1/messages"), ("status", "200")): 1,
+        (("route", "/api/show"), ("status", "404")): 1, (("route", "/api/blobs/{digest}"), ("status", "200")): 1}
+    assert values(readings, m.PROMPT_TRUNCATIONS) == {(("model", "sha256-abc"),): 1}  # one runner: the cut was its
+    assert values(readings, m.RUNNER_INFO) == {(("context_per_slot", "8192"), ("flash_attention", "auto"), ("gpu_layers", "auto"), ("kv_cache_type", "f16"),
+                                                ("model", "sha256-abc"), ("slots", "4")): 1}
+
+
+def test_a_log_that_is_missing_is_the_sources_problem_until_it_appears(tmp_path):
+    path = tmp_path / "server.log"
+    source = OllamaLogSource(str(path))
+    try:
+        assert source.available() is None
+        with pytest.raises(RuntimeError, match="no log at"):
+            source.read()
+        Writer(path).access(200, 0.1, "127.0.0.1", "GET", "/api/ps")
+        source.poll()
+        assert values(source.read(), m.SERVER_REQUESTS) == {(("route", "/api/ps"), ("status", "200")): 1}
+    finally:
+        source.close()
+    assert OllamaLogSource("off").available() == "--ollama-log off"
+
+
+def test_a_prompt_being_read_has_its_progress_rate_and_time_left(tmp_path):
+    writer = Writer(tmp_path / "server.log")
+    task = writer.task(2, 32768, 20000)
+    writer.batch(2, task, 4000)  # the cache held 4,000 tokens
+    writer.batch(2, task, 6048)
+    writer.batch(2, task, 8096)
+    state = ServerLog()
+    lines = writer.path.read_text().splitlines()
+    for at, line in zip((0.0, 0.1, 1.1, 2.1), lines):
+        state.take(line, at, 1_800_000_000.0 + at)
+    (slot,) = state.slots.values()
+    now = slot.as_json(2.1)
+    assert (now["phase"], now["prompt_tokens"], now["cached_tokens"], now["read_tokens"]) == ("reading", 20000, 4000, 8096)
+    assert now["tokens_per_second"] == pytest.approx(2048.0)  # from the first batch on: the cache's tokens were not read
+    assert now["eta_s"] == pytest.approx((20000 - 8096) / 2048)
+    writer.prompt_done(2, task, 5.8, 16000)
+    writer.released(2, task, 20010)
+    done, released = writer.path.read_text().splitlines()[4:]
+    state.take(done, 8.0, 1_800_000_008.0)
+    assert slot.as_json(8.0)["phase"] == "generating" and slot.as_json(8.0)["eta_s"] is None
+    state.take(released, 9.0, 1_800_000_009.0)
+    assert state.slots == {}

@@ -1,0 +1,73 @@
+"""Ollama's server log as the collector reads it: the fake writing its log as Ollama does (tests/fake/server_log.py),
+the collector following it (--ollama-log) as real processes, requests sent straight to Ollama and through the proxy."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from tests.support.harness import configure_fake, fake_ollama, hw_collector, otel_proxy, scrape
+
+
+def until(what, deadline_s: float = 30.0, every_s: float = 0.05):
+    deadline = time.monotonic() + deadline_s
+    while not (got := what()):
+        assert time.monotonic() < deadline, "not within the deadline"
+        time.sleep(every_s)
+    return got
+
+
+def generate(url: str, prompt: str = "hi", **options: object) -> None:
+    httpx.post(url + "/api/generate", json={"model": "llama3.2:1b", "prompt": prompt, "stream": False, "options": {"num_predict": 2, **options}},
+               timeout=120).raise_for_status()
+
+
+def test_requests_that_bypassed_the_proxy_truncations_and_the_runner_are_read_from_the_log(tmp_path):
+    log = tmp_path / "logs" / "server.log"  # not there when the collector starts: Ollama's first line makes it
+    (tmp_path / "logs").mkdir()
+    with (
+        fake_ollama(log=log) as fake,
+        otel_proxy(fake.url) as proxy,
+        hw_collector(fake.url, "--interval", "0.2", "--ollama-log", str(log), "--sysfs-root", str(tmp_path)) as collector,
+    ):
+        configure_fake(fake, parallel=2)
+        direct, through = 3, 2
+        for _ in range(direct):
+            generate(fake.url)
+        for _ in range(through):
+            generate(proxy.url)
+        generate(proxy.url, "word " * 600, num_ctx=512)  # cut to fit: Ollama warns "truncating input prompt"
+        served = lambda: scrape(collector.url).value("ollama_server_requests_total", route="/api/generate", status="200")  # noqa: E731
+        until(lambda: served() == direct + through + 1)
+        metrics = scrape(collector.url)
+        proxied = scrape(proxy.url).value("http_server_request_duration_seconds_count", http_route="/api/generate")
+        assert proxied == through + 1  # the proxy saw its own; Ollama's log, all of them
+        (runner,) = metrics.series("ollama_runner_info")  # the num_ctx change reloaded the model: its new runner, in place of the old
+        assert (runner["context_per_slot"], runner["slots"], runner["kv_cache_type"], runner["gpu_layers"]) == ("512", "2", "f16", "auto")
+        assert metrics.value("ollama_prompt_truncations_total", model=runner["model"]) == 1
+        assert metrics.value("hw_collector_source_up", source="ollama_log") == 1
+        assert metrics.value("ollama_log_lines_total", parsed="false") == 0
+        assert httpx.get(collector.url + "/-/live").json()["requests"] == []  # nothing in flight
+
+
+def test_a_long_prompts_progress_and_time_left_reach_live(tmp_path):
+    log = tmp_path / "server.log"
+    with fake_ollama(log=log) as fake, hw_collector(fake.url, "--interval", "0.5", "--ollama-log", str(log), "--sysfs-root", str(tmp_path)) as collector:
+        generate(fake.url)  # loaded: the long prompt's wait is all reading
+        configure_fake(fake, prompt_token_ms=0.5)  # 2,048 tokens a batch, a batch a second
+        sent = threading.Thread(target=generate, args=(fake.url, "word " * 10_000), kwargs={"num_ctx": 16384})
+        sent.start()
+        try:
+            live = lambda: [r for r in httpx.get(collector.url + "/-/live").json()["requests"] if r["eta_s"] is not None]  # noqa: E731
+            (reading,) = until(live)
+            seen_at = time.monotonic()
+            assert reading["phase"] == "reading" and reading["prompt_tokens"] >= 10_000 and reading["cached_tokens"] == 0
+            assert 0 < reading["read_tokens"] < reading["prompt_tokens"]
+            until(lambda: [r for r in httpx.get(collector.url + "/-/live").json()["requests"] if r["phase"] == "generating"] or not sent.is_alive(), every_s=0.02)
+            left = time.monotonic() - seen_at
+        finally:
+            sent.join()
+    assert reading["eta_s"] == pytest.approx(left, rel=0.25)

@@ -1,0 +1,133 @@
+"""The fake's server log, written as Ollama writes its own (``--log FILE``): the lines hw_collector's log source reads.
+
+- Gin's access line for each request (server/routes.go ``GenerateRoutes``: ``gin.Default()``; gin v1.10.0 logger.go
+  ``defaultLogFormatter``, no colours off a terminal), its latency as Go's ``time.Duration.String`` writes it;
+- Ollama's slog records (logutil/logutil.go ``NewLogger``: Go's ``slog.TextHandler``, the source file's base name):
+  ``starting llama-server`` with the command line ``startLlamaServer`` builds (llm/llama_server.go), and
+  ``truncating input prompt`` (``completionPromptForRequest``);
+- llama-server's own lines for each request on a slot, verbatim (``NewStatusWriter``; ``--no-log-prefix
+  --no-log-timestamps``), in the shapes the real server (xllamacpp, b11549) writes: tests/collector/test_log_lines.py
+  holds the parser to both.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+BLOBS = "/root/.ollama/models/blobs"
+BATCH = 2048  # llama-server's -b default: the prompt is read this many tokens a batch, a "cached n_tokens" line each
+
+
+def go_duration(seconds: float) -> str:
+    """Go's ``time.Duration.String``: ``1.503217894s``, ``2m3.5s``, ``512µs``, ``0s``."""
+    ns = round(seconds * 1e9)
+    sign, ns = ("-", -ns) if ns < 0 else ("", ns)
+    if ns == 0:
+        return "0s"
+    if ns < 1_000_000_000:
+        for unit, size in (("ms", 1_000_000), ("µs", 1_000), ("ns", 1)):
+            if ns >= size:
+                return sign + _fraction(ns, size) + unit
+    hours, rest = divmod(ns, 3_600_000_000_000)
+    minutes, rest = divmod(rest, 60_000_000_000)
+    text = (f"{hours}h{minutes}m" if hours else f"{minutes}m" if minutes else "") + _fraction(rest, 1_000_000_000) + "s"
+    return sign + text
+
+
+def _fraction(value: int, unit: int) -> str:
+    whole, part = divmod(value, unit)
+    digits = f"{part:0{len(str(unit)) - 1}d}".rstrip("0") if unit > 1 else ""
+    return f"{whole}.{digits}" if digits else str(whole)
+
+
+_NEEDS_QUOTE = re.compile(r'[\s="]|[^\x21-\x7e]')
+
+
+def slog_value(value: object) -> str:
+    """A value as slog's TextHandler writes it: quoted (strconv.Quote) when empty or holding a space, '=', '"' or an
+    unprintable character."""
+    text = str(value)
+    if text and not _NEEDS_QUOTE.search(text):
+        return text
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t") + '"'
+
+
+class ServerLog:
+    """Appends lines to the log file, whole lines at a time (one writer, many requests)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._tasks = 0
+
+    def write(self, *lines: str) -> None:
+        with self._lock, self.path.open("a", encoding="utf-8") as out:
+            out.write("".join(line + "\n" for line in lines))
+
+    def access(self, status: int, latency_s: float, client: str, method: str, path: str) -> None:
+        stamp = datetime.now().strftime("%Y/%m/%d - %H:%M:%S")
+        self.write(f'[GIN] {stamp} | {status:3d} | {go_duration(latency_s):>13} | {client:>15} | {method:<7} "{path}"')
+
+    def slog(self, level: str, source: str, message: str, **attrs: object) -> None:
+        stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
+        self.write(f"time={stamp} level={level} source={source} msg={slog_value(message)}" + "".join(f" {k}={slog_value(v)}" for k, v in attrs.items()))
+
+    def runner_started(self, blob: str, num_ctx: int, slots: int, port: int) -> None:
+        """llm/llama_server.go ``startLlamaServer``: ``-c`` is num_ctx × slots; no ``--cache-type-k`` without
+        OLLAMA_KV_CACHE_TYPE, no ``-ngl`` with num_gpu unset, ``--flash-attn auto`` where the GPUs may support it."""
+        cmd = (f"/usr/lib/ollama/llama-server --model {BLOBS}/{blob} --port {port} --host 127.0.0.1 --no-webui --offline -c {num_ctx * slots} "
+               f"-np {slots} --log-verbosity 4 --no-log-prefix --no-log-timestamps --flash-attn auto")
+        self.slog("INFO", "llama_server.go:433", "starting llama-server", cmd=cmd)
+
+    def truncated(self, limit: int, prompt: int, keep: int, new: int) -> None:
+        self.slog("WARN", "llama_server.go:812", "truncating input prompt", limit=limit, prompt=prompt, keep=keep, new=new)
+
+    def task(self, slot: int, context: int, tokens: int) -> int:
+        """llama-server takes a prompt into a slot: ``new prompt``; the task's id."""
+        with self._lock:
+            self._tasks += 1
+            task = self._tasks
+        self.write(f"slot   operator(): id {slot:2d} | task {task} | new prompt, n_ctx_slot = {context}, n_keep = 0, task.n_tokens = {tokens}")
+        return task
+
+    def batch(self, slot: int, task: int, in_slot: int) -> None:
+        """Before each batch of the prompt it reads: the tokens in the slot so far (the first: what the cache held)."""
+        self.write(f"slot   operator(): id {slot:2d} | task {task} | cached n_tokens = {in_slot}, memory_seq_rm [{in_slot}, end)")
+
+    def prompt_done(self, slot: int, task: int, prompt_s: float, read: int) -> None:
+        rate = read / prompt_s if prompt_s > 0 else 0.0
+        self.write(f"slot print_timing: id {slot:2d} | task {task} | prompt eval time = {prompt_s * 1000:10.2f} ms / {read:5d} tokens "
+                   f"({prompt_s * 1000 / max(read, 1):8.2f} ms per token, {rate:8.2f} tokens per second)")
+
+    def released(self, slot: int, task: int, in_slot: int) -> None:
+        self.write(f"slot      release: id {slot:2d} | task {task} | stop processing: n_tokens = {in_slot}, truncated = 0")
+
+
+class AccessLog:
+    """Gin's Logger middleware: one line for each request once its answer has gone, with its status and latency."""
+
+    def __init__(self, app: Any, log: ServerLog | None) -> None:
+        self.app, self.log = app, log
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or self.log is None:
+            return await self.app(scope, receive, send)
+        arrived, status = time.perf_counter(), 500
+
+        async def logged(message: dict[str, Any]) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, logged)
+        finally:
+            query = scope.get("query_string", b"").decode("latin-1")
+            client = (scope.get("client") or ("",))[0]
+            self.log.access(status, time.perf_counter() - arrived, client, scope["method"], scope["path"] + (f"?{query}" if query else ""))
