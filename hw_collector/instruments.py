@@ -36,6 +36,8 @@ LOG_LINES = "ollama.log.lines"
 SERVER_REQUESTS = "ollama.server.requests"
 PROMPT_TRUNCATIONS = "ollama.prompt.truncations"
 RUNNER_INFO = "ollama.runner.info"
+LIVE_REQUESTS = "ollama.live.requests"
+PROMPT_STALLED = "ollama.live.prompt_stalled"
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,8 @@ CATALOGUE = (
     Spec(SERVER_REQUESTS, "{request}", "Requests Ollama served, from its own access log (Gin), by route and status: through the proxy or not.", counter=True),
     Spec(PROMPT_TRUNCATIONS, "{prompt}", "Prompts Ollama cut to fit the runner's context (its 'truncating input prompt' warning), by model where known.", counter=True),
     Spec(RUNNER_INFO, "1", "1 for each llama-server runner Ollama started, with its real settings from the command line it logged."),
+    Spec(LIVE_REQUESTS, "{request}", "Requests on a runner's slot now, by phase (reading the prompt, generating), from Ollama's log."),
+    Spec(PROMPT_STALLED, "s", "The longest any prompt being read now has gone without a line of progress (absent when none is read)."),
 )
 
 # What each source (hw_collector/sources/, by its name) measures: the page tells "no GPU source on this host" from
@@ -84,7 +88,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "macmon": (GPU_UTILIZATION, TEMPERATURE, POWER, ENERGY),
     "ioreg": (GPU_UTILIZATION,),
     "ollama": (OLLAMA_UP, LOADED_MODELS, LOADED_MODEL_SIZE, LOADED_MODEL_VRAM, LOADED_MODEL_EXPIRY),
-    "ollama_log": (LOG_LINES, SERVER_REQUESTS, PROMPT_TRUNCATIONS, RUNNER_INFO),
+    "ollama_log": (LOG_LINES, SERVER_REQUESTS, PROMPT_TRUNCATIONS, RUNNER_INFO, LIVE_REQUESTS, PROMPT_STALLED),
 }
 
 

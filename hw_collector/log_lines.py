@@ -34,7 +34,7 @@ import re
 from dataclasses import dataclass
 
 from ollama_otel_stack.go_time import go_duration_seconds
-from ollama_otel_stack.ollama_routes import route_of
+from ollama_otel_stack.ollama_routes import OWN_QUERY, route_of
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,7 @@ class Access:
     method: str
     route: str
     latency_s: float | None
+    own: bool = False  # sent by this stack itself (its query says so: ``OWN_QUERY``), not by a client
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,10 @@ _SLOG = re.compile(r'time=\S+ level=([A-Z]+)(?:[+-]\d+)? (?:source=\S+ )?msg=("(
 _ATTR = re.compile(r' ([^\s=]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _LLAMA_PREFIX = re.compile(r"\d+\.\d\d\.\d{3}\.\d{3} [IWEDT] ")  # llama.cpp's timestamp and level, where not turned off
 _SLOT = re.compile(r"slot +\S+: id +(\d+) \| task (-?\d+) \| (.*)")
-_LLAMA = re.compile(r"(?:srv|que|res) +\S+: |[a-z]+_[a-z0-9_.]*: |llama_|ggml_|build: |main: ")  # llama.cpp's function-named lines
+# llama.cpp's lines: a module's tag and a function's name (``srv  update_slots:``, ``cmn  common_param:``), or a
+# function's name alone (``load_tensors:``, ``print_info:``), and the continuation of a multi-line one (indented)
+_LLAMA = re.compile(r"[a-z]{2,5} +\S+: |[a-z][a-z0-9_.]*: |llama_|ggml_|\s")
+_GO_CRASH = ("panic: ", "fatal error: ", "goroutine ")  # Go's own words when Ollama crashes: no shape of a log's
 _NEW_PROMPT = re.compile(r"new prompt, n_ctx_slot = (\d+), n_keep = -?\d+, task\.n_tokens = (\d+)")
 _CACHED = re.compile(r"(?:n_past|cached n_tokens) = (\d+), memory_seq_rm")
 _PROGRESS = re.compile(r"prompt processing, n_tokens = (\d+), progress = ([\d.]+)")
@@ -142,7 +146,7 @@ _RELEASED = re.compile(r"stop processing: n_tokens = (\d+), truncated = (\d)")
 
 def parse(line: str) -> Event | None:
     """What ``line`` says; ``OTHER`` for a line of a known shape with nothing to keep, None for an unknown shape."""
-    line = _ANSI.sub("", line).strip()
+    line = _ANSI.sub("", line).rstrip()
     if not line:
         return OTHER
     if line.startswith("[GIN"):
@@ -152,7 +156,7 @@ def parse(line: str) -> Event | None:
     line = _LLAMA_PREFIX.sub("", line, count=1)
     if slot := _SLOT.match(line):
         return _slot(int(slot[1]), int(slot[2]), slot[3])
-    return OTHER if _LLAMA.match(line) else None
+    return OTHER if _LLAMA.match(line) and not line.startswith(_GO_CRASH) else None
 
 
 def _gin(line: str) -> Event | None:
@@ -161,8 +165,8 @@ def _gin(line: str) -> Event | None:
     found = _GIN.match(line)
     if found is None:
         return None
-    path = _go_unquote(f'"{found[5]}"').partition("?")[0]
-    return Access(int(found[1]), found[4], route_of(path), go_duration_seconds(found[2]))
+    path, _, query = _go_unquote(f'"{found[5]}"').partition("?")
+    return Access(int(found[1]), found[4], route_of(path), go_duration_seconds(found[2]), OWN_QUERY in query.split("&"))
 
 
 def _slog(line: str) -> Event | None:

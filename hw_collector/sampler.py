@@ -38,7 +38,7 @@ def default_sources(settings: CollectorSettings) -> list[Source]:
         macmon,
         IoregSource(macmon),  # probed after macmon: only when macmon is not running
         OllamaSource(settings.ollama, timeout_s=min(2.0, settings.interval_s / 2)),
-        OllamaLogSource(settings.ollama_log),
+        OllamaLogSource(settings.ollama_log, settings.ollama),
     ]
 
 

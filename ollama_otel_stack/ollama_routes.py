@@ -42,6 +42,9 @@ _TEMPLATE_ROUTES = (
     ("/v1/models/", "/v1/models/{model}"),
 )
 OTHER_ROUTE = "other"
+# The query the stack's own requests to Ollama carry (the dashboard's status line asks a model directly): Ollama's
+# access log writes the query, so the collector tells them from clients that bypass the proxy.
+OWN_QUERY = "source=ollama-otel-stack"
 
 
 def route_of(path: str) -> str:

@@ -87,6 +87,30 @@ def average_latency(f: Filters, window: str) -> str:
     )
 
 
+def served_by_ollama(f: Filters, window: str) -> str:
+    """Generation requests Ollama answered with a 2xx in ``window``, from its own access log (the collector's
+    ``ollama_server_requests_total``), those the stack sent itself left out: through the proxy or not."""
+    selector = f.host_only('job="hw-collector"', f'route=~"{GENERATION_ROUTES}"', 'status=~"2.."', 'origin=""')
+    return f"sum(increase(ollama_server_requests_total{selector}[{window}]))"
+
+
+def served_through_proxy(f: Filters, window: str) -> str:
+    """Generation requests the proxy passed on and Ollama answered with a 2xx in ``window``."""
+    selector = f.host_only('job="otel-proxy"', f'http_route=~"{GENERATION_ROUTES}"', 'http_response_status_code=~"2.."')
+    return f"sum(increase(http_server_request_duration_seconds_count{selector}[{window}]))"
+
+
+def log_truncations(f: Filters, window: str) -> str:
+    """Prompts Ollama cut to fit a runner's context in ``window``, by model where its log tells (the collector's)."""
+    return f"sum by (model) (increase(ollama_prompt_truncations_total{f.host_only()}[{window}]))"
+
+
+def log_unknown_share(f: Filters, window: str) -> str:
+    """The share of Ollama's log lines in ``window`` of no shape the collector knows."""
+    unknown = f.host_only('parsed="false"')
+    return f"sum(increase(ollama_log_lines_total{unknown}[{window}])) / sum(increase(ollama_log_lines_total{f.host_only()}[{window}]))"
+
+
 def success_rate(f: Filters, window: str) -> str:
     ok = f.host_only('http_response_status_code=~"[23].."', 'error_type=""')
     return (

@@ -16,6 +16,7 @@ from functools import partial
 
 import httpx
 
+from ollama_otel_stack.ollama_routes import OWN_QUERY
 from ui import format as fmt
 from ui import queries, settings
 from ui.settings import DEFAULTS, Settings
@@ -55,6 +56,10 @@ CACHE_ADVICE = {
     "unknown": ("had {misses} turns in an hour that read their prompt again for a reason the proxy cannot tell", "see the turns in Sessions"),
 }
 CPU_SHARE = 0.05  # a loaded model with this share or more of its weights outside VRAM (/api/ps size_vram < size)
+# From Ollama's own log (the collector's --ollama-log):
+BYPASSED_1H = 10  # generation requests Ollama answered in an hour that the proxy did not pass on, from this many
+TRUNCATIONS_1H = 1  # prompts Ollama cut to fit a model's context in an hour ("truncating input prompt"), from this many
+LOG_UNKNOWN_SHARE = 0.5  # Ollama's log lines in an hour of no shape the collector knows, from this share: its formats changed
 
 
 @dataclass
@@ -104,6 +109,10 @@ class Snapshot:
     memory_ratio: float | None = None
     loaded_models: list[str] = field(default_factory=list)
     pressure: list[ModelPressure] = field(default_factory=list)
+    served_1h: float | None = None  # generation requests Ollama answered in the last hour, by its own log
+    proxied_1h: float | None = None  # ... of them, those the proxy passed on
+    truncations_1h: dict[str, float] = field(default_factory=dict)  # prompts Ollama cut, by model ("" where its log does not tell)
+    log_unknown_share: float | None = None
 
 
 def _switching(causes: list[str]) -> str:
@@ -146,7 +155,27 @@ def advise(s: Snapshot) -> list[str]:
         share = p.cpu_share
         if share is not None and share >= CPU_SHARE:
             advice.append((share * 10, f"{p.model} runs {fmt.percent(share)} on the CPU: a smaller quantisation or num_ctx would fit VRAM"))
+    advice += log_advice(s)
     return [text for _, text in sorted(advice, key=lambda item: -item[0])]
+
+
+def log_advice(s: Snapshot) -> list[tuple[float, str]]:
+    """What Ollama's own log tells and the proxy cannot: requests that bypassed it, prompts cut, formats changed."""
+    advice: list[tuple[float, str]] = []
+    if s.served_1h is not None:
+        bypassed = s.served_1h - (s.proxied_1h or 0.0)
+        if round(bypassed) >= BYPASSED_1H:
+            advice.append((bypassed, f"{round(bypassed):,} of {round(s.served_1h):,} requests in the last hour reached Ollama without the proxy, and its "
+                                     "numbers miss them: point those clients at the proxy, or let Ollama listen on 127.0.0.1 only (OLLAMA_HOST)"))
+    for model, cut in sorted(s.truncations_1h.items(), key=lambda item: -item[1]):
+        if round(cut) >= TRUNCATIONS_1H:
+            prompts = f"{round(cut)} prompt{'s' if round(cut) != 1 else ''}"
+            advice.append((cut * 10, f"Ollama cut {prompts} to {model or 'a model'} in the last hour to fit its context (the answers came back 200 OK "
+                                     "without the start of the prompt): raise num_ctx or OLLAMA_CONTEXT_LENGTH"))
+    if s.log_unknown_share is not None and s.log_unknown_share >= LOG_UNKNOWN_SHARE:
+        advice.append((1.0, f"{fmt.percent(s.log_unknown_share)} of Ollama's log lines in the last hour were of no shape the collector knows: "
+                            "Ollama's log format changed; upgrade the collector"))
+    return advice
 
 
 def cache_advice(p: ModelPressure) -> tuple[float, str] | None:
@@ -259,7 +288,8 @@ class StatusModelError(Exception):
 
 
 def ask_model(ollama_url: str, prompt: str, model: str = DEFAULTS.status_model, timeout_s: float = DEFAULTS.status_timeout_s) -> str:
-    """Ollama's /api/generate, directly (not through the proxy: the status line is not user traffic)."""
+    """Ollama's /api/generate, directly (not through the proxy: the status line is not user traffic), marked as the
+    stack's own in Ollama's access log (``OWN_QUERY``), so that it is not counted as a client bypassing the proxy."""
     body = {
         "model": model,
         "prompt": prompt,
@@ -268,7 +298,7 @@ def ask_model(ollama_url: str, prompt: str, model: str = DEFAULTS.status_model, 
         "options": {"temperature": 0.2, "num_predict": 48, "stop": ["\n"]},
     }
     try:
-        answer = httpx.post(ollama_url.rstrip("/") + "/api/generate", json=body, timeout=timeout_s, trust_env=False)
+        answer = httpx.post(ollama_url.rstrip("/") + "/api/generate?" + OWN_QUERY, json=body, timeout=timeout_s, trust_env=False)
     except httpx.TimeoutException as exc:
         raise StatusModelError(f"{model} did not answer within {timeout_s:g} s") from exc
     except httpx.HTTPError as exc:
@@ -414,10 +444,14 @@ def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m", recent: list
         "gpu": queries.gpu_utilization(f),
         "temperature_c": queries.temperature_celsius(f),
         "power_w": queries.power_watts(f),
+        "served_1h": queries.served_by_ollama(f, "1h"),
+        "proxied_1h": queries.served_through_proxy(f, "1h"),
+        "log_unknown_share": queries.log_unknown_share(f, "1h"),
     }
     values = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in asked.items()})
     up, used, limit = values.pop("up"), values.pop("used"), values.pop("limit")
     return Snapshot(
+        truncations_1h={labels.get("model", ""): value for labels, value in prom.vector(queries.log_truncations(f, "1h")) if value is not None},
         ollama_up=None if up is None else up == 1,
         gpu_recent=gpu_recent,
         memory_ratio=used / limit if used is not None and limit else None,

@@ -10,12 +10,16 @@ sources, and ``live`` serves ``GET /-/live``.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
+
+import httpx
 
 from hw_collector import instruments as m
 from hw_collector import log_lines as lines
@@ -26,7 +30,8 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often the log is read: progress reaches /-/live within this and the line's own delay
 MAX_RUNNERS = 32  # runners remembered (one a model Ollama loaded; the oldest forgotten first)
-STALE_S = 600.0  # a slot with no line for this long is forgotten (its lines were lost, or the runner died)
+PHASES = ("reading", "generating")
+STALE_S = 3600.0  # a slot with no line for this long is forgotten (its lines were lost, or the runner died)
 
 
 @dataclass
@@ -39,7 +44,7 @@ class Slot:
     context: int
     since: float  # unix seconds the slot took it
     updated: float  # monotonic seconds of its last line
-    phase: str = "reading"  # reading the prompt, then generating
+    phase: str = "reading"  # PHASES: reading the prompt, then generating
     cached: int | None = None  # tokens the cache held (the task's first "cached n_tokens")
     read: int | None = None  # tokens of the prompt in the slot now
     read_since: tuple[float, int] | None = None  # (monotonic, tokens) at the first batch read: the rate's base
@@ -58,8 +63,8 @@ class ServerLog:
 
     def __init__(self) -> None:
         self.lines: Counter[bool] = Counter()
-        self.requests: Counter[tuple[str, int]] = Counter()
-        self.truncations: Counter[str] = Counter()
+        self.requests: Counter[tuple[str, int, bool]] = Counter()  # (route, status, sent by this stack)
+        self.truncations: Counter[str] = Counter()  # by the runner's model path, "" where not known
         self.runners: dict[str, lines.RunnerStarted] = {}  # by model path, the latest start of each
         self.slots: dict[tuple[int, int], Slot] = {}
         self.mlx: dict[str, Any] | None = None
@@ -68,7 +73,7 @@ class ServerLog:
         event = lines.parse(line)
         self.lines[event is not None] += 1
         if isinstance(event, lines.Access):
-            self.requests[(event.route, event.status)] += 1
+            self.requests[(event.route, event.status, event.own)] += 1
         elif isinstance(event, lines.RunnerStarted):
             self.runners.pop(event.model_path, None)
             self.runners[event.model_path] = event
@@ -76,7 +81,7 @@ class ServerLog:
                 self.runners.pop(next(iter(self.runners)))
         elif isinstance(event, lines.Truncated):
             # the line names no runner: the model is known only while one runner is all Ollama has started
-            self.truncations[model_name(next(iter(self.runners))) if len(self.runners) == 1 else ""] += 1
+            self.truncations[next(iter(self.runners)) if len(self.runners) == 1 else ""] += 1
         elif isinstance(event, (lines.PromptStarted, lines.PromptRead, lines.PromptDone, lines.SlotReleased)):
             self._slot(event, now, wall)
         elif isinstance(event, lines.MlxProgress):
@@ -111,9 +116,49 @@ class ServerLog:
             del self.slots[key]
 
 
-def model_name(path: str) -> str:
-    """A runner's model as its command line names it: the blob's file name (``sha256-…``)."""
-    return PurePath(path).name
+class BlobNames:
+    """The model names of the blobs runners are started on: Ollama's log names a runner's model by its blob's path,
+    and ``/api/show``'s modelfile has that path on its ``FROM`` line (shared/ollama-facts.md, "Names"). Each name
+    /api/tags lists is shown once; a path still unknown is looked for again after ``RETRY_S``."""
+
+    RETRY_S = 30.0
+
+    def __init__(self, base_url: str, timeout_s: float = 2.0) -> None:
+        self._base = base_url.rstrip("/")
+        self._client = httpx.Client(timeout=timeout_s, trust_env=False)
+        self._names: dict[str, str] = {}
+        self._shown: set[str] = set()
+        self._tried: dict[str, float] = {}
+
+    def name(self, path: str) -> str:
+        """The model's name where known, else the blob's file name (``sha256-…``)."""
+        return self._names.get(path) or PurePath(path).name
+
+    def learn(self, paths: Iterable[str]) -> None:
+        now = time.monotonic()
+        wanted = [path for path in paths if path not in self._names and now - self._tried.get(path, -self.RETRY_S) >= self.RETRY_S]
+        if not wanted:
+            return
+        for path in wanted:
+            self._tried[path] = now
+        try:
+            tags = self._client.get(self._base + "/api/tags").json().get("models") or []
+            for name in sorted({str(model.get("name") or model.get("model") or "") for model in tags} - self._shown - {""}, key=lambda n: (len(n), n)):
+                shown = self._client.post(self._base + "/api/show", json={"model": name})
+                self._shown.add(name)
+                if shown.status_code == 200:
+                    for path in _FROM.findall(str(shown.json().get("modelfile") or "")):
+                        self._names.setdefault(path.strip(), name)
+                if all(path in self._names for path in wanted):
+                    return
+        except (httpx.HTTPError, ValueError, AttributeError) as exc:
+            log.info("the names of Ollama's runners' models are not known yet: %s", exc)
+
+    def close(self) -> None:
+        self._client.close()
+
+
+_FROM = re.compile(r"^FROM (.+)$", re.MULTILINE)
 
 
 class OllamaLogSource:
@@ -121,8 +166,9 @@ class OllamaLogSource:
 
     name = "ollama_log"
 
-    def __init__(self, spec: str) -> None:
+    def __init__(self, spec: str, ollama_url: str) -> None:
         self._spec = spec
+        self._names = BlobNames(ollama_url)
         self._follower: FileFollower | CommandFollower | None = None
         self._state = ServerLog()
         self._lock = threading.Lock()  # the state, between the reader and read/live
@@ -161,6 +207,8 @@ class OllamaLogSource:
             with self._lock:
                 for line in taken:
                     self._state.take(line, now, wall)
+                paths = list(self._state.runners)
+            self._names.learn(paths)
 
     def read(self) -> list[Reading]:
         if self._problem is not None:
@@ -168,11 +216,17 @@ class OllamaLogSource:
         with self._lock:
             state = self._state
             readings = [Reading(m.LOG_LINES, count, {"parsed": "true" if parsed else "false"}) for parsed, count in state.lines.items()]
-            readings += [Reading(m.SERVER_REQUESTS, count, {"route": route, "status": str(status)}) for (route, status), count in state.requests.items()]
-            readings += [Reading(m.PROMPT_TRUNCATIONS, count, {"model": model} if model else {}) for model, count in state.truncations.items()]
-            readings += [Reading(m.RUNNER_INFO, 1, {"model": model_name(r.model_path), "context_per_slot": str(r.context_per_slot or ""), "slots": str(r.slots),
+            readings += [Reading(m.SERVER_REQUESTS, count, {"route": route, "status": str(status), **({"origin": "ollama-otel-stack"} if own else {})})
+                         for (route, status, own), count in state.requests.items()]
+            readings += [Reading(m.PROMPT_TRUNCATIONS, count, {"model": self._names.name(path)} if path else {}) for path, count in state.truncations.items()]
+            readings += [Reading(m.RUNNER_INFO, 1, {"model": self._names.name(r.model_path), "context_per_slot": str(r.context_per_slot or ""), "slots": str(r.slots),
                                                     "kv_cache_type": r.kv_cache_type, "flash_attention": r.flash_attention, "gpu_layers": r.gpu_layers})
                          for r in state.runners.values()]
+            now = time.monotonic()
+            phases = Counter(slot.phase for slot in state.slots.values())
+            readings += [Reading(m.LIVE_REQUESTS, phases[phase], {"phase": phase}) for phase in PHASES]
+            reading = [now - slot.updated for slot in state.slots.values() if slot.phase == "reading"]
+            readings += [Reading(m.PROMPT_STALLED, max(reading), {})] if reading else []
         return readings
 
     def live(self) -> dict[str, Any]:
@@ -189,3 +243,4 @@ class OllamaLogSource:
             self._thread.join(timeout=5)
         if self._follower is not None:
             self._follower.close()
+        self._names.close()

@@ -17,11 +17,11 @@ def values(readings, metric: str) -> dict[tuple, float]:
 def test_requests_truncations_and_runners_are_counted_from_the_log(tmp_path):
     path = tmp_path / "server.log"
     path.write_text("a line from before the collector started\n")
-    source = OllamaLogSource(str(path))
+    source = OllamaLogSource(str(path), "http://127.0.0.1:9")
     try:
         assert source.available() is None
         log = Writer(path)
-        log.runner_started("sha256-abc", 8192, 4, 50001)
+        log.runner_started("/root/.ollama/models/blobs/sha256-abc", 8192, 4, 50001)
         for status, path_ in ((200, "/api/chat"), (200, "/api/chat"), (200, "/v1/messages"), (404, "/api/show"), (200, "/api/blobs/sha256:1")):
             log.access(status, 0.25, "127.0.0.1", "POST", path_)
         log.truncated(8191, 9000, 4, 4099)
@@ -41,7 +41,7 @@ def test_requests_truncations_and_runners_are_counted_from_the_log(tmp_path):
 
 def test_a_log_that_is_missing_is_the_sources_problem_until_it_appears(tmp_path):
     path = tmp_path / "server.log"
-    source = OllamaLogSource(str(path))
+    source = OllamaLogSource(str(path), "http://127.0.0.1:9")
     try:
         assert source.available() is None
         with pytest.raises(RuntimeError, match="no log at"):
@@ -51,7 +51,7 @@ def test_a_log_that_is_missing_is_the_sources_problem_until_it_appears(tmp_path)
         assert values(source.read(), m.SERVER_REQUESTS) == {(("route", "/api/ps"), ("status", "200")): 1}
     finally:
         source.close()
-    assert OllamaLogSource("off").available() == "--ollama-log off"
+    assert OllamaLogSource("off", "http://127.0.0.1:9").available() == "--ollama-log off"
 
 
 def test_a_prompt_being_read_has_its_progress_rate_and_time_left(tmp_path):

@@ -43,7 +43,6 @@ named; the ground truth the proxy's account is tested against. Every load and un
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import random
 import time
 from collections.abc import AsyncIterator, Callable
@@ -55,7 +54,7 @@ from typing import Any
 import numpy as np
 
 from tests.fake.prompt_cache import DEFAULT_RAM_BYTES, PromptCache, tokens_of
-from tests.fake.server_log import ServerLog
+from tests.fake.server_log import ServerLog, blob_path
 
 SCHEDULING_OVERHEAD_S = 0.0015
 DEFAULT_KEEP_ALIVE_S = 300.0
@@ -373,7 +372,7 @@ class Scheduler:
                 loading = time.perf_counter()
                 slots = 1 if one_slot else self.parallel
                 if self.server_log is not None:
-                    self.server_log.runner_started("sha256-" + hashlib.sha256(key.encode()).hexdigest(), int(wanted["num_ctx"]), slots, random.randint(49152, 65535))
+                    self.server_log.runner_started(blob_path(key), int(wanted["num_ctx"]), slots, random.randint(49152, 65535))
                 await asyncio.sleep(self.load_delay)
                 truth.load_s = time.perf_counter() - loading
                 # llm/llama_server.go: `-np` slots, `-c` num_ctx × slots, --cache-ram left at its default

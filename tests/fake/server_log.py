@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import re
 import threading
 import time
@@ -21,6 +22,11 @@ from typing import Any
 
 BLOBS = "/root/.ollama/models/blobs"
 BATCH = 2048  # llama-server's -b default: the prompt is read this many tokens a batch, a "cached n_tokens" line each
+
+
+def blob_path(blob: str) -> str:
+    """Where a model's weights lie (the scheduler's key, ``schedulerModelKey``): the path llama-server is started on."""
+    return f"{BLOBS}/sha256-{hashlib.sha256(blob.encode()).hexdigest()}"
 
 
 def go_duration(seconds: float) -> str:
@@ -77,10 +83,10 @@ class ServerLog:
         stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
         self.write(f"time={stamp} level={level} source={source} msg={slog_value(message)}" + "".join(f" {k}={slog_value(v)}" for k, v in attrs.items()))
 
-    def runner_started(self, blob: str, num_ctx: int, slots: int, port: int) -> None:
+    def runner_started(self, model_path: str, num_ctx: int, slots: int, port: int) -> None:
         """llm/llama_server.go ``startLlamaServer``: ``-c`` is num_ctx × slots; no ``--cache-type-k`` without
         OLLAMA_KV_CACHE_TYPE, no ``-ngl`` with num_gpu unset, ``--flash-attn auto`` where the GPUs may support it."""
-        cmd = (f"/usr/lib/ollama/llama-server --model {BLOBS}/{blob} --port {port} --host 127.0.0.1 --no-webui --offline -c {num_ctx * slots} "
+        cmd = (f"/usr/lib/ollama/llama-server --model {model_path} --port {port} --host 127.0.0.1 --no-webui --offline -c {num_ctx * slots} "
                f"-np {slots} --log-verbosity 4 --no-log-prefix --no-log-timestamps --flash-attn auto")
         self.slog("INFO", "llama_server.go:433", "starting llama-server", cmd=cmd)
 

@@ -203,3 +203,24 @@ def test_the_prompt_line_says_what_the_cache_held_or_which_ollama_does_not_say()
     entry = {"input_tokens": 68_000, "prompt_cached_tokens": 10_000, "cache_miss": "history_changed", "read_again_tokens": 57_000}
     assert prompt_phase(entry) == "prompt evaluation (58,000 new, 10,000 cached; 57,000 read again: cache lost, history changed)"
     assert prompt_phase({"input_tokens": 10, "prompt_cached_tokens": None}) == "prompt evaluation"
+
+
+def test_what_ollamas_log_tells_is_advised_from_its_thresholds():
+    from ui.status import BYPASSED_1H, LOG_UNKNOWN_SHARE, Snapshot, advise
+
+    assert advise(Snapshot(served_1h=1900.0, proxied_1h=1900.0 - BYPASSED_1H + 1)) == []
+    assert advise(Snapshot(served_1h=1900.0, proxied_1h=1488.0)) == [
+        "412 of 1,900 requests in the last hour reached Ollama without the proxy, and its numbers miss them: point those clients at the proxy, "
+        "or let Ollama listen on 127.0.0.1 only (OLLAMA_HOST)"]
+    assert advise(Snapshot(served_1h=12.0)) == [  # nothing through the proxy at all
+        "12 of 12 requests in the last hour reached Ollama without the proxy, and its numbers miss them: point those clients at the proxy, "
+        "or let Ollama listen on 127.0.0.1 only (OLLAMA_HOST)"]
+    assert advise(Snapshot(proxied_1h=50.0)) == []  # no log read: nothing said
+    assert advise(Snapshot(truncations_1h={"qwen3-coder:30b": 3.0, "": 1.0, "phi3:mini": 0.4})) == [
+        "Ollama cut 3 prompts to qwen3-coder:30b in the last hour to fit its context (the answers came back 200 OK without the start of the prompt): "
+        "raise num_ctx or OLLAMA_CONTEXT_LENGTH",
+        "Ollama cut 1 prompt to a model in the last hour to fit its context (the answers came back 200 OK without the start of the prompt): "
+        "raise num_ctx or OLLAMA_CONTEXT_LENGTH"]
+    assert advise(Snapshot(log_unknown_share=LOG_UNKNOWN_SHARE - 0.01)) == []
+    assert advise(Snapshot(log_unknown_share=0.8)) == [
+        "80 % of Ollama's log lines in the last hour were of no shape the collector knows: Ollama's log format changed; upgrade the collector"]

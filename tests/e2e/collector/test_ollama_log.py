@@ -46,8 +46,9 @@ def test_requests_that_bypassed_the_proxy_truncations_and_the_runner_are_read_fr
         proxied = scrape(proxy.url).value("http_server_request_duration_seconds_count", http_route="/api/generate")
         assert proxied == through + 1  # the proxy saw its own; Ollama's log, all of them
         (runner,) = metrics.series("ollama_runner_info")  # the num_ctx change reloaded the model: its new runner, in place of the old
-        assert (runner["context_per_slot"], runner["slots"], runner["kv_cache_type"], runner["gpu_layers"]) == ("512", "2", "f16", "auto")
-        assert metrics.value("ollama_prompt_truncations_total", model=runner["model"]) == 1
+        # named as /api/ps names it: the blob's path in the log, found on the FROM line of /api/show's modelfile
+        assert (runner["model"], runner["context_per_slot"], runner["slots"], runner["kv_cache_type"], runner["gpu_layers"]) == ("llama3.2:1b", "512", "2", "f16", "auto")
+        assert metrics.value("ollama_prompt_truncations_total", model="llama3.2:1b") == 1
         assert metrics.value("hw_collector_source_up", source="ollama_log") == 1
         assert metrics.value("ollama_log_lines_total", parsed="false") == 0
         assert httpx.get(collector.url + "/-/live").json()["requests"] == []  # nothing in flight
@@ -66,6 +67,8 @@ def test_a_long_prompts_progress_and_time_left_reach_live(tmp_path):
             seen_at = time.monotonic()
             assert reading["phase"] == "reading" and reading["prompt_tokens"] >= 10_000 and reading["cached_tokens"] == 0
             assert 0 < reading["read_tokens"] < reading["prompt_tokens"]
+            gauges = until(lambda: (m := scrape(collector.url)).value("ollama_live_requests", phase="reading") == 1 and m)
+            assert gauges.value("ollama_live_requests", phase="generating") == 0 and 0 <= gauges.value("ollama_live_prompt_stalled_seconds") < 5
             until(lambda: [r for r in httpx.get(collector.url + "/-/live").json()["requests"] if r["phase"] == "generating"] or not sent.is_alive(), every_s=0.02)
             left = time.monotonic() - seen_at
         finally:

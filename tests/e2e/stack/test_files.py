@@ -122,7 +122,7 @@ def test_alertmanager_config_passes_amtool_and_its_webhook_is_the_route(tmp_path
 def test_alert_rules_pass_promtool_and_their_unit_tests():
     promtool = require_tool("promtool")
     check = subprocess.run([promtool, "check", "rules", "alerts.yml"], cwd=ROOT, capture_output=True, text=True)
-    assert check.returncode == 0 and "13 rules found" in check.stdout, check.stdout + check.stderr
+    assert check.returncode == 0 and "17 rules found" in check.stdout, check.stdout + check.stderr
     names = {rule["alert"] for group in load("alerts.yml")["groups"] for rule in group["rules"]}
     assert {"OtelProxyDown", "OllamaUnreachable", "OllamaUpstreamErrors", "TimeToFirstTokenHigh", "GpuHot", "HostMemoryNearlyFull"} <= names
     unit = subprocess.run([promtool, "test", "rules", "tests/support/alerts_test.yml"], cwd=ROOT, capture_output=True, text=True)
@@ -140,6 +140,9 @@ def test_each_kind_of_advice_is_an_alert_rule_with_the_pages_threshold():
         "OllamaFrequentReloads": (status.RELOADS_10M, ">=", "pin one value"),
         "OllamaContextFull": (status.CONTEXT_CUT_SHARE, ">=", "raise num_ctx"),
         "OllamaPartialOffload": (status.CPU_SHARE, ">=", "a smaller quantisation or num_ctx would fit VRAM"),
+        "OllamaBypassingProxy": (status.BYPASSED_1H, ">=", "or let Ollama listen on 127.0.0.1 only (OLLAMA_HOST)"),
+        "OllamaPromptsTruncated": (status.TRUNCATIONS_1H, ">=", "raise num_ctx or OLLAMA_CONTEXT_LENGTH"),
+        "OllamaLogFormatChanged": (status.LOG_UNKNOWN_SHARE, ">=", "Ollama's log format changed; upgrade the collector"),
     }
     for name, (value, comparison, remedy) in thresholds.items():
         first_comparison = re.search(r"\)\s*(>=|>)\s*([0-9.]+)", rules[name]["expr"])
