@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 RENDER_SWITCH_S = 0.0005
 KEY_FILE_CHECK_S = 1.0
 FIRST_READ_WAIT_S = 2.0  # how long the proxy waits, at start, for Ollama's /api/ps before it serves
-OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests"})
+OWN_PATHS = frozenset({"/metrics", "/-/healthy", "/-/ready", "/-/requests", "/-/in-flight"})
 
 
 def _is_loopback(host: str) -> bool:
@@ -116,7 +116,7 @@ class ProxyApp:
                 self.client, tracer_provider=telemetry.tracer_provider, meter_provider=NoOpMeterProvider()
             )
         upstream = urlsplit(settings.upstream)
-        observers = ObserverContext(
+        self.observers = observers = ObserverContext(
             settings=settings,
             instruments=ProxyInstruments(telemetry.meter("otel_proxy"), shortcut="metric_records" in telemetry.shortcuts),
             spans=spans,
@@ -139,6 +139,7 @@ class ProxyApp:
                 Route("/-/healthy", self.healthy),
                 Route("/-/ready", self.ready),
                 Route("/-/requests", self.requests),
+                Route("/-/in-flight", self.in_flight),
             ],
             lifespan=self.lifespan,
         )
@@ -236,6 +237,14 @@ class ProxyApp:
         self.bookkeeper.drain()
         entries = [finished.as_json() for finished in self.recent.newest_first(max(0, limit))]
         return JSONResponse({"capacity": self.settings.recent_requests, "requests": entries})
+
+
+    async def in_flight(self, request: Request) -> Response:
+        """The generation requests on their way to Ollama now, oldest first (otel_proxy/in_flight.py)."""
+        if refused := self._refused(request):
+            return refused
+        self.bookkeeper.drain()
+        return JSONResponse({"requests": self.observers.in_flight.oldest_first()})
 
 
 def create_app(settings: ProxySettings, telemetry: Telemetry) -> ProxyApp:

@@ -20,6 +20,7 @@ from typing import Any
 from otel_proxy import ollama
 from otel_proxy.bookkeeping import Bookkeeper
 from otel_proxy.clients import Caller
+from otel_proxy.in_flight import InFlight, InFlightRequest
 from otel_proxy.config import ProxySettings
 from otel_proxy.continuations import Continuation, Conversations, Fingerprint, Fingerprints, Outcome
 from otel_proxy.finished import FinishedRequest, Observed, finish
@@ -66,6 +67,7 @@ class ObserverContext:
     conversations: Conversations = field(default_factory=Conversations)
     ollama_version: Callable[[], str | None] = lambda: None  # Ollama's, as /api/version last said (otel_proxy/ps_poller.py)
     phases_started: set[str] = field(default_factory=set)  # model labels whose ollama.scheduler.time series exist
+    in_flight: InFlight = field(default_factory=InFlight)  # the generation requests on their way now (/-/in-flight)
 
 
 class RequestObserver:
@@ -161,6 +163,7 @@ class RequestObserver:
                 self.serial = shared.scheduler.arrive(self.model, self.facts.options, self.started, timed=self.route.startswith("/api/")).serial
             self._in_flight_attributes = {"gen_ai.provider.name": PROVIDER, "gen_ai.request.model": shared.models.label(self.model, admit=False)}
             shared.instruments.requests_in_flight.add(1, self._in_flight_attributes)
+            shared.in_flight.add(id(self), InFlightRequest(self._started_ns / 1e9, self.route, self.model, self._client_label()))
 
     def upstream_context(self) -> Any:
         """The context the upstream call runs in, so the httpx span nests under ours."""
@@ -189,7 +192,12 @@ class RequestObserver:
     def first_chunk(self) -> None:
         self.first_chunk_at = at = time.perf_counter()
         if self.operation is not None and self.status == 200:  # an error's body is no hand-over (a 404 for a model Ollama lacks)
-            self._shared.bookkeeper.defer(lambda: self.serial is not None and self._shared.scheduler.responded(self.serial, at))
+            self._shared.bookkeeper.defer(lambda: self._answering(at))
+
+    def _answering(self, at: float) -> None:
+        self._shared.in_flight.answering(id(self))
+        if self.serial is not None:
+            self._shared.scheduler.responded(self.serial, at)
 
     def answered_whole(self) -> bool:
         """Whether the whole answer has passed (its report complete), read once: asked when the client hangs up."""
@@ -219,6 +227,7 @@ class RequestObserver:
             self.error_type = self.error_type or "invalid_response"
         if self._in_flight_attributes is not None:
             shared.instruments.requests_in_flight.add(-1, self._in_flight_attributes)
+            shared.in_flight.remove(id(self))
         if self.operation is None or self.serial is None:
             self._finished(report, Decomposition(), None)
             return

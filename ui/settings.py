@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ollama_otel_stack.stack.defaults import OLLAMA_URL, PROMETHEUS_PORT, PROXY_PORT, local_url
+from ollama_otel_stack.stack.defaults import COLLECTOR_PORT, OLLAMA_URL, PROMETHEUS_PORT, PROXY_PORT, local_url
 
 
 class SettingsError(ValueError):
@@ -30,6 +30,7 @@ class SettingsError(ValueError):
 class Settings:
     prometheus_url: str = local_url(PROMETHEUS_PORT)
     proxy_url: str = local_url(PROXY_PORT)
+    collector_url: str = local_url(COLLECTOR_PORT)  # its /-/live: what Ollama's log says each slot is doing ("Now")
     ollama_url: str = OLLAMA_URL
     jaeger_url: str = ""
     card_window: str = "1m"
@@ -57,6 +58,7 @@ def read(environ: Mapping[str, str] = os.environ) -> Settings:
     return Settings(
         prometheus_url=get("PROMETHEUS_URL", DEFAULTS.prometheus_url),
         proxy_url=get("PROXY_URL", DEFAULTS.proxy_url),
+        collector_url=get("COLLECTOR_URL", DEFAULTS.collector_url),
         ollama_url=get("OLLAMA_URL", DEFAULTS.ollama_url),
         jaeger_url=get("JAEGER_URL", DEFAULTS.jaeger_url),
         card_window=get("UI_CARD_WINDOW", DEFAULTS.card_window),

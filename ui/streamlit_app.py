@@ -14,6 +14,7 @@ import pandas as pd
 import streamlit as st
 
 from ui import alerts, format as fmt
+from ui import now as in_flight
 from ui import queries, recent, residency_view, sessions_view, settings, usage_view
 from ui.cards import CARDS
 from ui.queries import Filters, Prometheus, PrometheusError
@@ -339,6 +340,35 @@ def live() -> None:
     table_section("Clients", client_table(SETTINGS.prometheus_url, host, client, window), "No client has sent a request in this window.")
 
 
+@st.fragment(run_every=1)
+def now_section() -> None:
+    """What Ollama is working on now, each host's (ui/now.py): read every second, so a prompt's progress shows as it goes."""
+    st.subheader("Now")
+    found, notes = [], []
+    for name, (collector_url, proxy_url) in in_flight.hosts(prometheus(SETTINGS.prometheus_url), filters(host), SETTINGS.collector_url, SETTINGS.proxy_url).items():
+        live, requests = in_flight.read(collector_url, proxy_url)
+        found += [(name, row) for row in in_flight.rows(live, requests)]
+        if live is None:
+            notes.append(f"{name or 'this host'}: Ollama's log is not read (the collector's --ollama-log), so no prompt's progress shows")
+        if requests is None:
+            notes.append(f"{name or 'this host'}: the proxy's /-/in-flight cannot be read, so clients are not named")
+    now = time.time()
+    if not found:
+        st.caption("Nothing in flight.")
+    for name, row in found:  # a row each, its progress as a bar (read as text by the page's readers)
+        who, phase, progress, since = st.columns([3, 2, 5, 1])
+        who.markdown(f"**{row.client or 'not through the proxy'}** · {row.model or 'model not known'}" + (f" · {name}" if name else ""))
+        phase.markdown(row.phase)
+        if row.progress is not None:
+            left = f", {fmt.seconds(row.eta_s)} left" if row.eta_s is not None else ""
+            rate = f" at {row.tokens_per_second:,.0f}/s" if row.tokens_per_second else ""
+            cached = f" ({row.cached_tokens:,} from the cache)" if row.cached_tokens else ""
+            progress.progress(row.progress, text=f"{row.read_tokens:,} of {row.prompt_tokens:,} prompt tokens{cached}{rate}{left}")
+        since.markdown(fmt.seconds(now - row.since))
+    for note in notes:
+        st.caption(note)
+
+
 if view == "Usage":
     usage_view.show(prometheus(SETTINGS.prometheus_url), host, SETTINGS)
     st.stop()
@@ -349,6 +379,7 @@ if view == "Residency":
     residency_view.show(prometheus(SETTINGS.prometheus_url), filters(host))
     st.stop()
 
+now_section()
 live()
 
 st.subheader("Recent requests")

@@ -273,3 +273,10 @@ def test_tls_serves_the_official_clients_and_streams_unchanged(fake: Server, cer
             httpx.get(base + "/api/tags")
         # the four generations above, no more (the client that refused the certificate never sent its request)
         assert Scrape(httpx.get(base + "/metrics", verify=context).text).value("ollama_client_requests_total") == 4
+
+
+def test_the_in_flight_list_needs_the_scrape_token_as_the_finished_one_does(keyed: Server):
+    for path in ("/-/in-flight", "/-/requests"):
+        assert httpx.get(keyed.url + path).status_code == 401
+        assert httpx.get(keyed.url + path, headers={"authorization": f"Bearer {GOOD}"}).status_code == 401  # a client's key is no scrape token
+        assert httpx.get(keyed.url + path, headers={"authorization": f"Bearer {TOKEN}"}).status_code == 200
