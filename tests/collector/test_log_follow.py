@@ -12,6 +12,15 @@ import pytest
 from hw_collector.log_follow import MAX_LINE, CommandFollower, FileFollower, Missing, follower
 
 
+def followed(tmp_path) -> tuple:
+    """An empty log, followed from its end."""
+    log = tmp_path / "server.log"
+    log.write_text("")
+    follow = FileFollower(log)
+    assert follow.lines() == []
+    return log, follow
+
+
 def append(path, text: str) -> None:
     with path.open("a") as out:
         out.write(text)
@@ -30,10 +39,7 @@ def test_a_file_is_followed_from_its_end_and_a_line_is_handed_on_once_whole(tmp_
 
 
 def test_a_rotated_file_is_finished_then_the_new_one_read_from_its_start(tmp_path):
-    log = tmp_path / "server.log"
-    log.write_text("")
-    follow = FileFollower(log)
-    follow.lines()
+    log, follow = followed(tmp_path)
     append(log, "a\n")
     os.rename(log, tmp_path / "server.log.1")
     append(tmp_path / "server.log.1", "b, written before the writer reopened\nc without a newline")
@@ -43,10 +49,7 @@ def test_a_rotated_file_is_finished_then_the_new_one_read_from_its_start(tmp_pat
 
 
 def test_a_file_cut_in_place_is_read_again_from_its_start(tmp_path):
-    log = tmp_path / "server.log"
-    log.write_text("")
-    follow = FileFollower(log)
-    follow.lines()
+    log, follow = followed(tmp_path)
     append(log, "a long line before the cut\n")
     assert follow.lines() == ["a long line before the cut"]
     log.write_text("new\n")  # copytruncate: the same file, shorter
@@ -64,10 +67,7 @@ def test_a_missing_log_is_said_and_read_from_its_start_once_it_appears(tmp_path)
 
 
 def test_a_huge_line_is_cut_and_garbage_is_read_as_text(tmp_path):
-    log = tmp_path / "server.log"
-    log.write_text("")
-    follow = FileFollower(log)
-    follow.lines()
+    log, follow = followed(tmp_path)
     with log.open("ab") as out:
         out.write(b"x" * (3 * MAX_LINE))
         out.flush()

@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 PYTHON = sys.executable
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -262,3 +264,12 @@ def go_upstream() -> Iterator[Server]:
         port = free_port()
         with run_server([str(binary), "-addr", f"127.0.0.1:{port}"], port, "/echo?id=ready") as server:
             yield server
+
+
+def until(what: Callable[[], T], deadline_s: float = 30.0, every_s: float = 0.05) -> T:
+    """What ``what`` returns once it is true, asked every ``every_s``; fails past ``deadline_s``."""
+    deadline = time.monotonic() + deadline_s
+    while not (got := what()):
+        assert time.monotonic() < deadline, f"not within {deadline_s} s"
+        time.sleep(every_s)
+    return got

@@ -9,15 +9,7 @@ import time
 import httpx
 import pytest
 
-from tests.support.harness import configure_fake, fake_ollama, hw_collector, otel_proxy, scrape
-
-
-def until(what, deadline_s: float = 30.0, every_s: float = 0.05):
-    deadline = time.monotonic() + deadline_s
-    while not (got := what()):
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(every_s)
-    return got
+from tests.support.harness import configure_fake, fake_ollama, hw_collector, otel_proxy, scrape, until
 
 
 def generate(url: str, prompt: str = "hi", **options: object) -> None:

@@ -7,15 +7,7 @@ import time
 
 import httpx
 
-from tests.support.harness import configure_fake, fake_ollama, otel_proxy
-
-
-def until(what, deadline_s: float = 30.0):
-    deadline = time.monotonic() + deadline_s
-    while not (got := what()):
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.02)
-    return got
+from tests.support.harness import configure_fake, fake_ollama, otel_proxy, until
 
 
 def test_requests_on_their_way_are_listed_with_their_client_until_they_end():

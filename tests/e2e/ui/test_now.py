@@ -15,20 +15,12 @@ import httpx
 import pytest
 
 from tests.support.browser import dashboard_tab
-from tests.support.harness import Server, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus
+from tests.support.harness import Server, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus, until
 from ui import now
 from ui.queries import Filters, Prometheus
 
 
 CONTEXT = {"num_ctx": 65536}  # one runner for all: a request with other options would reload it
-
-
-def until(what, deadline_s: float = 60.0):
-    deadline = time.monotonic() + deadline_s
-    while not (got := what()):
-        assert time.monotonic() < deadline, "not within the deadline"
-        time.sleep(0.1)
-    return got
 
 
 @dataclass
@@ -79,7 +71,7 @@ def test_now_joins_each_slot_with_the_request_the_proxy_passed_on(busy: Busy):
         rows = now.rows(*now.read(collector, proxy))
         return rows if {row.phase for row in rows} == {now.READING, now.GENERATING, now.WAITING} and all(r.eta_s for r in rows if r.phase == now.READING) else []
 
-    rows = until(three)
+    rows = until(three, deadline_s=60)
     assert [(row.client, row.model, row.route, row.phase) for row in rows] == [
         ("claude-code", "llama3.2:1b", "/api/generate", now.READING),
         (None, None, None, now.GENERATING),  # straight to Ollama: not through the proxy
