@@ -227,19 +227,24 @@ def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str
     model_starts = {key: [stay.start for stay in group] for key, group in by_model.items()}
     host_starts = {host: [stay.start for stay in group] for host, group in by_host.items()}
     expiry_times = {key: [t for t, _ in points] for key, points in expiries.items()}
+    behind = (LAG_STEPS + 1) * step  # the collector's samples lag the proxy's count: up to two steps, and the step they fall in
+    early: list[tuple[Load, Stay, Stay | None]] = []  # (a load, the stay listed just after it, the latest before it)
     for load in loads:  # a load is counted when its request ends: it belongs to the latest stay begun by then
         key = (load.host, load.model)
-        index = bisect_right(model_starts.get(key, []), load.at + step) - 1
-        behind = (LAG_STEPS + 1) * step  # the collector's samples lag the proxy's count: up to two steps, and the step they fall in
-        if (index < 0 or by_model[key][index].end < load.at - behind) and index + 1 < len(model_starts.get(key, [])) and model_starts[key][index + 1] <= load.at + behind:
-            index += 1  # the stay it began, listed a little after the count
-        if index < 0:
-            continue
-        stay = by_model[key][index]
+        starts = model_starts.get(key, [])
+        index = bisect_right(starts, load.at + step) - 1
+        before = by_model[key][index] if index >= 0 else None
+        if (before is None or before.end < load.at - behind) and index + 1 < len(starts) and starts[index + 1] <= load.at + behind:
+            early.append((load, by_model[key][index + 1], before))
+        elif before is not None:
+            _count(before, load)
+    for load, stay, before in early:
+        # the stay listed a little after the count, unless a load of its own began it (the load counted first was of a
+        # stay too short for the samples to list)
         if stay.loaded == NOT_SEEN:
-            stay.loaded, stay.cause = load.reason, load.cause
-        else:
-            stay.loads.append(load)
+            _count(stay, load)
+        elif before is not None:
+            _count(before, load)
     for stay in stays:
         if stay.start <= start + step and stay.loaded == NOT_SEEN:
             stay.loaded = BEFORE
@@ -269,6 +274,14 @@ def _explain(stays: list[Stay], loads: list[Load], expiries: dict[tuple[str, str
                 stay.ended, stay.by = EVICTED, others[0].model
             else:
                 stay.ended = UNLOADED
+
+
+def _count(stay: Stay, load: Load) -> None:
+    """The load began ``stay``, or came while it stayed (a reload between two samples)."""
+    if stay.loaded == NOT_SEEN:
+        stay.loaded, stay.cause = load.reason, load.cause
+    else:
+        stay.loads.append(load)
 
 
 def describe_start(stay: Stay) -> str:

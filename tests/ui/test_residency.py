@@ -39,10 +39,14 @@ def test_a_load_counted_before_the_collector_listed_its_model_begins_that_stay()
     the same model can come two steps and the step it falls in after it. Within that, the load began the stay; a load
     counted earlier than that, or a stay begun later, is not matched."""
     step = 0.5
-    stays = [residency.Stay("h", "a", 10.0, 12.0), residency.Stay("h", "a", 20.0, 22.0), residency.Stay("h", "b", 30.0, 31.0), residency.Stay("h", "c", 40.0, 45.0)]
+    stays = [residency.Stay("h", "a", 10.0, 12.0), residency.Stay("h", "a", 20.0, 22.0), residency.Stay("h", "b", 30.0, 31.0), residency.Stay("h", "c", 40.0, 45.0),
+             residency.Stay("h", "d", 50.0, 55.0)]
     loads = [residency.Load("h", "a", 8.5, "cold", None, 1),  # listed three steps later: began the first stay
              residency.Load("h", "a", 18.5, "cold", None, 1),  # the first stay long gone: began the second
              residency.Load("h", "b", 28.0, "cold", None, 1),  # four steps before b was listed: not its load
-             residency.Load("h", "c", 42.0, "reload", "num_ctx", 1)]  # counted while c was listed
+             residency.Load("h", "c", 42.0, "reload", "num_ctx", 1),  # counted while c was listed
+             residency.Load("h", "d", 48.5, "cold", None, 1),  # a stay of d too short for the samples, just before...
+             residency.Load("h", "d", 50.0, "cold", None, 1)]  # ...the one this load began
     residency._explain(stays, loads, {}, 0.0, 100.0, step)
-    assert [(s.model, s.loaded, s.cause) for s in stays] == [("a", "cold", None), ("a", "cold", None), ("b", residency.NOT_SEEN, None), ("c", "reload", "num_ctx")]
+    assert [(s.model, s.loaded, s.cause, s.loads) for s in stays] == [
+        ("a", "cold", None, []), ("a", "cold", None, []), ("b", residency.NOT_SEEN, None, []), ("c", "reload", "num_ctx", []), ("d", "cold", None, [])]
