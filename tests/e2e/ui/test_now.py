@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,9 +53,11 @@ def busy(tmp_path) -> Iterator[Busy]:
             threading.Thread(target=httpx.post, args=(proxy.url + "/api/chat",), daemon=True, kwargs={
                 "json": {"model": "qwen2.5:7b", "messages": [{"role": "user", "content": "hi"}], "stream": False}, "headers": {"X-Client-Name": "codex"}, "timeout": 300}),
         ]
-        for thread in sent:
+        slots = lambda: len(httpx.get(collector.url + "/-/live").json()["requests"])  # noqa: E731
+        for taken, thread in enumerate(sent):  # in this order: each one's slot taken before the next is sent
             thread.start()
-            time.sleep(0.3)  # in this order: the prompt's slot first
+            if taken < 2:
+                until(lambda: slots() > taken)
         yield Busy(fake, proxy, collector, prom)
         configure_fake(fake, unload=True)
 
