@@ -375,8 +375,8 @@ class RequestObserver:
             instruments.model_loads.add(1, {**per_model, "ollama.load.reason": finished.load_reason, **({"ollama.load.cause": changed} if changed else {})})
         if finished.context_fill is not None:
             instruments.context_fill.record(finished.context_fill, per_model)
-            if finished.context_full:
-                instruments.context_full.add(1, per_model)
+            # 0 for a prompt that fitted: the series is there from the model's first request, so that rate() counts its first cut
+            instruments.context_full.add(1 if finished.context_full else 0, per_model)
 
     def _record_cache(self, attributes: dict[str, Any], finished: FinishedRequest) -> None:
         """The prompt cache: tokens read from it and evaluated anew (where Ollama reported it), the prompt rate's

@@ -518,6 +518,7 @@ class FakeOllama:
         }
 
     async def ps(self, request: Request) -> Response:
+        self.stats.requests[request.url.path] += 1
         running = []
         # server/routes.go PsHandler: DisplayShortest of the name that loaded the runner, longest to live first.
         for runner in sorted(self.scheduler.resident(), key=lambda runner: -runner.expires_at.timestamp()):

@@ -159,6 +159,7 @@ class Truth:
     prompt_tokens: int = 0  # the prompt the runner was handed (after Ollama's cuts)
     cached_tokens: int | None = None  # of them, read from the runner's cache (cache_n); None without a runner (cloud)
     truncated: bool = False  # the runner's truncation (llm/llama_server.go completionPromptForRequest) cut it
+    arrived_at: float = 0.0  # unix seconds: when the handler started (what Ollama's durations count from)
 
     @property
     def waiting_s(self) -> float:
@@ -299,7 +300,7 @@ class Scheduler:
         arrived = time.perf_counter() if started is None else started
         key, name = key or model, name or model
         wanted = runner_options(options, self.default_ctx(), train_ctx)
-        truth = Truth(request_id, model, name, num_ctx=int(wanted["num_ctx"]))
+        truth = Truth(request_id, model, name, num_ctx=int(wanted["num_ctx"]), arrived_at=time.time() - (time.perf_counter() - arrived))
         runner = self._usable(key, wanted)
         if runner is None:
             runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth, kv_bytes_per_token)

@@ -153,6 +153,14 @@ def fake_stats(fake: Server) -> dict:
     return httpx.get(fake.url + "/fake/stats").json()
 
 
+def read_again(fake: Server) -> None:
+    """Once a poller (the proxy's, the collector's) has read /api/ps from the fake afresh and taken the answer in: the
+    second read begun after now, as a poller reads, takes in, then reads again."""
+    asked = lambda: fake_stats(fake)["requests"].get("/api/ps", 0)  # noqa: E731
+    before = asked()
+    until(lambda: asked() >= before + 2)
+
+
 def configure_fake(fake: Server, **settings: object) -> None:
     httpx.post(fake.url + "/fake/configure", json=settings).raise_for_status()
 

@@ -52,6 +52,8 @@ def test_a_long_prompts_progress_and_time_left_reach_live(tmp_path):
     log = tmp_path / "server.log"
     with fake_ollama(log=log) as fake, hw_collector(fake.url, "--interval", "0.5", "--ollama-log", str(log), "--sysfs-root", str(tmp_path)) as collector:
         generate(fake.url)  # loaded: the long prompt's wait is all reading
+        # the collector has read that request through (Gin's line comes after its slot's release): the one slot /-/live shows next is the long prompt's
+        until(lambda: scrape(collector.url).value("ollama_server_requests_total", route="/api/generate", status="200") == 1)
         configure_fake(fake, prompt_token_ms=0.5)
         offset = log.stat().st_size
         sent = threading.Thread(target=generate, args=(fake.url, "word " * 20_000), kwargs={"num_ctx": 32768})
