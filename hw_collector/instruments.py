@@ -35,6 +35,8 @@ SOURCE_UP = "hw_collector.source.up"
 LOG_LINES = "ollama.log.lines"
 SERVER_REQUESTS = "ollama.server.requests"
 PROMPT_TRUNCATIONS = "ollama.prompt.truncations"
+TRUNCATED_TOKENS = "ollama.prompt.truncated_tokens"
+SERVER_NUM_PARALLEL = "ollama.server.num_parallel"
 RUNNER_INFO = "ollama.runner.info"
 LIVE_REQUESTS = "ollama.live.requests"
 PROMPT_STALLED = "ollama.live.prompt_stalled"
@@ -72,6 +74,8 @@ CATALOGUE = (
     Spec(LOG_LINES, "{line}", "Lines of Ollama's server log read, by parsed (true: a shape this collector knows; false: unknown, a format changed).", counter=True),
     Spec(SERVER_REQUESTS, "{request}", "Requests Ollama served, from its own access log (Gin), by route and status: through the proxy or not.", counter=True),
     Spec(PROMPT_TRUNCATIONS, "{prompt}", "Prompts Ollama cut to fit the runner's context (its 'truncating input prompt' warning), by model where known.", counter=True),
+    Spec(TRUNCATED_TOKENS, "{token}", "Tokens of the prompts Ollama cut, by model where known, and by ollama.tokens: prompt (their length as sent) or cut (what it dropped).", counter=True),
+    Spec(SERVER_NUM_PARALLEL, "{slot}", "OLLAMA_NUM_PARALLEL as Ollama started with it (its 'server config' line): the slots a runner is asked for."),
     Spec(RUNNER_INFO, "1", "1 for each llama-server runner Ollama started, with its real settings from the command line it logged."),
     Spec(LIVE_REQUESTS, "{request}", "Requests on a runner's slot now, by phase (reading the prompt, generating), from Ollama's log."),
     Spec(PROMPT_STALLED, "s", "The longest any prompt being read now has gone without a line of progress (absent when none is read)."),
@@ -88,7 +92,7 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "macmon": (GPU_UTILIZATION, TEMPERATURE, POWER, ENERGY),
     "ioreg": (GPU_UTILIZATION,),
     "ollama": (OLLAMA_UP, LOADED_MODELS, LOADED_MODEL_SIZE, LOADED_MODEL_VRAM, LOADED_MODEL_EXPIRY),
-    "ollama_log": (LOG_LINES, SERVER_REQUESTS, PROMPT_TRUNCATIONS, RUNNER_INFO, LIVE_REQUESTS, PROMPT_STALLED),
+    "ollama_log": (LOG_LINES, SERVER_REQUESTS, PROMPT_TRUNCATIONS, TRUNCATED_TOKENS, SERVER_NUM_PARALLEL, RUNNER_INFO, LIVE_REQUESTS, PROMPT_STALLED),
 }
 
 

@@ -46,6 +46,19 @@ class FileFollower:
         self._buffer = bytearray()
         self._from_end = True  # only the file there at start: its past is not this collector's to count
 
+    def past(self, limit: int = MAX_READ) -> list[str]:
+        """The complete lines of the file's last ``limit`` bytes as it is now, what following it from its end skips:
+        for what Ollama logs once, at its start. None where there is no file."""
+        try:
+            with open(self.path, "rb") as text:
+                size = text.seek(0, os.SEEK_END)
+                text.seek(max(0, size - limit))
+                data = text.read(limit)
+        except OSError:
+            return []
+        first, _, rest = data.partition(b"\n")
+        return _lines(bytearray(), (first + b"\n" if size <= limit else b"") + rest)
+
     def lines(self) -> list[str]:
         try:
             stat = os.stat(self.path)

@@ -11,7 +11,8 @@ Ollama's log interleaves three writers (read from Ollama's Go source at v0.33.0-
 
     time=2026-08-21T14:03:27.123-07:00 level=WARN source=llama_server.go:812 msg="truncating input prompt" limit=2047 prompt=5000 keep=4 new=2047
 
-  of which: ``starting llama-server`` with the runner's command line (llm/llama_server.go ``startLlamaServer``),
+  of which: ``server config`` with the settings it started with (server/routes.go ``Serve``), ``starting
+  llama-server`` with the runner's command line (llm/llama_server.go ``startLlamaServer``),
   ``truncating input prompt`` (``completionPromptForRequest``), and the MLX runner's ``Prompt processing progress``
   (x/mlxrunner/pipeline.go ``TextGenerationPipeline``);
 - llama-server's own lines, verbatim (``NewStatusWriter``; ``appendLlamaServerLogArgs`` starts it with
@@ -72,6 +73,14 @@ class Truncated:
 
 
 @dataclass(frozen=True)
+class ServerConfig:
+    """``server config``: the settings Ollama started with (server/routes.go ``Serve``: ``envconfig.Values()``, a Go
+    map slog writes as ``map[OLLAMA_NUM_PARALLEL:1 …]``); None where the line leaves one out."""
+
+    num_parallel: int | None
+
+
+@dataclass(frozen=True)
 class PromptStarted:
     """A slot takes a request: ``new prompt``."""
 
@@ -124,7 +133,7 @@ class Other:
     """A line of a known shape that tells nothing this source keeps (most of them)."""
 
 
-Event = Access | RunnerStarted | Truncated | PromptStarted | PromptRead | PromptDone | SlotReleased | MlxProgress | Other
+Event = Access | RunnerStarted | Truncated | ServerConfig | PromptStarted | PromptRead | PromptDone | SlotReleased | MlxProgress | Other
 OTHER = Other()
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -142,6 +151,7 @@ _CACHED = re.compile(r"(?:n_past|cached n_tokens) = (\d+), memory_seq_rm")
 _PROGRESS = re.compile(r"prompt processing, n_tokens = (\d+), progress = ([\d.]+)")
 _PROMPT_EVAL = re.compile(r"prompt eval time = +([\d.]+) ms / +(\d+) tokens")
 _RELEASED = re.compile(r"stop processing: n_tokens = (\d+), truncated = (\d)")
+_NUM_PARALLEL = re.compile(r"(?:^map\[|\s)OLLAMA_NUM_PARALLEL:(\d+)(?=[\s\]])")
 
 
 def parse(line: str) -> Event | None:
@@ -179,6 +189,9 @@ def _slog(line: str) -> Event | None:
     if message == "truncating input prompt":
         numbers = _numbers(_attrs(found[3]), "limit", "prompt", "keep", "new")
         return Truncated(*numbers) if numbers else OTHER
+    if message == "server config":
+        setting = _NUM_PARALLEL.search(_attrs(found[3]).get("env", ""))
+        return ServerConfig(int(setting[1]) if setting else None)
     if message == "Prompt processing progress":
         numbers = _numbers(_attrs(found[3]), "processed", "total")
         return MlxProgress(*numbers) if numbers else OTHER

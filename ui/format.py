@@ -192,3 +192,13 @@ def prompt_cache(tokens: dict[str, float | None], versions: list[str]) -> str:
     if not _missing(again) and again:
         said += f", of which {count(again)} read again after the cache was lost"
     return said + "."
+
+
+def runner(labels: dict[str, str]) -> str:
+    """A runner's settings (ollama_runner_info's labels): "4 slots × 8,192 tokens, KV f16, flash attention auto, GPU
+    layers auto"."""
+    slots, context = labels.get("slots", ""), labels.get("context_per_slot", "")
+    size = f"{int(slots)} slot{'s' if slots != '1' else ''}" if slots.isdigit() else "slots ?"
+    size += f" × {int(context):,} tokens" if context.isdigit() else ""
+    return (f"{size}, KV {labels.get('kv_cache_type') or '?'}, flash attention {labels.get('flash_attention') or '?'}, "
+            f"GPU layers {labels.get('gpu_layers') or '?'}")

@@ -89,20 +89,39 @@ def average_latency(f: Filters, window: str) -> str:
 
 def served_by_ollama(f: Filters, window: str) -> str:
     """Generation requests Ollama answered with a 2xx in ``window``, from its own access log (the collector's
-    ``ollama_server_requests_total``), those the stack sent itself left out: through the proxy or not."""
+    ``ollama_server_requests_total``), those the stack sent itself left out: through the proxy or not. A route's
+    first request begins its series: counted from 0 (``grown``), as on the proxy's side."""
     selector = f.host_only('job="hw-collector"', f'route=~"{GENERATION_ROUTES}"', 'status=~"2.."', 'origin=""')
-    return f"sum(increase(ollama_server_requests_total{selector}[{window}]))"
+    return f"sum {grown(f'ollama_server_requests_total{selector}', window)}"
 
 
 def served_through_proxy(f: Filters, window: str) -> str:
     """Generation requests the proxy passed on and Ollama answered with a 2xx in ``window``."""
     selector = f.host_only('job="otel-proxy"', f'http_route=~"{GENERATION_ROUTES}"', 'http_response_status_code=~"2.."')
-    return f"sum(increase(http_server_request_duration_seconds_count{selector}[{window}]))"
+    return f"sum {grown(f'http_server_request_duration_seconds_count{selector}', window)}"
 
 
-def log_truncations(f: Filters, window: str) -> str:
-    """Prompts Ollama cut to fit a runner's context in ``window``, by model where its log tells (the collector's)."""
-    return f"sum by (model) (increase(ollama_prompt_truncations_total{f.host_only()}[{window}]))"
+def log_truncations(f: Filters, window: str) -> dict[str, str]:
+    """Prompts Ollama cut to fit a runner's context in ``window``, by model where its log tells (the collector's): how
+    many, their tokens as sent and the tokens cut. A model's first cut begins its series: counted from 0 (``grown``)."""
+    def cut(family: str, *extra: str) -> str:
+        return f"sum by (model) {grown(f'{family}{f.host_only(*extra)}', window)}"
+
+    return {
+        "prompts": cut("ollama_prompt_truncations_total"),
+        "tokens": cut("ollama_prompt_truncated_tokens_total", 'ollama_tokens="prompt"'),
+        "cut": cut("ollama_prompt_truncated_tokens_total", 'ollama_tokens="cut"'),
+    }
+
+
+def runners(f: Filters) -> dict[str, str]:
+    """The runners Ollama runs now with their settings, the OLLAMA_NUM_PARALLEL it started with, and the hosts with a GPU
+    (by instance: the collector's, on Ollama's host)."""
+    return {
+        "runners": f"ollama_runner_info{f.host_only()}",
+        "num_parallel": f"max by (instance) (ollama_server_num_parallel{f.host_only()})",
+        "gpu_hosts": f"count by (instance) (hw_gpu_utilization{f.host_only()})",
+    }
 
 
 def log_unknown_share(f: Filters, window: str) -> str:

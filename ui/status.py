@@ -62,6 +62,26 @@ TRUNCATIONS_1H = 1  # prompts Ollama cut to fit a model's context in an hour ("t
 LOG_UNKNOWN_SHARE = 0.5  # Ollama's log lines in an hour of no shape the collector knows, from this share: its formats changed
 
 
+@dataclass(frozen=True)
+class Cut:
+    """A model's prompts Ollama cut to fit its context in an hour: how many, their tokens as sent and the tokens cut
+    (None where the collector does not count tokens)."""
+
+    prompts: float
+    tokens: float | None = None
+    cut: float | None = None
+
+
+@dataclass(frozen=True)
+class RunnerSettings:
+    """A runner Ollama runs now, as its log gave its command line (ollama_runner_info)."""
+
+    instance: str
+    model: str
+    slots: int | None
+    gpu_layers: str  # a number, or "auto"
+
+
 @dataclass
 class ModelPressure:
     """One model's scheduling numbers (None: no data) and what /-/requests says of its reloads and context."""
@@ -111,7 +131,10 @@ class Snapshot:
     pressure: list[ModelPressure] = field(default_factory=list)
     served_1h: float | None = None  # generation requests Ollama answered in the last hour, by its own log
     proxied_1h: float | None = None  # ... of them, those the proxy passed on
-    truncations_1h: dict[str, float] = field(default_factory=dict)  # prompts Ollama cut, by model ("" where its log does not tell)
+    truncations_1h: dict[str, Cut] = field(default_factory=dict)  # prompts Ollama cut, by model ("" where its log does not tell)
+    runners: list[RunnerSettings] = field(default_factory=list)
+    num_parallel: dict[str, float] = field(default_factory=dict)  # OLLAMA_NUM_PARALLEL Ollama started with, by instance
+    gpu_hosts: set[str] = field(default_factory=set)  # instances whose collector reads a GPU
     log_unknown_share: float | None = None
 
 
@@ -167,14 +190,34 @@ def log_advice(s: Snapshot) -> list[tuple[float, str]]:
         if round(bypassed) >= BYPASSED_1H:
             advice.append((bypassed, f"{round(bypassed):,} of {round(s.served_1h):,} requests in the last hour reached Ollama without the proxy, and its "
                                      "numbers miss them: point those clients at the proxy, or let Ollama listen on 127.0.0.1 only (OLLAMA_HOST)"))
-    for model, cut in sorted(s.truncations_1h.items(), key=lambda item: -item[1]):
-        if round(cut) >= TRUNCATIONS_1H:
-            prompts = f"{round(cut)} prompt{'s' if round(cut) != 1 else ''}"
-            advice.append((cut * 10, f"Ollama cut {prompts} to {model or 'a model'} in the last hour to fit its context (the answers came back 200 OK "
-                                     "without the start of the prompt): raise num_ctx or OLLAMA_CONTEXT_LENGTH"))
+    for model, cut in sorted(s.truncations_1h.items(), key=lambda item: -item[1].prompts):
+        if round(cut.prompts) >= TRUNCATIONS_1H:
+            prompts = f"{round(cut.prompts)} prompt{'s' if round(cut.prompts) != 1 else ''}"
+            what = f"{round(cut.cut):,} of {round(cut.tokens):,} prompt tokens ({prompts})" if cut.tokens and cut.cut is not None else prompts
+            advice.append((cut.prompts * 10, f"Ollama cut {what} to {model or 'a model'} in the last hour to fit its context (the answers came back 200 OK "
+                                             "without the start of the prompt): raise num_ctx or OLLAMA_CONTEXT_LENGTH"))
+    advice += runner_advice(s)
     if s.log_unknown_share is not None and s.log_unknown_share >= LOG_UNKNOWN_SHARE:
         advice.append((1.0, f"{fmt.percent(s.log_unknown_share)} of Ollama's log lines in the last hour were of no shape the collector knows: "
                             "Ollama's log format changed; upgrade the collector"))
+    return advice
+
+
+def runner_advice(s: Snapshot) -> list[tuple[float, str]]:
+    """A runner Ollama started with fewer slots than OLLAMA_NUM_PARALLEL asks for (server/sched.go ``load``: one for an
+    embedding model and the architectures not safe in parallel), or on the CPU alone on a host with a GPU (``-ngl 0``:
+    a client's or the Modelfile's num_gpu 0, llm/llama_server.go)."""
+    advice: list[tuple[float, str]] = []
+    for runner in s.runners:
+        asked = s.num_parallel.get(runner.instance)
+        if asked is not None and runner.slots is not None and runner.slots < asked:
+            slots = f"{runner.slots} slot{'s' if runner.slots != 1 else ''}"
+            advice.append((asked, f"{runner.model}'s runner has {slots} where OLLAMA_NUM_PARALLEL asks for {round(asked)}: Ollama runs it one request at "
+                                  "a time (an embedding model, or an architecture not safe in parallel), so its requests queue; send it fewer at once "
+                                  "or give it a host of its own"))
+        if runner.gpu_layers == "0" and runner.instance in s.gpu_hosts:
+            advice.append((20.0, f"{runner.model} runs on the CPU alone (num_gpu 0: no layers on the GPU) on a host with a GPU: "
+                                 "drop num_gpu 0 from its clients' options or its Modelfile"))
     return advice
 
 
@@ -451,7 +494,8 @@ def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m", recent: list
     values = prom.side_by_side({name: partial(prom.scalar, promql) for name, promql in asked.items()})
     up, used, limit = values.pop("up"), values.pop("used"), values.pop("limit")
     return Snapshot(
-        truncations_1h={labels.get("model", ""): value for labels, value in prom.vector(queries.log_truncations(f, "1h")) if value is not None},
+        truncations_1h=truncations(prom, f),
+        **runners(prom, f),
         ollama_up=None if up is None else up == 1,
         gpu_recent=gpu_recent,
         memory_ratio=used / limit if used is not None and limit else None,
@@ -459,6 +503,25 @@ def read_snapshot(prom: Prometheus, f: Filters, window: str = "5m", recent: list
         pressure=pressure(prom, f, window, recent or []),
         **values,
     )
+
+
+def truncations(prom: Prometheus, f: Filters) -> dict[str, Cut]:
+    """The prompts Ollama cut in the last hour, by model, from its log (the collector's)."""
+    found: dict[str, dict[str, float]] = {}
+    for part, promql in queries.log_truncations(f, "1h").items():
+        for labels, value in prom.vector(promql):
+            if value is not None:
+                found.setdefault(labels.get("model", ""), {})[part] = value
+    return {model: Cut(parts["prompts"], parts.get("tokens"), parts.get("cut")) for model, parts in found.items() if "prompts" in parts}
+
+
+def runners(prom: Prometheus, f: Filters) -> dict:
+    """The runners Ollama runs now, the OLLAMA_NUM_PARALLEL it started with, the hosts with a GPU: Snapshot's fields."""
+    asked = queries.runners(f)
+    listed = [RunnerSettings(labels.get("instance", ""), labels.get("model", ""), int(labels["slots"]) if labels.get("slots", "").isdigit() else None,
+                             labels.get("gpu_layers", "auto")) for labels, _ in prom.vector(asked["runners"])]
+    parallel = {labels.get("instance", ""): value for labels, value in prom.vector(asked["num_parallel"]) if value is not None}
+    return {"runners": listed, "num_parallel": parallel, "gpu_hosts": {labels.get("instance", "") for labels, _ in prom.vector(asked["gpu_hosts"])}}
 
 
 def recent_requests(proxy_url: str) -> list[dict]:

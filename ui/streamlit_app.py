@@ -157,9 +157,13 @@ def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
     rows: dict[str, dict[str, float | None]] = {}
     asked = {(column, "gen_ai_request_model"): promql for column, promql in queries.per_model(f, window).items()}
     asked |= {(column, "model"): promql for column, promql in queries.loaded_models(f).items()}
+    asked[("runner", "model")] = queries.runners(f)["runners"]
+    settings: dict[str, str] = {}  # the runner's, from Ollama's log (the collector's --ollama-log)
     for (column, label), answer in prom.side_by_side({key: partial(prom.vector, promql) for key, promql in asked.items()}).items():
         for labels, value in answer:
             rows.setdefault(labels.get(label, "?"), {})[column] = value
+            if column == "runner":
+                settings[labels.get(label, "?")] = fmt.runner(labels)
     out = []
     for name, row in sorted(rows.items()):
         size, vram = row.get("size_bytes"), row.get("vram_bytes")
@@ -178,6 +182,7 @@ def model_table(url: str, host: str, model: str, window: str) -> pd.DataFrame:
             "loaded now": "yes" if size is not None else "no",
             "VRAM": fmt.bytes_(vram),
             "in GPU": fmt.percent(vram / size if vram is not None and size else None),
+            "runner (last started)": settings.get(name, fmt.NO_DATA),
         })
     return pd.DataFrame(out)
 

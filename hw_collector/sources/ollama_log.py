@@ -65,6 +65,8 @@ class ServerLog:
         self.lines: Counter[bool] = Counter()
         self.requests: Counter[tuple[str, int, bool]] = Counter()  # (route, status, sent by this stack)
         self.truncations: Counter[str] = Counter()  # by the runner's model path, "" where not known
+        self.truncated_tokens: Counter[tuple[str, str]] = Counter()  # (model path, "prompt" | "cut")
+        self.num_parallel: int | None = None  # OLLAMA_NUM_PARALLEL, from the latest start's "server config"
         self.runners: dict[str, lines.RunnerStarted] = {}  # by model path, the latest start of each
         self.slots: dict[tuple[int, int], Slot] = {}
         self.mlx: dict[str, Any] | None = None
@@ -81,12 +83,25 @@ class ServerLog:
                 self.runners.pop(next(iter(self.runners)))
         elif isinstance(event, lines.Truncated):
             # the line names no runner: the model is known only while one runner is all Ollama has started
-            self.truncations[next(iter(self.runners)) if len(self.runners) == 1 else ""] += 1
+            path = next(iter(self.runners)) if len(self.runners) == 1 else ""
+            self.truncations[path] += 1
+            self.truncated_tokens[(path, "prompt")] += event.prompt
+            self.truncated_tokens[(path, "cut")] += event.prompt - event.new
+        elif isinstance(event, lines.ServerConfig):
+            self.num_parallel = event.num_parallel  # Ollama started again: its runners with it
+            self.runners.clear()
         elif isinstance(event, (lines.PromptStarted, lines.PromptRead, lines.PromptDone, lines.SlotReleased)):
             self._slot(event, now, wall)
         elif isinstance(event, lines.MlxProgress):
             self.mlx = {"processed": event.processed, "total": event.total, "at": wall}
         self._forget(now)
+
+    def recall(self, past: list[str]) -> None:
+        """What Ollama said at its start, in the log's past that following it from its end skips: its settings (the
+        latest ``server config``). Nothing else is taken from it: what was counted then is not this collector's."""
+        for line in past:
+            if "server config" in line and isinstance(event := lines.parse(line), lines.ServerConfig):
+                self.num_parallel = event.num_parallel
 
     def _slot(self, event: lines.PromptStarted | lines.PromptRead | lines.PromptDone | lines.SlotReleased, now: float, wall: float) -> None:
         key = (event.slot, event.task)
@@ -184,6 +199,8 @@ class OllamaLogSource:
         if self._follower is None:
             return "no Ollama log found (--ollama-log names a file, journald[:UNIT], podman:NAME or docker:NAME)"
         log.info("reading Ollama's log: %s", self._follower.describe)
+        if isinstance(self._follower, FileFollower):
+            self._state.recall(self._follower.past())
         self.poll()
         self._thread = threading.Thread(target=self._run, name="ollama-log", daemon=True)
         self._thread.start()
@@ -219,6 +236,9 @@ class OllamaLogSource:
             readings += [Reading(m.SERVER_REQUESTS, count, {"route": route, "status": str(status), **({"origin": "ollama-otel-stack"} if own else {})})
                          for (route, status, own), count in state.requests.items()]
             readings += [Reading(m.PROMPT_TRUNCATIONS, count, {"model": self._names.name(path)} if path else {}) for path, count in state.truncations.items()]
+            readings += [Reading(m.TRUNCATED_TOKENS, count, {**({"model": self._names.name(path)} if path else {}), "ollama.tokens": part})
+                         for (path, part), count in state.truncated_tokens.items()]
+            readings += [Reading(m.SERVER_NUM_PARALLEL, state.num_parallel, {})] if state.num_parallel is not None else []
             readings += [Reading(m.RUNNER_INFO, 1, {"model": self._names.name(r.model_path), "context_per_slot": str(r.context_per_slot or ""), "slots": str(r.slots),
                                                     "kv_cache_type": r.kv_cache_type, "flash_attention": r.flash_attention, "gpu_layers": r.gpu_layers})
                          for r in state.runners.values()]

@@ -86,6 +86,12 @@ def test_ollamas_own_lines_as_its_source_writes_them():
     assert lines.parse(defaults) == lines.RunnerStarted("/root/.ollama/models/blobs/sha256-6a0746a1ec1a", 16384, 1, "f16", "auto", "auto", 38211)
     truncated = 'time=2026-08-21T14:03:29.001Z level=WARN source=llama_server.go:812 msg="truncating input prompt" limit=2047 prompt=5000 keep=4 new=2047'
     assert lines.parse(truncated) == lines.Truncated(2047, 5000, 4, 2047)
+    # server/routes.go Serve: slog.Info("server config", "env", envconfig.Values()), a map[string]string as fmt prints it
+    config = ('time=2026-08-21T14:03:26.861+09:00 level=INFO source=routes.go:1951 msg="server config" env="map[CUDA_VISIBLE_DEVICES: HTTPS_PROXY: '
+              'OLLAMA_CONTEXT_LENGTH:0 OLLAMA_KV_CACHE_TYPE: OLLAMA_MAX_LOADED_MODELS:0 OLLAMA_NUM_PARALLEL:4 OLLAMA_ORIGINS:[http://localhost '
+              'app://* file://*] ROCR_VISIBLE_DEVICES:]"')
+    assert lines.parse(config) == lines.ServerConfig(4)
+    assert lines.parse(config.replace("OLLAMA_NUM_PARALLEL:4 ", "")) == lines.ServerConfig(None)  # a release that names it otherwise
     mlx = 'time=2026-08-21T14:03:29.001+02:00 level=INFO source=pipeline.go:204 msg="Prompt processing progress" processed=1024 total=20000'
     assert lines.parse(mlx) == lines.MlxProgress(1024, 20000)
     assert lines.parse('time=2026-08-21T14:03:29.001Z level=INFO source=routes.go:1500 msg="Listening on 127.0.0.1:11434 (version 0.32.15)"') == lines.OTHER

@@ -16,11 +16,14 @@ def values(readings, metric: str) -> dict[tuple, float]:
 
 def test_requests_truncations_and_runners_are_counted_from_the_log(tmp_path):
     path = tmp_path / "server.log"
-    path.write_text("a line from before the collector started\n")
+    log = Writer(path)
+    log.server_config(4)  # Ollama's start, before the collector's: its settings are read from the log's past
+    log.runner_started("/root/.ollama/models/blobs/sha256-old", 4096, 4, 50000)  # but not its runners, nor anything counted
+    log.truncated(4095, 5000, 4, 2049)
     source = OllamaLogSource(str(path), "http://127.0.0.1:9")
     try:
         assert source.available() is None
-        log = Writer(path)
+        assert values(source.read(), m.SERVER_NUM_PARALLEL) == {(): 4}
         log.runner_started("/root/.ollama/models/blobs/sha256-abc", 8192, 4, 50001)
         for status, path_ in ((200, "/api/chat"), (200, "/api/chat"), (200, "/v1/messages"), (404, "/api/show"), (200, "/api/blobs/sha256:1")):
             log.access(status, 0.25, "127.0.0.1", "POST", path_)
@@ -35,8 +38,30 @@ def test_requests_truncations_and_runners_are_counted_from_the_log(tmp_path):
         (("route", "/api/chat"), ("status", "200")): 2, (("route", "/v1/messages"), ("status", "200")): 1,
         (("route", "/api/show"), ("status", "404")): 1, (("route", "/api/blobs/{digest}"), ("status", "200")): 1}
     assert values(readings, m.PROMPT_TRUNCATIONS) == {(("model", "sha256-abc"),): 1}  # one runner: the cut was its
+    assert values(readings, m.TRUNCATED_TOKENS) == {(("model", "sha256-abc"), ("ollama.tokens", "prompt")): 9000,
+                                                    (("model", "sha256-abc"), ("ollama.tokens", "cut")): 9000 - 4099}
     assert values(readings, m.RUNNER_INFO) == {(("context_per_slot", "8192"), ("flash_attention", "auto"), ("gpu_layers", "auto"), ("kv_cache_type", "f16"),
                                                 ("model", "sha256-abc"), ("slots", "4")): 1}
+
+
+def test_ollama_started_again_brings_its_new_settings_and_ends_its_runners(tmp_path):
+    path = tmp_path / "server.log"
+    path.write_text("")
+    source = OllamaLogSource(str(path), "http://127.0.0.1:9")
+    try:
+        assert source.available() is None
+        log = Writer(path)
+        log.runner_started("/root/.ollama/models/blobs/sha256-abc", 8192, 1, 50001, num_gpu=0)
+        source.poll()
+        assert values(source.read(), m.SERVER_NUM_PARALLEL) == {}  # not known: no start of Ollama in the log
+        (ran,) = values(source.read(), m.RUNNER_INFO)
+        assert dict(ran)["gpu_layers"] == "0"  # num_gpu 0: the CPU alone
+        log.server_config(2)
+        source.poll()
+        readings = source.read()
+    finally:
+        source.close()
+    assert values(readings, m.SERVER_NUM_PARALLEL) == {(): 2} and values(readings, m.RUNNER_INFO) == {}
 
 
 def test_a_log_that_is_missing_is_the_sources_problem_until_it_appears(tmp_path):

@@ -209,6 +209,8 @@ class FakeOllama:
         self.models = {name: FakeModel(**vars(model)) for name, model in DEFAULT_MODELS.items()}
         self.scheduler = Scheduler(load_delay)
         self.scheduler.server_log = ServerLog(log) if log else None
+        if self.scheduler.server_log is not None:
+            self.scheduler.server_log.server_config(self.scheduler.parallel)
         self.stats = Stats()
         self.failures: dict[str, tuple[int, str]] = {}  # model -> (status, message) its requests are answered with
         self.served: dict[str, float] = {}  # request id -> seconds from arrival to the last byte (TimedRequests)
@@ -900,8 +902,10 @@ class FakeOllama:
             self.token_delay = float(body["token_delay"])
         if body.get("unload"):
             self.scheduler.unload_all()
-        if "parallel" in body:  # OLLAMA_NUM_PARALLEL, for runners loaded from now on
+        if "parallel" in body:  # OLLAMA_NUM_PARALLEL, for runners loaded from now on: as if Ollama had started again with it
             self.scheduler.parallel = int(body["parallel"])
+            if self.scheduler.server_log is not None:
+                self.scheduler.server_log.server_config(self.scheduler.parallel)
         if "load_delay" in body:
             self.scheduler.load_delay = float(body["load_delay"])
         if "prompt_token_ms" in body:

@@ -373,7 +373,9 @@ class Scheduler:
                 loading = time.perf_counter()
                 slots = 1 if one_slot else self.parallel
                 if self.server_log is not None:
-                    self.server_log.runner_started(blob_path(key), int(wanted["num_ctx"]), slots, random.randint(49152, 65535))
+                    num_gpu = wanted.get("num_gpu")
+                    self.server_log.runner_started(blob_path(key), int(wanted["num_ctx"]), slots, random.randint(49152, 65535),
+                                                   int(num_gpu) if isinstance(num_gpu, (int, float)) else None)
                 await asyncio.sleep(self.load_delay)
                 truth.load_s = time.perf_counter() - loading
                 # llm/llama_server.go: `-np` slots, `-c` num_ctx × slots, --cache-ram left at its default

@@ -3,7 +3,8 @@
 - Gin's access line for each request (server/routes.go ``GenerateRoutes``: ``gin.Default()``; gin v1.10.0 logger.go
   ``defaultLogFormatter``, no colours off a terminal), its latency as Go's ``time.Duration.String`` writes it;
 - Ollama's slog records (logutil/logutil.go ``NewLogger``: Go's ``slog.TextHandler``, the source file's base name):
-  ``starting llama-server`` with the command line ``startLlamaServer`` builds (llm/llama_server.go), and
+  ``server config`` (server/routes.go ``Serve``), ``starting llama-server`` with the command line ``startLlamaServer``
+  builds (llm/llama_server.go), and
   ``truncating input prompt`` (``completionPromptForRequest``);
 - llama-server's own lines for each request on a slot, verbatim (``NewStatusWriter``; ``--no-log-prefix
   --no-log-timestamps``), in the shapes the real server (xllamacpp, b11549) writes: tests/collector/test_log_lines.py
@@ -83,11 +84,20 @@ class ServerLog:
         stamp = datetime.now().astimezone().isoformat(timespec="milliseconds")
         self.write(f"time={stamp} level={level} source={source} msg={slog_value(message)}" + "".join(f" {k}={slog_value(v)}" for k, v in attrs.items()))
 
-    def runner_started(self, model_path: str, num_ctx: int, slots: int, port: int) -> None:
+    def server_config(self, num_parallel: int) -> None:
+        """server/routes.go ``Serve``: the settings Ollama started with, ``envconfig.Values()`` (a map[string]string,
+        which fmt writes with its keys sorted); a few of its keys here."""
+        env = {"HTTPS_PROXY": "", "OLLAMA_CONTEXT_LENGTH": "0", "OLLAMA_FLASH_ATTENTION": "false", "OLLAMA_HOST": "http://127.0.0.1:11434",
+               "OLLAMA_KEEP_ALIVE": "5m0s", "OLLAMA_KV_CACHE_TYPE": "", "OLLAMA_MAX_LOADED_MODELS": "0", "OLLAMA_MAX_QUEUE": "512",
+               "OLLAMA_NUM_PARALLEL": str(num_parallel), "OLLAMA_ORIGINS": "[http://localhost https://localhost app://* file://*]"}
+        self.slog("INFO", "routes.go:1951", "server config", env="map[" + " ".join(f"{key}:{value}" for key, value in sorted(env.items())) + "]")
+
+    def runner_started(self, model_path: str, num_ctx: int, slots: int, port: int, num_gpu: int | None = None) -> None:
         """llm/llama_server.go ``startLlamaServer``: ``-c`` is num_ctx × slots; no ``--cache-type-k`` without
-        OLLAMA_KV_CACHE_TYPE, no ``-ngl`` with num_gpu unset, ``--flash-attn auto`` where the GPUs may support it."""
+        OLLAMA_KV_CACHE_TYPE, ``--flash-attn auto`` where the GPUs may support it, ``-ngl`` only where the request set
+        num_gpu (0: the CPU alone)."""
         cmd = (f"/usr/lib/ollama/llama-server --model {model_path} --port {port} --host 127.0.0.1 --no-webui --offline -c {num_ctx * slots} "
-               f"-np {slots} --log-verbosity 4 --no-log-prefix --no-log-timestamps --flash-attn auto")
+               f"-np {slots} --log-verbosity 4 --no-log-prefix --no-log-timestamps --flash-attn auto") + (f" -ngl {num_gpu}" if num_gpu is not None and num_gpu >= 0 else "")
         self.slog("INFO", "llama_server.go:433", "starting llama-server", cmd=cmd)
 
     def truncated(self, limit: int, prompt: int, keep: int, new: int) -> None:

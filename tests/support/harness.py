@@ -246,12 +246,14 @@ def copy_into(store: Server, prometheus_url: str, names: Sequence[str], at: floa
 
 
 @contextmanager
-def monitored_ollama(sysfs: Path, token_delay: float = 0.004, load_delay: float = 0.2) -> Iterator[tuple[Server, Server, Server, Server]]:
-    """Fake Ollama, the proxy and the hardware collector in front of it, and Prometheus scraping both every second."""
+def monitored_ollama(sysfs: Path, token_delay: float = 0.004, load_delay: float = 0.2, log: Path | None = None) -> Iterator[tuple[Server, Server, Server, Server]]:
+    """Fake Ollama, the proxy and the hardware collector in front of it, and Prometheus scraping both every second;
+    with ``log``, the fake writes its server log there and the collector follows it."""
+    following = ("--ollama-log", str(log)) if log else ()
     with (
-        fake_ollama(token_delay=token_delay, load_delay=load_delay) as fake,
+        fake_ollama(token_delay=token_delay, load_delay=load_delay, log=log) as fake,
         otel_proxy(fake.url) as proxy,
-        hw_collector(fake.url, "--interval", "1", "--sysfs-root", str(sysfs)) as collector,
+        hw_collector(fake.url, "--interval", "1", "--sysfs-root", str(sysfs), *following) as collector,
         prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}) as prom,
     ):
         yield fake, proxy, collector, prom

@@ -112,3 +112,10 @@ def test_waterfall_of_a_tool_call_first_and_of_a_cloud_model_says_what_the_time_
     cloud = {"duration_s": 3.0, "time_to_first_token_s": 0.5, "first_output": "text", "cloud": True, "load_s": None, "prompt_eval_s": None}
     assert [(r["phase"], r["end"]) for r in fmt.waterfall(cloud)] == [("cloud (ollama.com): until the first token", 0.5), ("cloud: streaming the answer", 3.0)]
     assert [r["phase"] for r in fmt.waterfall({**cloud, "time_to_first_token_s": None})] == ["cloud (ollama.com), whole request"]
+
+
+def test_a_runners_settings_read_from_its_labels():
+    labels = {"model": "qwen3-coder:30b", "context_per_slot": "8192", "slots": "4", "kv_cache_type": "q8_0", "flash_attention": "on", "gpu_layers": "0"}
+    assert fmt.runner(labels) == "4 slots × 8,192 tokens, KV q8_0, flash attention on, GPU layers 0"
+    assert fmt.runner({**labels, "slots": "1", "context_per_slot": ""}) == "1 slot, KV q8_0, flash attention on, GPU layers 0"
+    assert fmt.runner({}) == "slots ?, KV ?, flash attention ?, GPU layers ?"

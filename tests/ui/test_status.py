@@ -206,7 +206,7 @@ def test_the_prompt_line_says_what_the_cache_held_or_which_ollama_does_not_say()
 
 
 def test_what_ollamas_log_tells_is_advised_from_its_thresholds():
-    from ui.status import BYPASSED_1H, LOG_UNKNOWN_SHARE, Snapshot, advise
+    from ui.status import BYPASSED_1H, LOG_UNKNOWN_SHARE, Cut, RunnerSettings, Snapshot, advise
 
     assert advise(Snapshot(served_1h=1900.0, proxied_1h=1900.0 - BYPASSED_1H + 1)) == []
     assert advise(Snapshot(served_1h=1900.0, proxied_1h=1488.0)) == [
@@ -216,11 +216,18 @@ def test_what_ollamas_log_tells_is_advised_from_its_thresholds():
         "12 of 12 requests in the last hour reached Ollama without the proxy, and its numbers miss them: point those clients at the proxy, "
         "or let Ollama listen on 127.0.0.1 only (OLLAMA_HOST)"]
     assert advise(Snapshot(proxied_1h=50.0)) == []  # no log read: nothing said
-    assert advise(Snapshot(truncations_1h={"qwen3-coder:30b": 3.0, "": 1.0, "phi3:mini": 0.4})) == [
-        "Ollama cut 3 prompts to qwen3-coder:30b in the last hour to fit its context (the answers came back 200 OK without the start of the prompt): "
-        "raise num_ctx or OLLAMA_CONTEXT_LENGTH",
+    assert advise(Snapshot(truncations_1h={"qwen3-coder:30b": Cut(3.0, 80_000.0, 48_000.0), "": Cut(1.0), "phi3:mini": Cut(0.4, 900.0, 400.0)})) == [
+        "Ollama cut 48,000 of 80,000 prompt tokens (3 prompts) to qwen3-coder:30b in the last hour to fit its context (the answers came back 200 OK "
+        "without the start of the prompt): raise num_ctx or OLLAMA_CONTEXT_LENGTH",
         "Ollama cut 1 prompt to a model in the last hour to fit its context (the answers came back 200 OK without the start of the prompt): "
         "raise num_ctx or OLLAMA_CONTEXT_LENGTH"]
+    one_slot, on_cpu = RunnerSettings("gpu:9100", "qwen3-vl:8b", 1, "auto"), RunnerSettings("gpu:9100", "llama3.2:1b", 4, "0")
+    assert advise(Snapshot(runners=[one_slot, on_cpu], num_parallel={"gpu:9100": 4.0}, gpu_hosts={"gpu:9100"})) == [
+        "llama3.2:1b runs on the CPU alone (num_gpu 0: no layers on the GPU) on a host with a GPU: drop num_gpu 0 from its clients' options or its Modelfile",
+        "qwen3-vl:8b's runner has 1 slot where OLLAMA_NUM_PARALLEL asks for 4: Ollama runs it one request at a time (an embedding model, or an "
+        "architecture not safe in parallel), so its requests queue; send it fewer at once or give it a host of its own"]
+    assert advise(Snapshot(runners=[one_slot, on_cpu], num_parallel={"gpu:9100": 1.0})) == []  # as asked; a host with no GPU read
+    assert advise(Snapshot(runners=[one_slot, on_cpu])) == []  # OLLAMA_NUM_PARALLEL not known: Ollama's start not in the log read
     assert advise(Snapshot(log_unknown_share=LOG_UNKNOWN_SHARE - 0.01)) == []
     assert advise(Snapshot(log_unknown_share=0.8)) == [
         "80 % of Ollama's log lines in the last hour were of no shape the collector knows: Ollama's log format changed; upgrade the collector"]

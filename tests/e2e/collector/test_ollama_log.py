@@ -41,6 +41,13 @@ def test_requests_that_bypassed_the_proxy_truncations_and_the_runner_are_read_fr
         # named as /api/ps names it: the blob's path in the log, found on the FROM line of /api/show's modelfile
         assert (runner["model"], runner["context_per_slot"], runner["slots"], runner["kv_cache_type"], runner["gpu_layers"]) == ("llama3.2:1b", "512", "2", "f16", "auto")
         assert metrics.value("ollama_prompt_truncations_total", model="llama3.2:1b") == 1
+        (cut,) = [line for line in log.read_text().splitlines() if '"truncating input prompt"' in line]  # as the fake's runner cut it
+        said = dict(pair.split("=") for pair in cut.split('"truncating input prompt" ')[1].split(" "))
+        (truth,) = [entry for entry in httpx.get(fake.url + "/fake/schedule").json() if entry["truncated"]]
+        assert int(said["new"]) == truth["prompt_tokens"] and int(said["prompt"]) >= 600
+        assert metrics.value("ollama_prompt_truncated_tokens_total", model="llama3.2:1b", ollama_tokens="prompt") == int(said["prompt"])
+        assert metrics.value("ollama_prompt_truncated_tokens_total", model="llama3.2:1b", ollama_tokens="cut") == int(said["prompt"]) - truth["prompt_tokens"]
+        assert metrics.value("ollama_server_num_parallel") == 2  # its "server config" line: OLLAMA_NUM_PARALLEL=2
         assert metrics.value("hw_collector_source_up", source="ollama_log") == 1
         assert metrics.value("ollama_log_lines_total", parsed="false") == 0
         assert httpx.get(collector.url + "/-/live").json()["requests"] == []  # nothing in flight

@@ -34,7 +34,7 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    with monitored_ollama(tmp_path_factory.mktemp("sysfs"), load_delay=0.1) as (fake, proxy, _, prom):
+    with monitored_ollama(tmp_path_factory.mktemp("sysfs"), load_delay=0.1, log=tmp_path_factory.mktemp("logs") / "server.log") as (fake, proxy, _, prom):
         configure_fake(fake, answers={"phi3:mini": STATUS_TEXT})
         yield Site(fake, proxy, prom)
 
@@ -223,3 +223,6 @@ def test_the_models_table_has_one_row_per_model_joined_with_what_is_loaded(site:
     assert list(rows) == ["llama3.2:3b"], list(rows)
     row = rows["llama3.2:3b"]
     assert row["loaded now"] == "yes" and int(row["requests"]) == 3 and row["in GPU"] == "100 %", dict(row)
+    # its runner as Ollama's log gave its command line: the fake's slots (OLLAMA_NUM_PARALLEL) and the context /api/ps lists
+    context = next(model["context_length"] for model in listed if model["name"] == "llama3.2:latest")
+    assert row["runner (last started)"] == f"64 slots × {context:,} tokens, KV f16, flash attention auto, GPU layers auto", dict(row)
