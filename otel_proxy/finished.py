@@ -106,6 +106,10 @@ class FinishedRequest:
     proxy_added_s: float | None
     context_length: int | None
     context_fill: float | None
+    # Its prompt has the length Ollama cuts one too long for the context to (llm/llama_server.go
+    # completionPromptForRequest): Ollama's log says "truncating input prompt" for it. None where the context or the
+    # prompt's length is not known.
+    prompt_cut: bool | None
     error_type: str | None
     error: str | None
     finish_reason: str | None
@@ -122,7 +126,7 @@ class FinishedRequest:
     def context_full(self) -> bool:
         """The prompt was (very likely) cut to the context: it filled 95 % of it, or it has the length Ollama cuts a
         prompt too long for the context to (docs/metrics.md)."""
-        return (self.context_fill is not None and self.context_fill >= CONTEXT_FULL) or cut_to_fit(self.input_tokens, self.context_length)
+        return (self.context_fill is not None and self.context_fill >= CONTEXT_FULL) or bool(self.prompt_cut)
 
     @property
     def time_per_output_token_s(self) -> float | None:
@@ -220,6 +224,7 @@ def finish(seen: Observed, report: Report, parts: Decomposition, continuation: C
         proxy_added_s=seen.added_s,
         context_length=seen.context_length,
         context_fill=context_fill(report.input_tokens, report.output_tokens, seen.context_length),
+        prompt_cut=cut_to_fit(report.input_tokens, seen.context_length) if report.input_tokens is not None and seen.context_length else None,
         error_type=seen.error_type,
         error=seen.error_message or report.error,
         finish_reason=report.finish_reason,

@@ -8,9 +8,12 @@ when Prometheus has none (or cannot be reached).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
 
 import httpx
 
+from ui import now
 from ui.queries import Filters, Prometheus, PrometheusError
 
 LIST_LIMIT = 100
@@ -41,3 +44,33 @@ def merged_requests(urls: list[str], limit: int = LIST_LIMIT) -> tuple[list[dict
     merged = [entry for answer in answers if answer for entry in answer]
     merged.sort(key=lambda entry: entry.get("start_time") or "", reverse=True)
     return merged[:limit], [url for url, answer in zip(urls, answers) if answer is None]
+
+
+CUT_SLACK_S = 2.0  # the collector reads the log every 0.2 s, and its clock and the proxy's may differ a little
+
+
+def log_cuts(collector_urls: list[str]) -> list[dict[str, Any]]:
+    """The prompts Ollama cut lately, as the collectors read them in its log (their ``/-/live`` ``truncations``)."""
+    found: list[dict[str, Any]] = []
+    for url in collector_urls:
+        live, _ = now.read(url, None)
+        cuts = live.get("truncations") if isinstance(live, dict) else None
+        found += [cut for cut in cuts or [] if isinstance(cut, dict)]
+    return found
+
+
+def cut_of(entry: dict[str, Any], cuts: list[dict[str, Any]]) -> str:
+    """How a request's prompt was cut to fit its context: "9,000 → 4,099 tokens" where Ollama's log has the cut (same
+    model, or one the log does not name while several runners run; its length after the cut the request's prompt
+    tokens; while the request ran), "to fit num_ctx" where only its length says so (``prompt_cut``), else ""."""
+    tokens, model = entry.get("input_tokens"), entry.get("model")
+    try:
+        start = datetime.fromisoformat(entry["start_time"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        start = None
+    if tokens is not None and start is not None:
+        end = start + (entry.get("duration_s") or 0.0)
+        for cut in cuts:
+            if cut.get("model") in (model, None) and cut.get("new") == tokens and start - CUT_SLACK_S <= cut.get("at", 0.0) <= end + CUT_SLACK_S:
+                return f"{cut['prompt']:,} → {cut['new']:,} tokens"
+    return "to fit num_ctx" if entry.get("prompt_cut") else ""

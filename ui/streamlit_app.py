@@ -394,6 +394,8 @@ for url in unreachable:
 if not entries:
     st.caption("No finished requests yet.")
 else:
+    cuts = recent.log_cuts([collector for collector, _ in in_flight.hosts(prometheus(SETTINGS.prometheus_url), filters(host), SETTINGS.collector_url,
+                                                                           SETTINGS.proxy_url).values() if collector])
     listing = pd.DataFrame([
         {
             "started": e["start_time"][11:19],
@@ -407,6 +409,7 @@ else:
             "tokens/s": fmt.rate(e["tokens_per_second"], ""),
             "cached": fmt.count(e.get("prompt_cached_tokens")),
             "cache lost": f"{e['cache_miss']} ({fmt.count(e.get('read_again_tokens'))} read again)" if e.get("cache_miss") else "",
+            "prompt cut": recent.cut_of(e, cuts),
             "finish": e.get("finish_reason") or "",
             "answer": ", ".join(kind for kind, flag in (("reasoning", e.get("reasoning")), ("tool calls", e.get("tool_calls"))) if flag),
             "error": e["error_type"] or "",

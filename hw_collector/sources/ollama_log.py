@@ -13,7 +13,7 @@ import logging
 import re
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import PurePath
@@ -30,15 +30,18 @@ log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often the log is read: progress reaches /-/live within this and the line's own delay
 MAX_RUNNERS = 32  # runners remembered (one a model Ollama loaded; the oldest forgotten first)
+RECENT_CUTS = 100  # prompts Ollama cut, the latest, at /-/live: the page joins them with the proxy's requests
 PHASES = ("reading", "generating")
 STALE_S = 3600.0  # a slot with no line for this long is forgotten (its lines were lost, or the runner died)
+MLX_STALE_S = 60.0  # an MLX prompt with no line for this long is forgotten: its runner writes none when a request ends
+MLX = -1  # the slot key of the MLX runner's request: (MLX, its count)
 
 
 @dataclass
 class Slot:
     """A request on a runner's slot, as its lines tell it."""
 
-    slot: int
+    slot: int | None  # None: the MLX runner's one request (it names no slot)
     task: int
     prompt_tokens: int
     context: int
@@ -62,14 +65,16 @@ class ServerLog:
     """What the log has said since the collector started. Not thread-safe: ``OllamaLogSource`` holds its lock."""
 
     def __init__(self) -> None:
-        self.lines: Counter[bool] = Counter()
+        self.lines: Counter[bool] = Counter({True: 0, False: 0})  # both from 0: rate() counts the first unknown line
         self.requests: Counter[tuple[str, int, bool]] = Counter()  # (route, status, sent by this stack)
         self.truncations: Counter[str] = Counter()  # by the runner's model path, "" where not known
         self.truncated_tokens: Counter[tuple[str, str]] = Counter()  # (model path, "prompt" | "cut")
         self.num_parallel: int | None = None  # OLLAMA_NUM_PARALLEL, from the latest start's "server config"
+        self.cuts: deque[tuple[float, str, lines.Truncated]] = deque(maxlen=RECENT_CUTS)  # (when, model path, the cut)
         self.runners: dict[str, lines.RunnerStarted] = {}  # by model path, the latest start of each
         self.slots: dict[tuple[int, int], Slot] = {}
         self.mlx: dict[str, Any] | None = None
+        self._mlx_tasks = 0
 
     def take(self, line: str, now: float, wall: float) -> None:
         event = lines.parse(line)
@@ -87,6 +92,7 @@ class ServerLog:
             self.truncations[path] += 1
             self.truncated_tokens[(path, "prompt")] += event.prompt
             self.truncated_tokens[(path, "cut")] += event.prompt - event.new
+            self.cuts.append((wall, path, event))
         elif isinstance(event, lines.ServerConfig):
             self.num_parallel = event.num_parallel  # Ollama started again: its runners with it
             self.runners.clear()
@@ -94,6 +100,7 @@ class ServerLog:
             self._slot(event, now, wall)
         elif isinstance(event, lines.MlxProgress):
             self.mlx = {"processed": event.processed, "total": event.total, "at": wall}
+            self._mlx(event, now, wall)
         self._forget(now)
 
     def recall(self, past: list[str]) -> None:
@@ -126,8 +133,25 @@ class ServerLog:
         else:
             del self.slots[key]
 
+    def _mlx(self, event: lines.MlxProgress, now: float, wall: float) -> None:
+        """The MLX runner reads a prompt's tokens not in its cache a chunk at a time, a line each (x/mlxrunner/pipeline.go),
+        the last token left for the first decode: read when ``total − processed`` is 1. A line that does not go on from
+        the one before (another total, fewer processed) begins another request."""
+        key, slot = next(((key, slot) for key, slot in self.slots.items() if key[0] == MLX), (None, None))
+        if slot is None or slot.prompt_tokens != event.total or (slot.read or 0) >= event.processed:
+            if key is not None:
+                del self.slots[key]
+            self._mlx_tasks += 1
+            key = (MLX, self._mlx_tasks)
+            slot = self.slots[key] = Slot(None, self._mlx_tasks, event.total, 0, since=wall, updated=now, read_since=(now, event.processed))
+        elif now > slot.read_since[0]:  # type: ignore[index]
+            slot.rate = (event.processed - slot.read_since[1]) / (now - slot.read_since[0])  # type: ignore[index]
+        slot.updated, slot.read = now, event.processed
+        if event.total - event.processed <= 1:  # read: what it generates, the runner does not log
+            del self.slots[key]
+
     def _forget(self, now: float) -> None:
-        for key in [key for key, slot in self.slots.items() if now - slot.updated > STALE_S]:
+        for key in [key for key, slot in self.slots.items() if now - slot.updated > (MLX_STALE_S if key[0] == MLX else STALE_S)]:
             del self.slots[key]
 
 
@@ -255,7 +279,9 @@ class OllamaLogSource:
         with self._lock:
             slots = sorted(self._state.slots.values(), key=lambda slot: slot.since)
             return {"source": self._follower.describe if self._follower else None, "problem": self._problem,
-                    "requests": [slot.as_json(now) for slot in slots], "mlx": self._state.mlx}
+                    "requests": [slot.as_json(now) for slot in slots], "mlx": self._state.mlx,
+                    "truncations": [{"at": at, "model": self._names.name(path) if path else None, "limit": cut.limit, "prompt": cut.prompt, "new": cut.new}
+                                    for at, path, cut in self._state.cuts]}
 
     def close(self) -> None:
         self._stop.set()

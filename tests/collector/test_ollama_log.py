@@ -101,3 +101,28 @@ def test_a_prompt_being_read_has_its_progress_rate_and_time_left(tmp_path):
     assert slot.as_json(8.0)["phase"] == "generating" and slot.as_json(8.0)["eta_s"] is None
     state.take(released, 9.0, 1_800_000_009.0)
     assert state.slots == {}
+
+
+def test_the_mlx_runners_prompt_is_one_request_read_a_chunk_at_a_time(tmp_path):
+    """x/mlxrunner/pipeline.go: a line a chunk of 2,048, no slot; read once one token is left, and a line that does not
+    go on from the one before is another request."""
+    writer = Writer(tmp_path / "server.log")
+    for processed in (2048, 4096, 9999, 2048):
+        writer.mlx_progress(processed, 10000)
+    first, second, last, again = writer.path.read_text().splitlines()
+    state = ServerLog()
+    state.take(first, 1.0, 1_800_000_001.0)
+    state.take(second, 2.0, 1_800_000_002.0)
+    (slot,) = state.slots.values()
+    now = slot.as_json(2.5)
+    assert (now["slot"], now["phase"], now["prompt_tokens"], now["read_tokens"], now["cached_tokens"]) == (None, "reading", 10000, 4096, None)
+    assert now["tokens_per_second"] == pytest.approx(2048.0) and now["eta_s"] == pytest.approx((10000 - 4096) / 2048)
+    state.take(last, 3.0, 1_800_000_003.0)
+    assert state.slots == {}  # read: the runner does not log what it generates
+    state.take(again, 4.0, 1_800_000_004.0)
+    (slot,) = state.slots.values()
+    assert (slot.read, slot.task, slot.since) == (2048, 2, 1_800_000_004.0)
+    state.take(first.replace("processed=2048", "processed=4096").replace("total=10000", "total=30000"), 5.0, 1_800_000_005.0)
+    assert [(s.prompt_tokens, s.read) for s in state.slots.values()] == [(30000, 4096)]  # another total: another request
+    state.take("[GIN] 2026/08/21 - 14:03:27 | 200 |  1.5s |       127.0.0.1 | POST     \"/api/chat\"", 5.0 + 61.0, 1_800_000_066.0)
+    assert state.slots == {}  # a minute with no line: it ended (or stopped) unlogged

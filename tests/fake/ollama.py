@@ -54,7 +54,7 @@ from starlette.routing import Route
 
 from tests.fake.scheduler import GIB, GO_ZERO_TIME, KV_BYTES_PER_TOKEN, SINGLE_SLOT_FAMILIES, Scheduler, ServerBusy, Ticket, Truth, runner_options
 from tests.fake.prompts import DEFAULT_NUM_KEEP, TOOL_CALL_TOKENS, fit, render, tool_call_ids, word_ids
-from tests.fake.server_log import BATCH, AccessLog, ServerLog, blob_path
+from tests.fake.server_log import BATCH, MLX_PREFILL_CHUNK, AccessLog, ServerLog, blob_path
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
 
 CACHE_REPORTED_SINCE = (0, 33, 3)  # ollama/ollama PR #17943 (merged 2026-08-22), first released in 0.33.3
@@ -289,7 +289,15 @@ class FakeOllama:
         if log is not None and cut is not None:
             log.truncated(cut.limit, cut.prompt, cut.keep, cut.new)
         started = time.perf_counter()
-        if log is None:
+        if log is not None and ticket.mlx:  # x/mlxrunner/pipeline.go: a line a chunk of 2,048 of the tokens not cached, the last one left to decode
+            total, processed = len(tokens) - (cached or 0), 0
+            while total - processed > 1:
+                chunk = min(MLX_PREFILL_CHUNK, total - processed - 1)
+                await asyncio.sleep(chunk * self.prompt_token_ns / 1e9)
+                processed += chunk
+                log.mlx_progress(processed, total)
+            await asyncio.sleep((total - processed) * self.prompt_token_ns / 1e9)
+        elif log is None:
             await asyncio.sleep((len(tokens) - (cached or 0)) * self.prompt_token_ns / 1e9)
         else:  # llama-server's lines as it reads the prompt a batch at a time (tools/server/server-context.cpp)
             slot, task = ticket.slot, log.task(ticket.slot, self.num_ctx(model, options), len(tokens))
@@ -298,7 +306,7 @@ class FakeOllama:
                 await asyncio.sleep((min(in_slot + BATCH, len(tokens)) - in_slot) * self.prompt_token_ns / 1e9)
             ticket.on_release = lambda in_slot: log.released(slot, task, in_slot)
         prompt_ns = int((time.perf_counter() - started) * 1e9)  # measured, as llama-server's prompt_ms is
-        if log is not None:
+        if log is not None and not ticket.mlx:
             log.prompt_done(ticket.slot, task, prompt_ns / 1e9, len(tokens) - (cached or 0))
         ticket.truth.prompt_s = prompt_ns / 1e9
         return Prefill(len(tokens), cached, prompt_ns, cached if self.reports_cache else None)

@@ -193,8 +193,9 @@ class _Pending:
 class Ticket:
     """What a request holds while it runs: Ollama's ``load_duration``, the runner's prompt cache, the place to log its phases."""
 
-    def __init__(self, load_ns: int, truth: Truth, cache: PromptCache | None = None) -> None:
+    def __init__(self, load_ns: int, truth: Truth, cache: PromptCache | None = None, mlx: bool = False) -> None:
         self.load_ns = load_ns
+        self.mlx = mlx  # on an MLX runner (x/mlxrunner): its own log lines, none of llama-server's
         self.truth = truth
         self._cache = cache
         self._slot: int | None = None
@@ -303,7 +304,7 @@ class Scheduler:
         truth = Truth(request_id, model, name, num_ctx=int(wanted["num_ctx"]), arrived_at=time.time() - (time.perf_counter() - arrived))
         runner = self._usable(key, wanted)
         if runner is None:
-            runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth, kv_bytes_per_token)
+            runner = await self._through_the_pending_queue(key, name, wanted, mlx or one_slot, truth, kv_bytes_per_token, mlx=mlx)
         runner.refs += 1  # useLoadedRunner: handed over, whatever already runs on it
         if keep_alive is not None:
             runner.session_s = keep_alive_seconds(keep_alive)  # useLoadedRunner: pending.sessionDuration, when the request set one
@@ -315,7 +316,7 @@ class Scheduler:
             async with runner.slots:  # llamaServerRunner.Completion: s.sem.Acquire, after checkpointLoaded
                 truth.slot_s = time.perf_counter() - waiting
                 self.log.append(truth)
-                ticket = Ticket(load_ns, truth, runner.cache)
+                ticket = Ticket(load_ns, truth, runner.cache, mlx=mlx)
                 try:
                     yield ticket
                 finally:
@@ -328,7 +329,8 @@ class Scheduler:
                 runner.expires_at = datetime.now(timezone.utc) + (timedelta(days=3650) if seconds == float("inf") else timedelta(seconds=seconds))
                 runner.drained.set()
 
-    async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth, kv_bytes_per_token: int) -> Runner:
+    async def _through_the_pending_queue(self, key: str, name: str, wanted: dict[str, Any], one_slot: bool, truth: Truth, kv_bytes_per_token: int,
+                                         mlx: bool = False) -> Runner:
         """processPending: wait for the queue (behind every model's loads), then drain, unload, load."""
         if self._queued >= self.max_queue:  # GetRunner: `select { case s.pendingReqCh <- req: default: req.errCh <- ErrMaxQueue }`
             raise ServerBusy
@@ -372,7 +374,7 @@ class Scheduler:
                 entry.reason = truth.load_reason
                 loading = time.perf_counter()
                 slots = 1 if one_slot else self.parallel
-                if self.server_log is not None:
+                if self.server_log is not None and not mlx:  # x/mlxrunner is no llama-server: no command line of its
                     num_gpu = wanted.get("num_gpu")
                     self.server_log.runner_started(blob_path(key), int(wanted["num_ctx"]), slots, random.randint(49152, 65535),
                                                    int(num_gpu) if isinstance(num_gpu, (int, float)) else None)

@@ -4,7 +4,7 @@
   ``defaultLogFormatter``, no colours off a terminal), its latency as Go's ``time.Duration.String`` writes it;
 - Ollama's slog records (logutil/logutil.go ``NewLogger``: Go's ``slog.TextHandler``, the source file's base name):
   ``server config`` (server/routes.go ``Serve``), ``starting llama-server`` with the command line ``startLlamaServer``
-  builds (llm/llama_server.go), and
+  builds (llm/llama_server.go), the MLX runner's ``Prompt processing progress`` (x/mlxrunner/pipeline.go), and
   ``truncating input prompt`` (``completionPromptForRequest``);
 - llama-server's own lines for each request on a slot, verbatim (``NewStatusWriter``; ``--no-log-prefix
   --no-log-timestamps``), in the shapes the real server (xllamacpp, b11549) writes: tests/collector/test_log_lines.py
@@ -23,6 +23,7 @@ from typing import Any
 
 BLOBS = "/root/.ollama/models/blobs"
 BATCH = 2048  # llama-server's -b default: the prompt is read this many tokens a batch, a "cached n_tokens" line each
+MLX_PREFILL_CHUNK = 2 << 10  # x/mlxrunner/pipeline.go prefillChunkSize: a "Prompt processing progress" line each
 
 
 def blob_path(blob: str) -> str:
@@ -102,6 +103,10 @@ class ServerLog:
 
     def truncated(self, limit: int, prompt: int, keep: int, new: int) -> None:
         self.slog("WARN", "llama_server.go:812", "truncating input prompt", limit=limit, prompt=prompt, keep=keep, new=new)
+
+    def mlx_progress(self, processed: int, total: int) -> None:
+        """x/mlxrunner/pipeline.go, after each chunk of the prompt: the MLX runner serves one request at a time, no slot."""
+        self.slog("INFO", "pipeline.go:204", "Prompt processing progress", processed=processed, total=total)
 
     def task(self, slot: int, context: int, tokens: int) -> int:
         """llama-server takes a prompt into a slot: ``new prompt``; the task's id."""

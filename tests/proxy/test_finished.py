@@ -21,14 +21,15 @@ from tests.support.in_process import InProcessProxy
 
 # The schema of /-/requests: these keys, in this order (docs/metrics.md lists them). The first 40 were its keys
 # before the finished request was one value; response_model and waited_behind_s came with it, session and first_output
-# with the agents' turns, the prompt cache's six (prompt_cached_tokens to history_changed_at) with the cache.
+# with the agents' turns, the prompt cache's six (prompt_cached_tokens to history_changed_at) with the cache, prompt_cut
+# with Ollama's log.
 SCHEMA = (
     "start_time", "trace_id", "trace_sampled", "method", "client", "session", "route", "operation", "model", "requested_model", "response_model",
     "stream", "status", "duration_s", "time_to_first_token_s", "first_output", "input_tokens", "output_tokens", "tokens_per_second",
     "prompt_cached_tokens", "prompt_tokens_per_second", "turn", "cache_miss", "read_again_tokens", "history_changed_at", "load_duration_s",
     "queue_wait_s", "pending_wait_s", "waited_behind", "waited_behind_s", "drain_s", "load_s", "unknown_s", "load_reason", "reload_cause",
-    "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_total_s", "ollama_other_s", "proxy_s", "proxy_added_s", "context_length", "context_fill", "error_type",
-    "error", "finish_reason", "reasoning", "tool_calls", "cloud",
+    "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_total_s", "ollama_other_s", "proxy_s", "proxy_added_s", "context_length", "context_fill", "prompt_cut",
+    "error_type", "error", "finish_reason", "reasoning", "tool_calls", "cloud",
 )
 
 
@@ -155,7 +156,7 @@ def test_every_field_of_one_finished_request():
         "queue_wait_s": pytest.approx(0.3), "pending_wait_s": 0.2, "waited_behind": ("b:7b",), "waited_behind_s": {"b:7b": 0.2}, "drain_s": None,
         "load_s": 0.3, "unknown_s": None, "load_reason": "cold", "reload_cause": None, "slot_wait_s": 0.1, "prompt_eval_s": 0.25, "eval_s": 0.3,
         "ollama_total_s": 1.5, "ollama_other_s": pytest.approx(1.5 - 0.2 - 0.3 - 0.1 - 0.25 - 0.3), "proxy_s": pytest.approx(0.5), "proxy_added_s": 0.00042,
-        "context_length": 4096, "context_fill": 2009 / 4096, "error_type": "invalid_response", "error": "the stream ended early",
+        "context_length": 4096, "context_fill": 2009 / 4096, "prompt_cut": False, "error_type": "invalid_response", "error": "the stream ended early",
         "finish_reason": "stop", "reasoning": True, "tool_calls": False, "cloud": False,
     }
     # not a stream that answered: no time to a first output, and its stream flag the body's
@@ -163,5 +164,7 @@ def test_every_field_of_one_finished_request():
     assert (failed.time_to_first_token_s, failed.first_output, failed.stream) == (None, None, False)
     assert finish(seen, report, parts).turn is None and finish(seen, dataclasses.replace(report, cached_input_tokens=None), parts).prompt_tokens_per_second is None
     # a prompt cut to fit: its length is the cut's, or it fills 95 % of the context
-    assert dataclasses.replace(done, input_tokens=4096 - (4096 - 4) // 2, context_fill=0.5).context_full
+    cut = finish(seen, dataclasses.replace(report, input_tokens=4096 - (4096 - 4) // 2, output_tokens=4), parts)
+    assert cut.prompt_cut and cut.context_full and cut.context_fill < 0.6
+    assert finish(dataclasses.replace(seen, context_length=None), report, parts).prompt_cut is None  # the context not known
     assert dataclasses.replace(done, context_fill=0.95).context_full and not done.context_full

@@ -96,3 +96,33 @@ def test_a_long_prompts_progress_and_time_left_reach_live(tmp_path):
     assert len(lags) >= len(in_log) - 1 and all(lag <= 2.0 for lag in lags.values()), lags  # a batch may pass between two reads of /-/live
     assert first_eta is not None
     assert first_eta[1] == pytest.approx(generating_at - first_eta[0], rel=0.25)
+
+
+def test_an_mlx_models_prompt_reaches_live_and_now_with_its_client(tmp_path):
+    """An MLX model (x/mlxrunner: no llama-server, no slot) read a chunk of 2,048 at a time: its progress at /-/live,
+    joined on the page's "Now" with the request the proxy passed on."""
+    from ui import now
+
+    log = tmp_path / "server.log"
+    mlx = "qwen3:8b-mlx"
+    with (
+        fake_ollama(log=log, load_delay=0.05) as fake,
+        otel_proxy(fake.url) as proxy,
+        hw_collector(fake.url, "--interval", "0.5", "--ollama-log", str(log), "--sysfs-root", str(tmp_path)) as collector,
+    ):
+        configure_fake(fake, add_models={mlx: {"size": 5_000_000_000, "size_vram": 5_000_000_000, "family": "qwen3", "mlx": True}}, prompt_token_ms=0.5)
+        body = {"model": mlx, "prompt": "word " * 12_000, "stream": False, "options": {"num_predict": 2, "num_ctx": 16384}}
+        sent = threading.Thread(target=httpx.post, args=(proxy.url + "/api/generate",), kwargs={"json": body, "headers": {"X-Client-Name": "mlx-agent"}, "timeout": 120})
+        sent.start()
+        try:
+            def reading() -> list[now.Row]:
+                found = now.rows(*now.read(collector.url, proxy.url))
+                return found if found and found[0].phase == now.READING and (found[0].read_tokens or 0) >= 4096 and found[0].eta_s else []
+
+            (row,) = until(reading, deadline_s=60)
+        finally:
+            sent.join()
+        assert (row.client, row.model, row.prompt_tokens) == ("mlx-agent", mlx, 12_000) and row.read_tokens % 2048 == 0
+        until(lambda: httpx.get(collector.url + "/-/live").json()["requests"] == [])  # read: its row goes
+    text = log.read_text()
+    assert "starting llama-server" not in text and "new prompt" not in text  # the MLX runner is no llama-server

@@ -8,13 +8,14 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
-from tests.support.harness import PYTHON, ROOT, Server, configure_fake, free_port, monitored_ollama, require_tool, run_server
+from tests.support.harness import PYTHON, ROOT, Server, configure_fake, free_port, monitored_ollama, require_tool, run_server, until
 from tests.support.truth import interpolate, sample_fake_tokens
 from ui import format as fmt
 from ui.status import STATUS
@@ -25,8 +26,8 @@ STATUS_TEXT = "Llama is running smoothly; memory good, no GPU on this host."
 
 
 class Site:
-    def __init__(self, fake: Server, proxy: Server, prom: Server) -> None:
-        self.fake, self.proxy, self.prom = fake, proxy, prom
+    def __init__(self, fake: Server, proxy: Server, prom: Server, log: Path) -> None:
+        self.fake, self.proxy, self.prom, self.log = fake, proxy, prom, log
 
     def env(self) -> dict[str, str]:
         return {"PROMETHEUS_URL": self.prom.url, "PROXY_URL": self.proxy.url, "OLLAMA_URL": self.fake.url, "UI_CARD_WINDOW": "10s"}
@@ -34,9 +35,10 @@ class Site:
 
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[Site]:
-    with monitored_ollama(tmp_path_factory.mktemp("sysfs"), load_delay=0.1, log=tmp_path_factory.mktemp("logs") / "server.log") as (fake, proxy, _, prom):
+    log = tmp_path_factory.mktemp("logs") / "server.log"
+    with monitored_ollama(tmp_path_factory.mktemp("sysfs"), load_delay=0.1, log=log) as (fake, proxy, _, prom):
         configure_fake(fake, answers={"phi3:mini": STATUS_TEXT})
-        yield Site(fake, proxy, prom)
+        yield Site(fake, proxy, prom, log)
 
 
 def page(env: dict[str, str], monkeypatch) -> AppTest:
@@ -118,6 +120,26 @@ def test_responses_and_messages_traffic_shows_in_the_endpoint_table_and_the_requ
     listing = next(frame for frame in frames if "route" in frame.columns)
     newest = listing.iloc[0]
     assert (newest["route"], newest["finish"], newest["tokens in/out"]) == ("/v1/messages", "end_turn", "2 / 8"), newest
+
+
+def test_a_prompt_ollama_cut_is_marked_in_the_request_list_with_its_length_before_the_cut(site: Site, monkeypatch):
+    """The proxy's request (its prompt has the cut's length) joined with Ollama's "truncating input prompt" line, as the
+    collector read it (/-/live): found by Prometheus' scrape targets, no URL given."""
+    body = {"model": "qwen2.5:7b", "prompt": "word " * 900, "stream": False, "options": {"num_ctx": 512, "num_predict": 2}}
+    httpx.post(site.proxy.url + "/api/generate", json=body, timeout=30).raise_for_status()
+    line = [text for text in site.log.read_text().splitlines() if '"truncating input prompt"' in text][-1]
+    said = dict(pair.split("=") for pair in line.split('"truncating input prompt" ')[1].split(" "))
+    collector = next(target["scrapeUrl"] for target in httpx.get(site.prom.url + "/api/v1/targets").json()["data"]["activeTargets"]
+                     if target["labels"]["job"] == "hw-collector").removesuffix("/metrics")
+    until(lambda: any(cut["new"] == int(said["new"]) for cut in httpx.get(collector + "/-/live").json()["truncations"]))
+    import streamlit as st
+
+    st.cache_data.clear()  # the request list an earlier test's page read
+    app = page(site.env(), monkeypatch)
+    listing = next(frame.value for frame in app.dataframe if "prompt cut" in frame.value.columns)
+    newest = listing.iloc[0]
+    assert (newest["model"], newest["prompt cut"]) == ("qwen2.5:7b", f"{int(said['prompt']):,} → {int(said['new']):,} tokens"), dict(newest)
+    assert set(listing["prompt cut"].iloc[1:]) <= {""}  # the others were not cut
 
 
 def test_two_tabs_within_30_seconds_make_one_call_to_the_status_model(site: Site, monkeypatch):
