@@ -58,7 +58,7 @@ def rows(live: dict[str, Any] | None, in_flight: list[dict[str, Any]] | None) ->
         if index is not None:
             matched.add(index)
         phase = GENERATING if slot["phase"] == "generating" else STALLED if slot["silent_s"] >= STALLED_S else READING
-        found.append(Row(request.get("started", slot["since"]), request.get("client"), request.get("model"), request.get("route"), phase,
+        found.append(Row(request.get("started", slot["since"]), request.get("client"), request.get("model") or slot.get("model"), request.get("route"), phase,
                          slot.get("prompt_tokens"), slot.get("cached_tokens"), slot.get("read_tokens"), slot.get("tokens_per_second"),
                          slot.get("eta_s") if phase == READING else None))
     for index, request in enumerate(pending):

@@ -53,6 +53,7 @@ class Slot:
     read_since: tuple[float, int] | None = None  # (monotonic, tokens) at the first batch read: the rate's base
     rate: float | None = None  # prompt tokens a second, from the batches read so far
     generating_since: float | None = None
+    model_path: str | None = None  # the runner's, where one the collector saw start has this slot's context
 
     def as_json(self, now: float) -> dict[str, Any]:
         left = None if self.rate is None or self.read is None or self.phase != "reading" else max(self.prompt_tokens - self.read, 0) / self.rate
@@ -113,7 +114,10 @@ class ServerLog:
     def _slot(self, event: lines.PromptStarted | lines.PromptRead | lines.PromptDone | lines.SlotReleased, now: float, wall: float) -> None:
         key = (event.slot, event.task)
         if isinstance(event, lines.PromptStarted):
-            self.slots[key] = Slot(event.slot, event.task, event.prompt_tokens, event.context, since=wall, updated=now)
+            # llama-server's lines name no model: the runner is the one started with this context per slot, if only one was
+            runners = [path for path, runner in self.runners.items() if runner.context_per_slot == event.context]
+            self.slots[key] = Slot(event.slot, event.task, event.prompt_tokens, event.context, since=wall, updated=now,
+                                   model_path=runners[0] if len(runners) == 1 else None)
             return
         slot = self.slots.get(key)
         if slot is None:  # its start was before the collector's: nothing to say of it
@@ -279,7 +283,7 @@ class OllamaLogSource:
         with self._lock:
             slots = sorted(self._state.slots.values(), key=lambda slot: slot.since)
             return {"source": self._follower.describe if self._follower else None, "problem": self._problem,
-                    "requests": [slot.as_json(now) for slot in slots], "mlx": self._state.mlx,
+                    "requests": [{**slot.as_json(now), "model": self._names.name(slot.model_path) if slot.model_path else None} for slot in slots], "mlx": self._state.mlx,
                     "truncations": [{"at": at, "model": self._names.name(path) if path else None, "limit": cut.limit, "prompt": cut.prompt, "new": cut.new}
                                     for at, path, cut in self._state.cuts]}
 

@@ -126,3 +126,16 @@ def test_the_mlx_runners_prompt_is_one_request_read_a_chunk_at_a_time(tmp_path):
     assert [(s.prompt_tokens, s.read) for s in state.slots.values()] == [(30000, 4096)]  # another total: another request
     state.take("[GIN] 2026/08/21 - 14:03:27 | 200 |  1.5s |       127.0.0.1 | POST     \"/api/chat\"", 5.0 + 61.0, 1_800_000_066.0)
     assert state.slots == {}  # a minute with no line: it ended (or stopped) unlogged
+
+
+def test_a_slot_is_the_runners_that_was_started_with_its_context_where_one_was(tmp_path):
+    writer = Writer(tmp_path / "server.log")
+    writer.runner_started("/root/.ollama/models/blobs/sha256-a", 8192, 4, 50001)
+    writer.runner_started("/root/.ollama/models/blobs/sha256-b", 4096, 2, 50002)
+    writer.runner_started("/root/.ollama/models/blobs/sha256-c", 4096, 1, 50003)
+    writer.task(0, 8192, 100)
+    writer.task(1, 4096, 100)  # b's or c's: not told
+    state = ServerLog()
+    for line in writer.path.read_text().splitlines():
+        state.take(line, 1.0, 1_800_000_001.0)
+    assert sorted((slot.context, slot.model_path) for slot in state.slots.values()) == [(4096, None), (8192, "/root/.ollama/models/blobs/sha256-a")]

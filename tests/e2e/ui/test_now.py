@@ -82,7 +82,7 @@ def test_now_joins_each_slot_with_the_request_the_proxy_passed_on(busy: Busy):
     rows = until(three, deadline_s=60)
     assert [(row.client, row.model, row.route, row.phase) for row in rows] == [
         ("claude-code", "llama3.2:1b", "/api/generate", now.READING),
-        (None, None, None, now.GENERATING),  # straight to Ollama: not through the proxy
+        (None, "llama3.2:1b", None, now.GENERATING),  # straight to Ollama, not through the proxy: its model the runner's with its context
         ("codex", "qwen2.5:7b", "/api/chat", now.WAITING)]
     reading = rows[0]
     assert reading.prompt_tokens >= 40_000 and 0 < reading.progress < 1 and reading.cached_tokens == 0
