@@ -3,8 +3,9 @@
 Read from recording.yml's hourly increases, so 90 days cost Prometheus 2,160 points a series. Each record holds
 the last whole clock hour before it was evaluated, and Prometheus evaluates the group at an offset within the hour,
 so a day (UTC) is the sum of the 24 records taken from its 01:00 to the next day's 01:00 (``sum_over_time(...[1d])``
-a moment before that), a week (Monday to Sunday) and a month the sums of their days. Today counts up to its last
-record: the hour before, at most two hours behind.
+a moment before that), a week (Monday to Sunday) and a month the sums of their days. The hour or two since the last
+record (all of the range, where no record is written yet) is read from the raw counters the records are made of,
+their exact rise: today counts up to now.
 
 Energy is what a power source measured on each host (recording.yml: the whole system where a meter reads it, else
 the parts measured). Each row's share of it is its share of that host's generation time that day, and a period's
@@ -49,7 +50,24 @@ RECORDS = {
     },
 }
 LABEL = {"model": "gen_ai_request_model", "client": "ollama_client"}
+# the raw counters each record is made from (recording.yml), read for the hour or two not recorded yet
+RAW = {
+    "model": {
+        "requests": 'gen_ai_server_request_duration_seconds_count{job="otel-proxy"}',
+        "input_tokens": 'ollama_prompt_tokens_total{job="otel-proxy"}',
+        "output_tokens": 'ollama_generated_tokens_total{job="otel-proxy"}',
+        "generation_s": 'gen_ai_server_request_duration_seconds_sum{job="otel-proxy"}',
+    },
+    "client": {
+        "requests": 'ollama_client_requests_total{job="otel-proxy"}',
+        "input_tokens": 'ollama_client_tokens_total{job="otel-proxy", gen_ai_token_type="input"}',
+        "output_tokens": 'ollama_client_tokens_total{job="otel-proxy", gen_ai_token_type="output"}',
+        "generation_s": 'ollama_client_request_duration_seconds_sum{job="otel-proxy"}',
+    },
+}
 ENERGY = "ollama:energy_joules:increase1h"
+RAW_ENERGY = ('hw_energy_joules_total{job="hw-collector", hw_type="system"}', 'hw_energy_joules_total{job="hw-collector"}')  # the whole system, else the parts
+HOUR_S = 3600
 COUNTS = ("requests", "input_tokens", "output_tokens")
 
 
@@ -105,7 +123,53 @@ def tables(prom: Prometheus, bys: Sequence[str], days: int, per: str = "day", ho
               for by in bys for figure, record in RECORDS[by].items()}  # the host only where energy is shared out by it
     promql[("", "energy")] = f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))"
     daily = prom.side_by_side({name: (lambda q=q: _daily(prom, q, days, now)) for name, q in promql.items()})  # each independent of the others
+    for name, points in _unrecorded(prom, bys, host, days, now).items():
+        daily[name] = daily[name] + points
     return {by: _table(by, {figure: daily[(by, figure)] for figure in RECORDS[by]}, daily[("", "energy")], per, price) for by in bys}
+
+
+def _growth(counter: str, by: str, since: float, until: float) -> str:
+    """The rise of ``counter`` from ``since`` to ``until`` (asked at ``until``), by host and ``by``: exact, a counter's
+    difference, not increase()'s extrapolation; a series born since, or restarted (it fell), from 0."""
+    grown = f"(({counter} - {counter} offset {round((until - since) * 1000)}ms) >= 0 or {counter})"
+    return f'sum by (host{", " + by if by else ""}) (label_replace({grown}, "host", "$1", "instance", "(.*):[0-9]+"))'
+
+
+def _last_recorded(prom: Prometheus, now: float, first: float, read_to: float) -> float | None:
+    """The end of the last hour recording.yml's records hold among those the days read (written by ``read_to``): a
+    record written within a clock hour holds the hour before it, so each hour is asked whether one was written in it
+    (``RECORDED_BY`` after the hour it would hold). Looked for in the last three hours first (the rules running), then
+    since ``first``; None when no record was written in the range (the rules not loaded, or Prometheus new)."""
+    at = max(now, read_to)
+    for since in (now - 3 * HOUR_S, first):
+        start = since - since % HOUR_S
+        written = prom.range(f"count(last_over_time({RECORDS['model']['requests']}[1h]))", start + RECORDED_BY, at, HOUR_S)
+        ends = [t - RECORDED_BY for series in written for t, value in series.points if value]
+        if ends:
+            return round(max(ends))
+    return None
+
+
+def _unrecorded(prom: Prometheus, bys: Sequence[str], host: str, days: int, now: float) -> dict[tuple[str, str], list[tuple[dict[str, str], float, float]]]:
+    """What no record holds yet, from the raw counters: the hour or two since the last one recorded (the whole range
+    where none is), cut at midnight, as (labels, day end, value) like the records' days."""
+    ends = day_ends(days, now)
+    first = ends[0] - DAY_S
+    since = max(_last_recorded(prom, now, first, ends[-1] + RECORDED_BY) or first, first)
+    today = now - now % DAY_S
+    segments = [(start, end) for start, end in ((since, min(today, now)), (max(since, today), now)) if end - start >= 1.0]
+    asked: dict[tuple[tuple[str, str], float], str] = {}
+    for start, end in segments:
+        for by in bys:
+            asked |= {((by, figure), end): _growth(counter, LABEL[by], start, end) for figure, counter in RAW[by].items()}
+        system, parts = (_growth(counter, "", start, end) for counter in RAW_ENERGY)
+        asked[(("", "energy"), end)] = f"{system} or {parts}"
+    answers = prom.side_by_side({key: (lambda q=q, at=key[1]: prom.vector(q, at)) for key, q in asked.items()})
+    found: dict[tuple[str, str], list[tuple[dict[str, str], float, float]]] = defaultdict(list)
+    for (name, end), answer in answers.items():
+        day_end = end - end % DAY_S + (DAY_S if end % DAY_S else 0)  # the midnight that ends the segment's day
+        found[name] += [(labels, day_end, value) for labels, value in answer if value and (not host or labels.get("host") == host)]
+    return found
 
 
 def _table(by: str, daily: dict[str, list[tuple[dict[str, str], float, float]]], energy_daily: list[tuple[dict[str, str], float, float]],
