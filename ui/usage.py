@@ -123,7 +123,8 @@ def tables(prom: Prometheus, bys: Sequence[str], days: int, per: str = "day", ho
               for by in bys for figure, record in RECORDS[by].items()}  # the host only where energy is shared out by it
     promql[("", "energy")] = f"sum by (host) (sum_over_time({_selector(ENERGY, host)}[1d]))"
     daily = prom.side_by_side({name: (lambda q=q: _daily(prom, q, days, now)) for name, q in promql.items()})  # each independent of the others
-    for name, points in _unrecorded(prom, bys, host, days, now).items():
+    last_day = max((day for points in daily.values() for _, day, _ in points), default=None)
+    for name, points in _unrecorded(prom, bys, host, days, now, last_day).items():
         daily[name] = daily[name] + points
     return {by: _table(by, {figure: daily[(by, figure)] for figure in RECORDS[by]}, daily[("", "energy")], per, price) for by in bys}
 
@@ -135,27 +136,28 @@ def _growth(counter: str, by: str, since: float, until: float) -> str:
     return f'sum by (host{", " + by if by else ""}) (label_replace({grown}, "host", "$1", "instance", "(.*):[0-9]+"))'
 
 
-def _last_recorded(prom: Prometheus, now: float, first: float, read_to: float) -> float | None:
+def _last_recorded(prom: Prometheus, now: float, last_day: float | None, read_to: float) -> float | None:
     """The end of the last hour recording.yml's records hold among those the days read (written by ``read_to``): a
     record written within a clock hour holds the hour before it, so each hour is asked whether one was written in it
-    (``RECORDED_BY`` after the hour it would hold). Looked for in the last three hours first (the rules running), then
-    since ``first``; None when no record was written in the range (the rules not loaded, or Prometheus new)."""
+    (``RECORDED_BY`` after the hour it would hold). Looked for in the last three hours (the rules running), else in the
+    last day the records have (``last_day``, its end); None where they have none."""
     at = max(now, read_to)
-    for since in (now - 3 * HOUR_S, first):
+    for since, until in ((now - 3 * HOUR_S, at), *(((last_day - DAY_S, min(at, last_day + RECORDED_BY)),) if last_day else ())):
         start = since - since % HOUR_S
-        written = prom.range(f"count(last_over_time({RECORDS['model']['requests']}[1h]))", start + RECORDED_BY, at, HOUR_S)
+        written = prom.range(f"count(last_over_time({RECORDS['model']['requests']}[1h]))", start + RECORDED_BY, until, HOUR_S)
         ends = [t - RECORDED_BY for series in written for t, value in series.points if value]
         if ends:
             return round(max(ends))
     return None
 
 
-def _unrecorded(prom: Prometheus, bys: Sequence[str], host: str, days: int, now: float) -> dict[tuple[str, str], list[tuple[dict[str, str], float, float]]]:
+def _unrecorded(prom: Prometheus, bys: Sequence[str], host: str, days: int, now: float,
+                last_day: float | None) -> dict[tuple[str, str], list[tuple[dict[str, str], float, float]]]:
     """What no record holds yet, from the raw counters: the hour or two since the last one recorded (the whole range
     where none is), cut at midnight, as (labels, day end, value) like the records' days."""
     ends = day_ends(days, now)
     first = ends[0] - DAY_S
-    since = max(_last_recorded(prom, now, first, ends[-1] + RECORDED_BY) or first, first)
+    since = max(_last_recorded(prom, now, last_day, ends[-1] + RECORDED_BY) or first, first)
     today = now - now % DAY_S
     segments = [(start, end) for start, end in ((since, min(today, now)), (max(since, today), now)) if end - start >= 1.0]
     asked: dict[tuple[tuple[str, str], float], str] = {}
