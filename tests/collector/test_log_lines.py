@@ -14,8 +14,7 @@ import pytest
 
 from hw_collector import log_lines as lines
 from tests.fake.server_log import ServerLog
-from tests.support.harness import PYTHON, free_port, run_server
-from tests.support.llama_server import N_VOCAB, write_model
+from tests.support.llama_server import N_VOCAB, serving, write_model
 
 PROMPT = [101] + [random.Random(1).randrange(3, N_VOCAB) for _ in range(3808)]
 # (prompt, tokens generated): a cold prompt read in two batches, the same conversation one turn on (read from the
@@ -36,9 +35,7 @@ def slot_events(text: str) -> list[lines.Event]:
 def test_the_real_llama_servers_slot_lines_and_the_fakes_read_the_same():
     with tempfile.TemporaryDirectory() as directory:
         model = write_model(Path(directory) / "tiny.gguf")
-        port = free_port()
-        args = [PYTHON, "-m", "tests.support.llama_server", "--model", str(model), "--port", str(port), "--np", "1"]
-        with run_server(args, port, "/health", timeout=60) as server, httpx.Client(base_url=server.url, timeout=120) as client:
+        with serving(model, "--np", "1") as server, httpx.Client(base_url=server.url, timeout=120) as client:
             for prompt, generated in REQUESTS:
                 answer = client.post("/completion", json={"prompt": prompt, "n_predict": generated or 4, "cache_prompt": True, "temperature": 0.0, "ignore_eos": True})
                 assert answer.status_code == (200 if generated else 400)

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from tests.fake.prompt_cache import PromptCache, tokens_of
-from tests.support.harness import PYTHON, Server, free_port, run_server
-from tests.support.llama_server import KV_BYTES_PER_TOKEN, N_VOCAB, write_model
+from tests.support.harness import Server
+from tests.support.llama_server import KV_BYTES_PER_TOKEN, N_VOCAB, serving, write_model
 
 TURN_TOKENS = 4  # generated each turn
 
@@ -66,9 +66,7 @@ def idle(client: httpx.Client, timeout_s: float = 30.0) -> None:
 @pytest.fixture
 def llama_server(model: Path, request) -> Iterator[tuple[Server, PromptCache]]:
     slots, cache_ram_mib, _, _ = SEQUENCES[request.param]
-    port = free_port()
-    args = [PYTHON, "-m", "tests.support.llama_server", "--model", str(model), "--port", str(port), "--np", str(slots), "--cache-ram-mib", str(cache_ram_mib)]
-    with run_server(args, port, "/health", timeout=60) as server:
+    with serving(model, "--np", str(slots), "--cache-ram-mib", str(cache_ram_mib)) as server:
         yield server, PromptCache(slots, 4096 * slots, KV_BYTES_PER_TOKEN, cache_ram_mib << 20)
 
 

@@ -11,11 +11,27 @@ from __future__ import annotations
 import argparse
 import signal
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 N_VOCAB, N_EMBD, N_LAYER, N_HEAD, N_FF, N_CTX_TRAIN = 512, 64, 2, 4, 128, 4096
 # the bytes a token of saved state takes in the RAM prompt cache (llama_state_seq_get_size: its K and V in every layer)
 KV_BYTES_PER_TOKEN = N_LAYER * 2 * N_EMBD * 2 + 12  # f16 K and V, and the cell's own few bytes: the server logs 0.062 MiB for 123 tokens, 0.451 MiB for 903
+
+
+@contextmanager
+def serving(model: Path, *flags: str) -> Iterator:
+    """This module's server of ``model`` on a free port, once its ``/health`` answers 200: llama-server answers 503
+    ("Loading model") until the model is loaded (tools/server/server.cpp), which a busy machine makes long."""
+    import httpx
+
+    from tests.support.harness import PYTHON, free_port, run_server
+
+    port = free_port()
+    args = [PYTHON, "-m", "tests.support.llama_server", "--model", str(model), "--port", str(port), *flags]
+    with run_server(args, port, "/health", timeout=60, ready_check=lambda url: httpx.get(url, timeout=1.0).raise_for_status()) as server:
+        yield server
 
 
 def write_model(path: Path) -> Path:
