@@ -178,15 +178,17 @@ def _table(by: str, daily: dict[str, list[tuple[dict[str, str], float, float]]],
            per: str, price: Price | None) -> list[dict]:
     label = LABEL[by]
     figures: dict[tuple[str, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    spent_by: dict[tuple[float, str], dict[str, float]] = defaultdict(dict)  # (day, host) -> key -> generation seconds
+    spent_by: dict[tuple[float, str], dict[str, float]] = defaultdict(lambda: defaultdict(float))  # (day, host) -> key -> generation seconds
     for figure, points in daily.items():
         for labels, day, value in points:
             key = labels.get(label, "")
             figures[(_period(day, per), key)][figure] += value
             figures[(_period(day, per), ALL)][figure] += value
             if figure == "generation_s":
-                spent_by[(day, labels.get("host", ""))][key] = value
-    energy = {(day, labels.get("host", "")): joules for labels, day, joules in energy_daily}
+                spent_by[(day, labels.get("host", ""))][key] += value  # the records' and the unrecorded hours' of a day add up
+    energy: dict[tuple[float, str], float] = defaultdict(float)
+    for labels, day, joules in energy_daily:
+        energy[(day, labels.get("host", ""))] += joules
     measured: dict[tuple[str, str], float] = defaultdict(float)  # (period, key) -> joules
     for (day, where), joules in energy.items():
         period = _period(day, per)
