@@ -48,7 +48,7 @@ class FileFollower:
 
     def past(self, limit: int = MAX_READ) -> list[str]:
         """The complete lines of the file's last ``limit`` bytes as it is now, what following it from its end skips:
-        for what Ollama logs once, at its start. None where there is no file."""
+        for what Ollama logs once, at its start; none where there is no file."""
         try:
             with open(self.path, "rb") as text:
                 size = text.seek(0, os.SEEK_END)
