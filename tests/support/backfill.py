@@ -4,9 +4,13 @@ The series are the ones the proxy and the collector export (names and labels as 
 every ``step_s`` from zero at ``start``. Within each hour a series grows by the same amount at every sample (the
 amount drawn afresh each hour, some hours idle), so an hour's increase is exactly what was added in it, as Prometheus'
 ``increase`` reads it with or without extrapolation. Each request is counted once by model and once by client, as the
-proxy counts it. Energy (hw_energy_joules_total, hw_type="system") grows all the time, idle hours included.
+proxy counts it. Energy (hw_energy_joules_total) grows all the time, idle hours included: on a host with a power meter
+as one hw_type="system" counter, on a host measured by parts as a CPU (RAPL) and a GPU (NVML) counter, the CPU's
+starting again from zero halfway through the month (the collector restarted; NVML's counter runs on), and that
+host's proxy counters all from zero five days later. So a rule that summed the parts before taking their increase would read the drop as a reset and count the
+month twice, and one that took an hour's rise as its last value less its first would lose the hour of each restart.
 
-Used by tests/e2e/ui/test_usage.py (2 hosts, 2 models, 2 clients) and bench/usage_scale.py (10 hosts, 100 models); the
+Used by tests/e2e/ui/test_usage.py (3 hosts, 2 models, 2 clients) and bench/usage_scale.py (10 hosts, 100 models); the
 residency history (``write_residency``: which model was resident when, and the loads counted) by
 tests/e2e/ui/test_residency.py and the same benchmark.
 """
@@ -40,9 +44,9 @@ class Truth:
 
 
 def write_history(path: Path, start: int, days: int, hosts: list[str], models: list[str], clients: list[str], step_s: int = 300,
-                  seed: int = 7, idle_share: float = 0.3, metered: list[str] | None = None) -> Truth:
+                  seed: int = 7, idle_share: float = 0.3, metered: list[str] | None = None, by_parts: list[str] = ()) -> Truth:
     """OpenMetrics text for ``promtool tsdb create-blocks-from openmetrics``; returns what it adds up to.
-    ``metered``: the hosts with a power meter (default all)."""
+    ``metered``: the hosts with a power meter (default all); ``by_parts``: hosts whose energy is their CPU's and GPU's."""
     metered = hosts if metered is None else metered
     assert start % DAY_S == 0 and HOUR_S % step_s == 0
     rng = random.Random(seed)
@@ -62,36 +66,45 @@ def write_history(path: Path, start: int, days: int, hosts: list[str], models: l
                         adds.append((requests, requests * rng.randint(5, 400), requests * rng.randint(1, 300), round(requests * rng.uniform(0.2, 9.0), 3)))
                 plan[(host, model, client)] = adds
     watts = {host: [rng.uniform(20, 350) for _ in range(hours)] for host in hosts}
+    gpu_share = {host: [rng.uniform(0.3, 0.9) for _ in range(hours)] for host in by_parts}
+    restart = (hours // 2) * steps_per_hour + steps_per_hour // 3  # the step a part's counter starts again from zero
     truth = Truth()
     series: dict[str, list[float]] = {}  # sample line prefix -> values at each step (after step 0)
 
-    def grow(name: str, per_hour: list[float]) -> None:
+    def grow(name: str, per_hour: list[float], reset_at: int | None = None) -> None:
+        """Each hour's amount added at every step; from zero again at step ``reset_at`` (what was added in that step)."""
         values, total = [0.0], 0.0
         for amount in per_hour:
             for _ in range(steps_per_hour):
-                total += amount
+                total = amount if len(values) == reset_at else total + amount
                 values.append(total)
         series[name] = values
 
     for host in hosts:
         proxy, collector = f'instance="{host}:8001",job="otel-proxy"', f'instance="{host}:8002",job="hw-collector"'
+        proxy_restart = restart + 5 * 24 * steps_per_hour + 1 if host in by_parts else None  # its proxy restarted too, days later
         for model in models:
             per = [[sum(plan[(host, model, c)][h][i] for c in clients) for h in range(hours)] for i in range(4)]
             labels = f'{{gen_ai_operation_name="chat",gen_ai_request_model="{model}",{proxy}}}'
             for index, family in enumerate(("gen_ai_server_request_duration_seconds_count", "ollama_prompt_tokens_total", "ollama_generated_tokens_total",
                                             "gen_ai_server_request_duration_seconds_sum")):
-                grow(family + labels, per[index])
+                grow(family + labels, per[index], reset_at=proxy_restart)
         for client in clients:
             per = [[sum(plan[(host, m, client)][h][i] for m in models) for h in range(hours)] for i in range(4)]
-            grow(f'ollama_client_requests_total{{error_type="",ollama_client="{client}",{proxy}}}', per[0])
-            grow(f'ollama_client_tokens_total{{gen_ai_token_type="input",ollama_client="{client}",{proxy}}}', per[1])
-            grow(f'ollama_client_tokens_total{{gen_ai_token_type="output",ollama_client="{client}",{proxy}}}', per[2])
-            grow(f'ollama_client_request_duration_seconds_sum{{ollama_client="{client}",{proxy}}}', per[3])
+            grow(f'ollama_client_requests_total{{error_type="",ollama_client="{client}",{proxy}}}', per[0], proxy_restart)
+            grow(f'ollama_client_tokens_total{{gen_ai_token_type="input",ollama_client="{client}",{proxy}}}', per[1], proxy_restart)
+            grow(f'ollama_client_tokens_total{{gen_ai_token_type="output",ollama_client="{client}",{proxy}}}', per[2], proxy_restart)
+            grow(f'ollama_client_request_duration_seconds_sum{{ollama_client="{client}",{proxy}}}', per[3], proxy_restart)
         if host in metered:
             grow(f'hw_energy_joules_total{{hw_type="system",{collector}}}', [w * step_s for w in watts[host]])
+        if host in by_parts:
+            gpu = [w * share * step_s for w, share in zip(watts[host], gpu_share[host])]
+            grow(f'hw_energy_joules_total{{hw_id="intel-rapl:0",hw_name="package-0",hw_type="cpu",{collector}}}',
+                 [w * step_s - part for w, part in zip(watts[host], gpu)], reset_at=restart)
+            grow(f'hw_energy_joules_total{{hw_id="GPU-0",hw_name="NVIDIA L4",hw_type="gpu",hw_vendor="NVIDIA",{collector}}}', gpu)
         for hour in range(hours):
             day = start + (hour // 24) * DAY_S
-            if host in metered:
+            if host in metered or host in by_parts:
                 truth.joules[(day, host)] += watts[host][hour] * step_s * steps_per_hour
             for (where, model, client), adds in plan.items():
                 if where != host:

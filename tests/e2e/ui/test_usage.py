@@ -1,7 +1,7 @@
 """Usage over a month (ui/usage.py, recording.yml, the page's Usage view) against the truth it was made from.
 
-A month of the proxy's and the collector's counters (tests/support/backfill.py: 2 hosts, one with a power meter, 2 models,
-2 clients) is backfilled into a real Prometheus with promtool, recording.yml is evaluated over it with promtool
+A month of the proxy's and the collector's counters (tests/support/backfill.py: 3 hosts, one with a power meter, one
+measured by its CPU and GPU and restarted on the way, one without energy; 2 models, 2 clients) is backfilled into a real Prometheus with promtool, recording.yml is evaluated over it with promtool
 (``create-blocks-from rules``, every hour on the hour), and Prometheus is started again on both. Every figure of
 the tables is then the sum of what the generator added: exact for the counts, to the rounding shown for seconds
 and energy."""
@@ -26,7 +26,7 @@ from tests.support.harness import PYTHON, ROOT, copy_into, require_tool, stored_
 from ui.queries import Prometheus
 from ui.usage import ALL, ENERGY, RECORDS, Price, to_csv, usage
 
-HOSTS, METERED = ["10.0.0.1", "10.0.0.2"], ["10.0.0.1"]
+HOSTS, METERED, BY_PARTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"], ["10.0.0.1"], ["10.0.0.3"]
 MODELS, CLIENTS = ["llama3.2:1b", "qwen3:8b"], ["open-webui", "claude-code"]
 DAYS = 30
 
@@ -37,7 +37,7 @@ def month(tmp_path_factory) -> Iterator[tuple[Prometheus, Truth, int]]:
     promtool = require_tool("promtool")
     directory = tmp_path_factory.mktemp("month")
     start = (int(time.time()) // DAY_S - DAYS) * DAY_S
-    truth = write_history(directory / "history.om", start, DAYS, HOSTS, MODELS, CLIENTS, metered=METERED)
+    truth = write_history(directory / "history.om", start, DAYS, HOSTS, MODELS, CLIENTS, metered=METERED, by_parts=BY_PARTS)
     data = directory / "data"
     backfill(promtool, directory / "history.om", data)
     with stored_prometheus(data) as prom:
@@ -120,6 +120,19 @@ def test_a_price_gives_a_cost_column_and_a_host_without_a_meter_has_no_energy_co
     cutoff = start + (DAYS - 7) * DAY_S
     want = sum(requests for (day, host), requests in truth.host_requests.items() if host == "10.0.0.2" and day >= cutoff)
     assert sum(row["requests"] for row in unmetered if row["client"] == ALL) == round(want) > 0
+
+
+def test_a_host_measured_by_its_parts_has_their_sum_across_a_restart_of_each(month):
+    """The CPU's counter starts again from zero on day 15 and the proxy's on day 20: each day is still what was added."""
+    prom, truth, start = month
+    rows = usage(prom, "model", DAYS, "day", host="10.0.0.3", now=start + DAYS * DAY_S - 1)
+    joules = {day_of(day): spent for (day, host), spent in truth.joules.items() if host == "10.0.0.3"}
+    requests = {day_of(day): count for (day, host), count in truth.host_requests.items() if host == "10.0.0.3"}
+    got = {row["period"]: row for row in rows if row["model"] == ALL}
+    assert set(got) == set(joules) and len(got) == DAYS
+    for day, row in got.items():
+        assert row["energy_kwh"] == pytest.approx(joules[day] / 3.6e6, abs=1e-6), day
+        assert row["requests"] == round(requests[day]), day
 
 
 def test_the_command_line_csv_is_the_pages_table(month, monkeypatch):
