@@ -35,7 +35,6 @@ from pathlib import Path
 import asyncio
 import contextlib
 import hashlib
-import json
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator
@@ -56,6 +55,7 @@ from tests.fake.scheduler import GIB, GO_ZERO_TIME, KV_BYTES_PER_TOKEN, SINGLE_S
 from tests.fake.prompts import DEFAULT_NUM_KEEP, TOOL_CALL_TOKENS, fit, render, tool_call_ids, word_ids
 from tests.fake.server_log import BATCH, MLX_PREFILL_CHUNK, AccessLog, ServerLog, blob_path
 from tests.fake.formats import MessagesStream, Piece, ResponsesStream, anthropic_error, estimate_input_tokens, go_json, messages_body, responses_body
+from tests.fake import go_decode
 
 CACHE_REPORTED_SINCE = (0, 33, 3)  # ollama/ollama PR #17943 (merged 2026-08-22), first released in 0.33.3
 OLLAMA_VERSION = "0.32.15"  # the release whose Go source these formats were read from (and compose.yaml's image tag)
@@ -67,9 +67,6 @@ def go_time(value: datetime) -> str:
     return "0001-01-01T00:00:00Z" if value == GO_ZERO_TIME else value.isoformat()
 
 
-def _reject_constant(name: str) -> None:
-    """Go's decoder has no NaN or Infinity."""
-    raise ValueError(f"invalid character {name[0]!r} looking for beginning of value")
 THINKING = ["Let ", "me ", "think. "]  # a reasoning model's thinking before it answers
 PROMPT_TOKEN_NS = 20_000  # prompt evaluation: 20 µs a token, as a small GPU does
 
@@ -149,6 +146,11 @@ FAULT_MODELS = {"fault-reset", "fault-stall", "fault-malformed", "fault-nobody"}
 # The handler each route reaches (server/routes.go GenerateRoutes): their error answers differ.
 HANDLERS = {"/api/generate": "generate", "/v1/completions": "generate", "/api/chat": "chat", "/v1/chat/completions": "chat", "/v1/responses": "chat",
             "/v1/messages": "chat", "/api/embed": "embed", "/v1/embeddings": "embed", "/api/embeddings": "embeddings"}
+# The struct each route's body is bound to (server/routes.go's handlers; middleware/openai.go and anthropic.go on /v1)
+REQUEST_TYPES = {"/api/generate": "api.GenerateRequest", "/api/chat": "api.ChatRequest", "/api/embed": "api.EmbedRequest",
+                 "/api/embeddings": "api.EmbeddingRequest", "/v1/completions": "openai.CompletionRequest",
+                 "/v1/chat/completions": "openai.ChatCompletionRequest", "/v1/responses": "openai.ResponsesRequest",
+                 "/v1/messages": "anthropic.MessagesRequest", "/v1/embeddings": "openai.EmbedRequest"}
 
 
 class ScheduledStream(StreamingResponse):
@@ -318,18 +320,20 @@ class FakeOllama:
         handler = HANDLERS[route]
         raw = await request.body()
         try:
-            body = json.loads(raw, parse_constant=_reject_constant)
-        except RecursionError:  # Go's decoder stops at 10,000 levels
-            return self._error(route, 400, "exceeded max depth")
-        except ValueError:
-            if not raw.strip():  # io.EOF: the handlers' own words; the /v1 middleware passes the decoder's
-                return self._error(route, 400, "EOF" if route.startswith("/v1/") else "missing request body")
-            return self._error(route, 400, f"invalid character {chr(raw.lstrip()[0])!r} looking for beginning of value")
-        if not isinstance(body, dict):
-            return self._error(route, 400, "json: cannot unmarshal into Go value of type api.GenerateRequest")
+            body = go_decode.decode(raw)  # gin's ShouldBindJSON: Go's json.Decoder, its first value, its words
+        except go_decode.NoValue:  # io.EOF: the handlers' own words; the /v1 middleware passes the decoder's
+            return self._error(route, 400, "EOF" if route.startswith("/v1/") else "missing request body")
+        except go_decode.GoSyntaxError as error:
+            return self._error(route, 400, str(error))
+        request_type = REQUEST_TYPES[route]
+        if body is None:  # null: a zero request, as if empty of fields
+            body = {}
+        if not isinstance(body, dict):  # encoding/json UnmarshalTypeError at the top
+            return self._error(route, 400, f"json: cannot unmarshal {go_decode.kind(body)} into Go value of type {request_type}")
         model = body.get("model")
         if model is not None and not isinstance(model, str):
-            return self._error(route, 400, "json: cannot unmarshal number into Go struct field .model of type string")
+            struct = request_type.split(".")[1]
+            return self._error(route, 400, f"json: cannot unmarshal {go_decode.kind(model)} into Go struct field {struct}.model of type string")
         if route == "/v1/messages":  # middleware/anthropic.go AnthropicMessagesMiddleware, before the chat handler
             if not model:
                 return self._error(route, 400, "model is required")

@@ -33,6 +33,15 @@ CASES = [
     ("/api/embed", b"", 400, {"error": "missing request body"}),
     # EmbeddingsHandler: writeModelRefParseError(400, "model is required")
     ("/api/embeddings", {"prompt": "x"}, 400, {"error": "model is required"}),
+    # ShouldBindJSON is Go's json.Decoder (tests/fake/go_decode.py): its syntax errors, unexpected EOF, the first value only
+    ("/api/chat", b"{not json", 400, {"error": "invalid character 'n' looking for beginning of object key string"}),
+    ("/api/generate", b'{"model": "nope:1b",}', 400, {"error": "invalid character '}' looking for beginning of object key string"}),
+    ("/api/generate", b'{"model": "nope:1b"', 400, {"error": "unexpected EOF"}),
+    ("/api/generate", b'{"model": "nope:1b"} and more', 404, {"error": "model 'nope:1b' not found"}),
+    ("/api/chat", b"[1]", 400, {"error": "json: cannot unmarshal array into Go value of type api.ChatRequest"}),
+    ("/api/embed", b'{"model": 7}', 400, {"error": "json: cannot unmarshal number into Go struct field EmbedRequest.model of type string"}),
+    ("/v1/chat/completions", b'{"model": "x", "messages": [}', 400, openai_error("invalid character '}' looking for beginning of value", "invalid_request_error")),
+    ("/v1/messages", b"true", 400, ("invalid_request_error", "json: cannot unmarshal bool into Go value of type anthropic.MessagesRequest")),
     # middleware/openai.go: ShouldBindJSON's error (io.EOF's text) in openai.NewError; ChatMiddleware's empty messages
     ("/v1/chat/completions", b"", 400, openai_error("EOF", "invalid_request_error")),
     ("/v1/chat/completions", {"model": MODEL, "messages": []}, 400, openai_error("[] is too short - 'messages'", "invalid_request_error")),

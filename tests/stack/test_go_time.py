@@ -3,17 +3,13 @@ and the fake's writer of them (tests/fake/server_log.py ``go_duration``) with th
 
 from __future__ import annotations
 
-import os
 import random
-import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 
 from ollama_otel_stack.go_time import go_duration_seconds
 from tests.fake.server_log import go_duration
-from tests.support.harness import require_tool
+from tests.support.harness import go_run
 
 PROGRAM = """package main
 
@@ -36,13 +32,7 @@ func main() {
 
 
 def go_strings(durations_ns: list[int]) -> list[str]:
-    go = require_tool("go")
-    with tempfile.TemporaryDirectory() as directory:
-        (Path(directory) / "main.go").write_text(PROGRAM)
-        env = {**os.environ, "GOCACHE": os.environ.get("GOCACHE", str(Path(directory) / "cache")), "GOTOOLCHAIN": "local", "GO111MODULE": "off"}
-        done = subprocess.run([go, "run", "main.go"], cwd=directory, env=env, input="\n".join(map(str, durations_ns)) + "\n",
-                              capture_output=True, text=True, timeout=300, check=True)
-    return done.stdout.splitlines()
+    return go_run(PROGRAM, [str(ns) for ns in durations_ns])
 
 
 def test_durations_read_and_written_as_go_writes_them():

@@ -276,6 +276,17 @@ def go_upstream() -> Iterator[Server]:
             yield server
 
 
+def go_run(program: str, lines: list[str]) -> list[str]:
+    """A one-file Go program (stdlib only) run with the machine's Go, fed ``lines``; the lines it writes."""
+    go = require_tool("go")
+    with tempfile.TemporaryDirectory() as directory:
+        (Path(directory) / "main.go").write_text(program)
+        env = {**os.environ, "GOCACHE": os.environ.get("GOCACHE", str(Path(directory) / "cache")), "GOTOOLCHAIN": "local", "GO111MODULE": "off"}
+        done = subprocess.run([go, "run", "main.go"], cwd=directory, env=env, input="\n".join(lines) + "\n",
+                              capture_output=True, text=True, timeout=300, check=True)
+    return done.stdout.splitlines()
+
+
 def until(what: Callable[[], T], deadline_s: float = 30.0, every_s: float = 0.05) -> T:
     """What ``what`` returns once it is true, asked every ``every_s``; fails past ``deadline_s``."""
     deadline = time.monotonic() + deadline_s

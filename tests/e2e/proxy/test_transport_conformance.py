@@ -251,6 +251,60 @@ FAKE_CASES: dict[str, list[bytes]] = {
 }
 
 
+def _lines(answer: Answer) -> list[dict]:
+    return [json.loads(line) for line in answer.body.splitlines() if line.strip()]
+
+
+def _events(answer: Answer) -> list[dict]:
+    """The JSON of each server-sent event's data, [DONE] left out."""
+    return [json.loads(line[6:]) for line in answer.body.splitlines() if line.startswith(b"data: {")]
+
+
+def _expect(status: int, content_type: bytes | None, body: Callable[[Answer], object] | None = None) -> Callable[[Answer], None]:
+    """What one answer must be: its status, its content type, and what its body says where given."""
+    def check(answer: Answer) -> None:
+        assert answer.status == status, (answer.status, answer.body[:300])
+        assert dict(answer.headers).get(b"content-type") == content_type, answer.headers
+        if body is not None:
+            assert body(answer), answer.body[-600:]
+    return check
+
+
+NDJSON, JSON, SSE, TEXT = b"application/x-ndjson", b"application/json; charset=utf-8", b"text/event-stream; charset=utf-8", b"text/plain; charset=utf-8"
+# Each case's answers, from what was asked (num_predict, max_tokens) and what Ollama's source writes (server/routes.go,
+# middleware/openai.go and anthropic.go, Gin's 404 page), so a fault both transports share fails here too.
+FAKE_EXPECTED: dict[str, list[Callable[[Answer], None]]] = {
+    "generate_stream": [_expect(200, NDJSON, lambda a: [line["done"] for line in _lines(a)] == [False] * 5 + [True]
+                                and _lines(a)[-1]["eval_count"] == 5 and _lines(a)[-1]["done_reason"] == "length")],
+    "generate_whole_then_chat": [
+        _expect(200, JSON, lambda a: json.loads(a.body)["done"] is True and json.loads(a.body)["response"] and json.loads(a.body)["eval_count"] > 0),
+        _expect(200, NDJSON, lambda a: len(_lines(a)) == 4 and _lines(a)[-1]["eval_count"] == 3 and _lines(a)[0]["message"]["role"] == "assistant"),
+    ],
+    "openai_chat_stream": [_expect(200, SSE, lambda a: a.body.endswith(b"data: [DONE]\n\n") and _events(a)[-1]["usage"]["completion_tokens"] == 4)],
+    "responses_and_messages": [
+        _expect(200, SSE, lambda a: _events(a)[-1]["type"] == "response.completed" and _events(a)[-1]["response"]["usage"]["output_tokens"] == 4),
+        _expect(200, SSE, lambda a: [event["type"] for event in _events(a)][-2:] == ["message_delta", "message_stop"]
+                and _events(a)[-2]["usage"]["output_tokens"] == 4),
+    ],
+    "listing_head_and_not_found": [
+        _expect(200, JSON, lambda a: MODEL in [model["name"] for model in json.loads(a.body)["models"]]),
+        _expect(200, TEXT, lambda a: a.body == b""),  # HEAD /: "Ollama is running", its body not sent
+        _expect(404, TEXT, lambda a: a.body == b"404 page not found"),  # Gin's NoRoute
+        _expect(200, JSON, lambda a: json.loads(a.body) == {"version": "0.32.15"}),
+    ],
+    "errors_in_each_shape": [
+        _expect(404, JSON, lambda a: json.loads(a.body) == {"error": "model 'no-such-model' not found"}),
+        _expect(400, JSON, lambda a: json.loads(a.body) == {"error": {"message": "[] is too short - 'messages'", "type": "invalid_request_error",
+                                                                         "param": None, "code": None}}),
+        _expect(400, JSON, lambda a: json.loads(a.body) == {"error": "invalid character 'n' looking for beginning of object key string"}),
+    ],
+    "upload_with_expect": [
+        _expect(201, None, lambda a: a.body == b"" and a.interim == [100]),  # CreateBlobHandler: 201, no body
+        _expect(200, JSON, lambda a: json.loads(a.body) == {"version": "0.32.15"}),
+    ],
+}
+
+
 def run_fake_case(port: int, requests: list[bytes]) -> list[Answer]:
     with RawConnection(port) as conn:
         answers = []
@@ -263,10 +317,11 @@ def run_fake_case(port: int, requests: list[bytes]) -> list[Answer]:
 @pytest.mark.parametrize("name", list(FAKE_CASES))
 def test_both_transports_give_every_client_the_same_answers_from_the_fake_ollama(fake_proxies, name):
     sent = FAKE_CASES[name]
-    answers = {transport: [comparable(answer) for answer in run_fake_case(proxy.port, sent)] for transport, proxy in fake_proxies.items()}
-    assert answers["proxy"] == answers["httpx"]
+    answers = {transport: run_fake_case(proxy.port, sent) for transport, proxy in fake_proxies.items()}
+    assert [comparable(answer) for answer in answers["proxy"]] == [comparable(answer) for answer in answers["httpx"]]
     assert len(answers["proxy"]) == len(sent) and all(answer.complete for answer in answers["proxy"])
-    for request_bytes, answer in zip(sent, answers["proxy"]):  # each answer is its own request's
+    for request_bytes, answer, expected in zip(sent, answers["proxy"], FAKE_EXPECTED[name], strict=True):  # each its own request's
         request_id = re.search(rb"x-fake-request-id: (\S+)", request_bytes)
         if request_id:
             assert (b"x-fake-request-id", request_id.group(1)) in answer.headers
+        expected(answer)
