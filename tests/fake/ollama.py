@@ -681,6 +681,7 @@ class FakeOllama:
                 await asyncio.sleep(self._generation_s(pieces))
                 ticket.generated(answer_ids(pieces))
                 eval_seconds = time.perf_counter() - eval_started
+                ticket.ran(read.ns / 1e9, eval_seconds)  # the /v1 middleware runs the native handler: the same truth
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None))
             first = {"index": 0, "message": message(whole, True), "finish_reason": finish} if chat else {"text": whole.content, "index": 0, "finish_reason": finish}
@@ -700,6 +701,7 @@ class FakeOllama:
                     sent.append(line)
                     yield line
             eval_seconds = time.perf_counter() - eval_started
+            ticket.ran(read.ns / 1e9, eval_seconds)
             tail = [event([choice(None, finish)])]
             if include_usage:
                 tail.append(event([], usage(read)))  # choices: [], the real usage
@@ -764,6 +766,7 @@ class FakeOllama:
                 await asyncio.sleep(self._generation_s(pieces))
                 ticket.generated(answer_ids(pieces))
                 eval_seconds = time.perf_counter() - eval_started
+                ticket.ran(read.ns / 1e9, eval_seconds)  # the /v1 middleware runs the native handler: the same truth
             self._record(route, model, read.tokens, eval_count, eval_seconds, read.cached)
             whole = Piece(content="".join(p.content for p in pieces), thinking="".join(p.thinking for p in pieces),
                           tool_call=next((p.tool_call for p in pieces if p.tool_call), None),
@@ -788,6 +791,7 @@ class FakeOllama:
                     for event in converter.process(piece):
                         yield event
                 eval_seconds = time.perf_counter() - eval_started
+                ticket.ran(read.ns / 1e9, eval_seconds)
             self._record(route, model, read.tokens, eval_count, eval_seconds, read.cached)
             done = Piece(done=True, done_reason=done_reason, prompt_eval_count=read.tokens, eval_count=eval_count, prompt_eval_cached_count=read.reported)
             for event in converter.process(done):

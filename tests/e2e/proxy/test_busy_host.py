@@ -138,21 +138,55 @@ def test_slot_waits_are_exact_where_ollama_times_them_and_within_a_token_step_wh
     assert summed[0] == pytest.approx(summed[1], rel=0.35, abs=0.002 * len(replayed)), summed
 
 
-def test_one_name_per_model_and_every_request_adds_up(busy):
+def test_one_name_per_model_and_each_part_of_a_native_answer_is_the_fakes(busy):
+    """Ollama's own APIs tell load_duration, prompt_eval_duration and eval_duration: the proxy's split of each request
+    is held part by part to what the fake did, not to their sum, which two remainders would make up whatever the split.
+    The split of a load_duration into pending, drain and load follows the proxy's view of the scheduler, which can
+    misplace a request that arrived in the instant a reload was decided (see the slot-wait test, which also holds the
+    slot waits): at most 5 %."""
     pairs, metrics = busy
     labels = {series["gen_ai_request_model"] for series in metrics.series("gen_ai_server_request_duration_seconds_count")}
     assert labels == {ONE_NAME, "qwen2.5:7b"}, labels
-    for seen, _ in pairs:
-        assert seen["model"] in (ONE_NAME, "qwen2.5:7b")
-        if seen["ollama_total_s"] is not None:  # Ollama's own APIs: every part told
-            parts = ("pending_wait_s", "drain_s", "load_s", "unknown_s", "slot_wait_s", "prompt_eval_s", "eval_s", "ollama_other_s", "proxy_s")
-            assert sum(seen[part] or 0.0 for part in parts) == pytest.approx(seen["duration_s"], abs=1e-4), seen
+    assert all(seen["model"] in (ONE_NAME, "qwen2.5:7b") for seen, _ in pairs)
+    native = [(seen, truth) for seen, truth in pairs if seen["ollama_total_s"] is not None]
+    assert len(native) > 30 and sum(1 for _, truth in native if truth["load_s"] > 0) >= 2, len(native)
+    misplaced = []
+    for seen, truth in native:
+        assert seen["prompt_eval_s"] == pytest.approx(truth["prompt_s"], abs=1e-6), (seen, truth)  # Ollama's, passed on
+        assert seen["eval_s"] == pytest.approx(truth["eval_s"], abs=1e-6), (seen, truth)
+        assert seen["ollama_other_s"] >= 0 and seen["proxy_s"] >= 0, {k: v for k, v in seen.items() if k.endswith("_s")}
+        told = {"pending": seen["pending_wait_s"] or 0.0, "drain": seen["drain_s"] or 0.0, "load": (seen["load_s"] or 0.0) + (seen["unknown_s"] or 0.0)}
+        done = {"pending": truth["pending_s"], "drain": truth["drain_s"] + truth["evict_s"], "load": truth["load_s"]}
+        if any(abs(told[part] - done[part]) > 0.05 for part in told):
+            misplaced.append((told, done, seen["load_reason"], truth["load_reason"]))
+    print(f"native requests whose load_duration was split otherwise than the fake's: {len(misplaced)} of {len(native)}")
+    # what no part names is the fake's own overhead (its handler before and after the runner): a remainder hiding a part
+    # would be seconds here, where the fake's is milliseconds a request
+    other, total = sum(seen["ollama_other_s"] for seen, _ in native), sum(seen["ollama_total_s"] for seen, _ in native)
+    assert other < 0.05 * total, (other, total)
+    assert len(misplaced) <= 0.05 * len(native), [(m[0], m[1]) for m in misplaced]
 
 
-def test_no_rate_is_recorded_that_the_times_cannot_support(busy):
+def test_each_rate_is_the_fakes_own(busy):
+    """Native answers: Ollama's eval_count over eval_duration, exact. Streamed answers without durations: the tokens
+    after the first over the time from the first to the last, each within a fifth of the fake's own rate (its tokens
+    over its generation time), and all of them together within 5 % (a chunk can reach the proxy late on a busy host,
+    the next one early). Answers in one piece have no rate: their generation time is not known."""
     pairs, _ = busy
-    for seen, _ in pairs:
-        if seen["route"] != "/api/chat" and seen["route"] != "/api/generate" and not seen["stream"]:
+    ratios = []
+    for seen, truth in pairs:
+        native = seen["route"] in ("/api/chat", "/api/generate")
+        if not native and not seen["stream"]:
             assert seen["tokens_per_second"] is None, seen
-        elif seen["tokens_per_second"] is not None:
-            assert seen["tokens_per_second"] < 150, seen  # 10 ms a token: at most 100 a second, give or take the first token
+            continue
+        if seen["tokens_per_second"] is None:
+            continue
+        own = seen["output_tokens"] / truth["eval_s"]
+        if native:
+            assert seen["tokens_per_second"] == pytest.approx(own, rel=1e-6), (seen, truth)
+        else:
+            ratios.append(seen["tokens_per_second"] / own)
+    ratios.sort()
+    print(f"streamed rates over the fake's: {len(ratios)}, median {ratios[len(ratios) // 2]:.3f}, from {ratios[0]:.3f} to {ratios[-1]:.3f}")
+    assert len(ratios) > 50 and 0.95 <= ratios[len(ratios) // 2] <= 1.05, ratios
+    assert sum(1 for ratio in ratios if not 0.8 <= ratio <= 1.25) <= 0.05 * len(ratios), ratios
