@@ -189,8 +189,10 @@ def joules_per_token(f: Filters, window: str) -> str:
 
 def grown(series: str, window: str) -> str:
     """Each series' increase over the window, a series born in it counted from 0: Prometheus's increase()
-    starts at a new series' first sample, so a model's first requests (or a first wait) would not count."""
-    return f"((increase({series}[{window}]) and {series} offset {window}) or {series})"
+    starts at a new series' first sample, so a model's first requests (or a first wait) would not count.
+    A series older than the window with fewer than two samples in it (a window short for the scrape interval) has
+    no increase(): its rise from the window's start, never its whole count since the proxy started."""
+    return f"((increase({series}[{window}]) and {series} offset {window}) or clamp_min({series} - {series} offset {window}, 0) or {series})"
 
 
 def per_model(f: Filters, window: str) -> dict[str, str]:

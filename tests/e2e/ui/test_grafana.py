@@ -16,7 +16,7 @@ import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
 from otel_proxy.instruments import TIME_TO_FIRST_TOKEN_BUCKETS
-from tests.support.harness import ROOT, monitored_ollama, require_tool
+from tests.support.harness import ROOT, monitored_ollama, require_tool, until
 from tests.support.truth import bucket_around, interpolate, sample_fake_tokens
 from ui import grafana, queries
 from ui.cards import CARDS
@@ -28,9 +28,9 @@ QUESTIONS = ("Requests/s", "Latency by endpoint", "Time to first token p95", "To
              "Memory used", "Loaded models", "Cold loads and reloads", "Share of generation time by client")
 
 
-def substituted(expr: str) -> str:
+def substituted(expr: str, dashboard_range: str = "5m") -> str:
     """A panel's query as Grafana sends it with every picker on All."""
-    for name, value in (("$instance", ".*"), ("$model", ".*"), ("$client", ".*"), ("$__rate_interval", "1m"), ("$__range", "5m")):
+    for name, value in (("$instance", ".*"), ("$model", ".*"), ("$client", ".*"), ("$__rate_interval", "1m"), ("$__range", dashboard_range)):
         expr = expr.replace(name, value)
     return expr
 
@@ -121,27 +121,60 @@ def test_every_panel_answers_during_traffic_and_the_gpu_says_no_data(fleet):
     assert client.scalar(queries.gpu_utilization(Filters())) is None
 
 
-def test_the_tables_show_what_the_clients_sent_and_the_fake_loaded(fleet):
-    """The three tables against truths of their own: requests counted by the clients that sent them, the
-    loads in the fake's schedule log, and the VRAM the fake's /api/ps reports."""
+def test_the_tables_show_what_the_clients_sent_and_the_fake_loaded_in_the_range(fleet):
+    """The three tables against truths of their own: requests counted by the clients that sent them, the loads in
+    the fake's schedule log, and the VRAM the fake's /api/ps reports. The dashboard's range starts between two rounds
+    of traffic, so each count is both ways a table computes it: the growth within the range of a series older than
+    it (a client idle in the range shows 0, one busy in both shows its second round only; a model loaded before it,
+    no load), and the whole of a series born within it (a new client, a model loaded for the first time)."""
     fake, proxy, prom = fleet
-    sent = Counter()
-    for name, count in (("grafana-a", 3), ("grafana-b", 5)):
-        for _ in range(count):
-            answer = httpx.post(proxy.url + "/api/generate", headers={"X-Client-Name": name}, timeout=30,
-                                json={"model": "llama3.2:1b", "prompt": "count me", "stream": False, "options": {"num_predict": 4}})
-            sent[name] += answer.status_code == 200
-    time.sleep(2.5)
     client, board = Prometheus(prom.url), grafana.dashboard()
     by_title = {panel["title"]: panel["targets"] for panel in board["panels"]}
-    shown = {row["ollama_client"]: value for row, value in client.vector(substituted(by_title["Requests by client"][0]["expr"]))}
-    assert {name: shown.get(name) for name in sent} == {name: float(count) for name, count in sent.items()}, shown
-    truth = Counter((entry["runner"], entry["load_reason"]) for entry in httpx.get(fake.url + "/fake/schedule").json() if entry["load_reason"])
-    cold = {row["gen_ai_request_model"]: value for row, value in client.vector(substituted(by_title["Cold loads and reloads"][0]["expr"]))}
-    assert cold.get("llama3.2:1b") == truth[("llama3.2:1b", "cold")] >= 1, (cold, truth)
+    sent = Counter()
+
+    def send(name: str, count: int, model: str = "llama3.2:1b") -> None:
+        for _ in range(count):
+            answer = httpx.post(proxy.url + "/api/generate", headers={"X-Client-Name": name}, timeout=30,
+                                json={"model": model, "prompt": "count me", "stream": False, "options": {"num_predict": 4}})
+            sent[name] += answer.status_code == 200
+
+    def scraped(name: str) -> None:
+        until(lambda: client.scalar(f'sum(ollama_client_requests_total{{ollama_client="{name}"}})') == sent[name])
+
+    send("grafana-a", 3)
+    send("grafana-b", 5)
+    for name in ("grafana-a", "grafana-b"):
+        scraped(name)
+    cold_before = Counter((e["runner"], e["load_reason"]) for e in httpx.get(fake.url + "/fake/schedule").json() if e["load_reason"])
+    range_starts = time.time()
+    first_round = dict(sent)
+    send("grafana-a", 4)
+    send("grafana-c", 2, model="phi3:mini")  # a client and a model new in the range
+    for name in ("grafana-a", "grafana-c"):
+        scraped(name)
+    until(lambda: client.scalar('sum(ollama_model_loads_total{gen_ai_request_model="phi3:mini"})'))
+    # two scrapes in the range at least, so that increase() has a growth to read for the series older than it
+    until(lambda: client.scalar('min(timestamp(up{job="otel-proxy"}))') > range_starts + 1.5)
+    at = time.time()
+    dashboard_range = f"{int((at - range_starts) * 1000)}ms"  # the range begins at range_starts, to the millisecond
+
+    def table(title: str, label: str, index: int = 0, over: str = dashboard_range) -> dict[str, float | None]:
+        return {row[label]: value for row, value in client.vector(substituted(by_title[title][index]["expr"], over), at)}
+
+    in_range = {name: sent[name] - first_round.get(name, 0) for name in sent}
+    assert in_range == {"grafana-a": 4, "grafana-b": 0, "grafana-c": 2}, in_range
+    shown = table("Requests by client", "ollama_client")
+    assert {name: shown.get(name) for name in in_range} == {name: float(count) for name, count in in_range.items()}, shown
+    truth = Counter((e["runner"], e["load_reason"]) for e in httpx.get(fake.url + "/fake/schedule").json() if e["load_reason"]) - cold_before
+    cold = table("Cold loads and reloads", "gen_ai_request_model")
+    assert truth == Counter({("phi3:mini", "cold"): 1}) and cold.get("phi3:mini") == 1.0, (cold, truth)
+    assert cold.get("llama3.2:1b") == 0.0, cold  # loaded before the range: its growth in it, none
+    # a range shorter than a scrape interval holds one sample of each series at most: no increase() to read, still
+    # the growth since its start (none), not the count since the proxy started
+    assert table("Cold loads and reloads", "gen_ai_request_model", over="500ms").get("llama3.2:1b") == 0.0
     resident = {entry["name"]: entry["size_vram"] for entry in httpx.get(fake.url + "/api/ps").json()["models"]}
     vram = {row["model"]: value for row, value in client.vector(substituted(by_title["Loaded models"][0]["expr"]))}
-    assert vram == {name: float(size) for name, size in resident.items()} and vram, (vram, resident)
+    assert vram == {name: float(size) for name, size in resident.items()} and len(vram) == 2, (vram, resident)
 
 
 def traffic(proxy_url: str, stop: threading.Event, ends: list[tuple[float, bool, float | None]]) -> None:
