@@ -870,7 +870,7 @@ class FakeOllama:
         return JSONResponse(self.served)
 
     async def fake_stats(self, request: Request) -> Response:
-        return JSONResponse(self.stats.as_json())
+        return JSONResponse({**self.stats.as_json(), "loading": self.scheduler.loading})
 
     async def fake_configure(self, request: Request) -> Response:
         """Set ``answers`` ({model: text}), ``chunk_texts`` ({model: text of every token}), ``add_models``

@@ -249,6 +249,7 @@ class Scheduler:
         self._queued = 0  # requests in pendingReqCh: waiting for processPending, not yet taken
         self._served: list[_Pending] = []  # every pending entry, in the order it was served
         self._serving = False
+        self.loading: str | None = None  # the runner being loaded now, for tests to act while it loads
         self.server_log: ServerLog | None = None  # the server log the fake writes (--log), where it writes one
 
     def default_ctx(self) -> int:
@@ -378,7 +379,11 @@ class Scheduler:
                     num_gpu = wanted.get("num_gpu")
                     self.server_log.runner_started(blob_path(key), int(wanted["num_ctx"]), slots, random.randint(49152, 65535),
                                                    int(num_gpu) if isinstance(num_gpu, (int, float)) else None)
-                await asyncio.sleep(self.load_delay)
+                self.loading = name
+                try:
+                    await asyncio.sleep(self.load_delay)
+                finally:
+                    self.loading = None
                 truth.load_s = time.perf_counter() - loading
                 # llm/llama_server.go: `-np` slots, `-c` num_ctx × slots, --cache-ram left at its default
                 cache = PromptCache(slots, int(wanted["num_ctx"]) * slots, kv_bytes_per_token, self.cache_ram_bytes)

@@ -7,7 +7,6 @@ each request, keyed by the trace id the proxy sends on and lists in /-/requests.
 from __future__ import annotations
 
 import concurrent.futures
-import time
 from datetime import datetime
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.harness import Server, configure_fake, fake_ollama, otel_proxy, read_again, scrape, until
+from tests.support.harness import Server, configure_fake, fake_ollama, fake_stats, otel_proxy, read_again, scrape, until
 
 MODEL = "llama3.2:1b"
 LOAD_S = 0.4
@@ -35,6 +34,20 @@ def generate(proxy: Server, num_ctx: int | None = None, prompt: str = "why is th
         options["num_ctx"] = num_ctx
     answer = httpx.post(proxy.url + "/api/generate", json={"model": MODEL, "prompt": prompt, "stream": True, "options": options}, timeout=60)
     assert answer.status_code == 200
+
+
+def streaming_then(proxy: Server, path: str, body: dict, then) -> None:
+    """Streams ``body`` to ``path`` and, once its first chunk is in (it holds its runner, or ollama.com answers it),
+    calls ``then`` beside the rest of it: an order a busy machine cannot swap, as a head start in seconds could."""
+    with httpx.Client(timeout=60) as client, client.stream("POST", proxy.url + path, json=body) as answer:
+        assert answer.status_code == 200
+        lines = answer.iter_lines()
+        next(lines)
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            later = pool.submit(then)
+            for _ in lines:
+                pass
+            later.result()
 
 
 def concurrently(calls: list) -> None:
@@ -86,9 +99,9 @@ def test_loads_and_every_wait_match_what_the_scheduler_did(scheduled):
     concurrently([lambda: generate(proxy) for _ in range(4)])  # one cold load; three wait for it in the pending queue, then for the slot
     concurrently([lambda: generate(proxy) for _ in range(3)])  # resident: handed over at once, then wait for the one slot
     generate(proxy, num_ctx=8192)  # a reload, nothing in flight
-    # A reload behind a request still on the old runner (50 ms later: requests that race to the
-    # proxy and to Ollama in the same instant can reach them in different orders).
-    concurrently([lambda: generate(proxy, num_ctx=8192, tokens=30), lambda: (time.sleep(0.05), generate(proxy, num_ctx=4096))])
+    # A reload behind a request still generating on the old runner (sent once its first token is in: 0.49 s to drain)
+    on_old_runner = {"model": MODEL, "prompt": "why is the sky blue", "stream": True, "options": {"num_predict": 50, "num_ctx": 8192}}
+    streaming_then(proxy, "/api/generate", on_old_runner, lambda: generate(proxy, num_ctx=4096))
     pairs = joined(fake, proxy)
     truth_loads = Counter(truth["load_reason"] for _, truth in pairs if truth["load_reason"])
     metrics = scrape(proxy.url)
@@ -127,7 +140,11 @@ def test_a_load_waits_behind_another_models_load_and_names_it(scheduled):
     def generate_other() -> None:
         httpx.post(proxy.url + "/api/generate", json={"model": other, "prompt": "hi", "options": {"num_predict": 20}}, timeout=60).raise_for_status()
 
-    concurrently([generate_other, lambda: (time.sleep(0.1), generate(proxy, tokens=2))])
+    def once_it_loads() -> None:
+        until(lambda: fake_stats(fake)["loading"] == other, every_s=0.01)  # the other model's load has begun
+        generate(proxy, tokens=2)
+
+    concurrently([generate_other, once_it_loads])
     pairs = joined(fake, proxy)
     mine = next((seen, truth) for seen, truth in pairs if truth["model"] == MODEL)
     assert mine[1]["behind"] == [f"{other} (cold)"] and mine[1]["pending_s"] > 0.2
@@ -216,10 +233,11 @@ def test_a_busy_runners_expiry_is_not_taken_for_an_unload():
     (/api/ps is read right after the load, while the first request runs, then only every second.) On the OpenAI
     API, whose answers carry no load_duration to correct a wrong view."""
     with fake_ollama(token_delay=0.01, load_delay=LOAD_S) as fake, otel_proxy(fake.url, "--ps-interval", "1") as proxy:
-        for _ in range(3):
+        for count in range(3):
             body = {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": 40, "stream": True}  # 0.4 s each
             httpx.post(proxy.url + "/v1/chat/completions", json=body, timeout=30).raise_for_status()
-            time.sleep(0.05)  # the proxy has taken in the end
+            done = count + 1
+            until(lambda: len(httpx.get(proxy.url + "/-/requests").json()["requests"]) == done)  # the proxy has taken in its end
         pairs = joined(fake, proxy)
         cold = scrape(proxy.url).value("ollama_model_loads_total", ollama_load_reason="cold")
     assert [truth["load_reason"] for _, truth in pairs] == [None, None, "cold"]
@@ -248,11 +266,8 @@ def test_a_cloud_model_goes_around_the_scheduler_and_holds_up_no_local_load(sche
     fake, proxy = scheduled
     cloud = "gpt-oss:120b-cloud"
 
-    def stream_cloud() -> None:
-        body = {"model": cloud, "messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": 40}}
-        httpx.post(proxy.url + "/api/chat", json=body, timeout=60).raise_for_status()
-
-    concurrently([stream_cloud, lambda: (time.sleep(0.1), generate(proxy, tokens=2))])
+    cloud_chat = {"model": cloud, "messages": [{"role": "user", "content": "hi"}], "options": {"num_predict": 40}}
+    streaming_then(proxy, "/api/chat", cloud_chat, lambda: generate(proxy, tokens=2))
     pairs = joined(fake, proxy)
     assert [truth["model"] for _, truth in pairs] == [MODEL]  # the fake's scheduler never saw the cloud request
     (local, truth), = pairs
