@@ -140,11 +140,12 @@ class Stay:
     expires: int | None = None  # the expiry /api/ps gives it; None: five minutes ahead at every sample (in use)
 
 
-def write_residency(path: Path, stays: list[Stay], end: int, step_s: int = 60, loads_step_s: int = 240) -> None:
+def write_residency(path: Path, stays: list[Stay], end: int, step_s: int = 60, loads_step_s: int = 240,
+                    restarts: dict[str, list[int]] | None = None) -> None:
     """The collector's /api/ps gauges (``ollama_loaded_model_size_bytes`` and ``..._expiry_seconds``) every ``step_s``
     while each stay lasts, and the proxy's ``ollama_model_loads_total`` from each series' first load to ``end``: every
     ``loads_step_s`` (the counter is scraped every few seconds; this is within Prometheus' 5-minute lookback) and at
-    each load."""
+    each load. ``restarts``: when each host's proxy started again, its counters from zero (the loads after it)."""
     ordered = sorted(stays, key=lambda stay: (stay.host, stay.model, stay.since))  # a series' samples together, in time order
     with path.open("w") as out:
         for family in ("ollama_loaded_model_size_bytes", "ollama_loaded_model_expiry_seconds"):
@@ -159,8 +160,15 @@ def write_residency(path: Path, stays: list[Stay], end: int, step_s: int = 60, l
         for (host, model, reason, cause), times in sorted(loads.items(), key=lambda item: (item[0][:3], item[0][3] or "")):
             labels = f'gen_ai_request_model="{model}",instance="{host}:8001",job="otel-proxy",ollama_load_reason="{reason}"'
             head = "ollama_model_loads_total{" + labels + (f',ollama_load_cause="{cause}"' if cause else "") + "}"
-            at_times = sorted(set(range((times[0] // loads_step_s + 1) * loads_step_s, end, loads_step_s)) | set(times))
-            out.writelines(f"{head} {sum(1 for t in times if t <= at)} {at}\n" for at in at_times)
+            started = sorted((restarts or {}).get(host, []))
+            at_times = sorted(set(range((times[0] // loads_step_s + 1) * loads_step_s, end, loads_step_s)) | set(times)
+                              | {r for r in started if r > times[0]})
+
+            def count(at: int) -> int:
+                since = max((r for r in started if r <= at), default=-1)
+                return sum(1 for t in times if since < t <= at)
+
+            out.writelines(f"{head} {count(at)} {at}\n" for at in at_times)
         out.write("# EOF\n")
 
 

@@ -161,12 +161,15 @@ def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
         backfill.Stay(a, "qwen2.5:7b", at(140), now),
         backfill.Stay(b, "phi3:mini", at(10), at(70), expires=at(90)),  # went with nothing loaded beside it: ollama stop
         backfill.Stay(b, "phi3:mini", at(80), at(120), expires=at(120)),
+        # b's proxy restarted at 121:10, its counters from zero: phi3:mini's falls from 2, and its next load, at 121:20, is
+        # 1 where the hour before read 2 (recording.yml's restart branch: the count since the restart)
+        backfill.Stay(b, "phi3:mini", at(121) + 1200, at(125), expires=at(125)),
         backfill.Stay(b, "gemma3:4b", at(150), now),
         backfill.Stay(b, "mistral:7b", hour - 5 * HOUR_S, hour - HOUR_S // 2, expires=hour - HOUR_S // 2),  # went in the last whole hour
     ]
     with tempfile.TemporaryDirectory() as directory:
         work = Path(directory)
-        backfill.write_residency(work / "residency.om", history, now)
+        backfill.write_residency(work / "residency.om", history, now, restarts={b: [at(121) + 600]})
         backfill.backfill(promtool, work / "residency.om", work / "data")
         recorded_from, recorded_to = start + DAY_S, (now // HOUR_S) * HOUR_S - DAY_S
         with stored_prometheus(work / "data") as server:
@@ -209,11 +212,14 @@ def test_days_read_from_the_hourly_records_equal_the_samples_and_the_history():
         (a, "phi3:mini", at(30), at(50), "cold", None, residency.EXPIRED, None),
         (a, "llama3.2:1b", at(60), at(140), "cold", None, residency.EVICTED, "qwen2.5:7b"),
         (b, "phi3:mini", at(80), at(120), "cold", None, residency.EXPIRED, None),
+        (b, "phi3:mini", at(122), at(125), "cold", None, residency.EXPIRED, None),  # its first sample in the hour to 122:00
         (a, "qwen2.5:7b", at(140), -(-now // step) * step, "cold", None, residency.RESIDENT, None),
         (b, "gemma3:4b", at(150), -(-now // step) * step, "cold", None, residency.RESIDENT, None),
         (b, "mistral:7b", hour - 5 * HOUR_S, hour, "cold", None, residency.EXPIRED, None),  # not listed in the hour now is in
     ]
+    assert [(x.at, x.reason, x.count) for x in loads if x.host == b and x.model == "phi3:mini"] == [  # the third: after the restart
+        (at(10), "cold", 1), (at(80), "cold", 1), (at(122), "cold", 1)]
     assert [(x.at, x.reason, x.cause) for x in stays[3].loads] == [(at(100), "reload", "num_ctx")]
-    assert sorted((x.host, x.model, x.at, x.reason, x.cause, x.count) for x in loads) == sorted(
-        (s.host, s.model, s.since, s.loaded, s.cause, 1) for s in history)
+    assert sorted((x.host, x.model, x.at, x.reason, x.cause, x.count) for x in loads) == sorted(  # each at the end of its hour step
+        (s.host, s.model, -(-s.since // HOUR_S) * HOUR_S, s.loaded, s.cause, 1) for s in history)
     assert seen(by_host) == seen(([s for s in stays if s.host == b], [x for x in loads if x.host == b]))
