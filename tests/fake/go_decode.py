@@ -10,6 +10,7 @@ answer with words of their own. Held to the machine's Go by tests/fake/test_go_d
 from __future__ import annotations
 
 import json
+import sys
 import unicodedata
 
 MAX_DEPTH = 10_000  # scanner.go maxNestingDepth
@@ -196,7 +197,12 @@ def _number_step(state: str, c: int) -> str:
 def decode(raw: bytes) -> object:
     """The body's first JSON value, as Go's Decoder reads it; invalid UTF-8 in a string becomes U+FFFD, as in Go."""
     end = first_value_end(raw)
-    return json.loads(raw[:end].decode("utf-8", errors="replace"))
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 2 * MAX_DEPTH + 1000))  # Go reads 10,000 levels; Python's decoder recurses per level
+    try:
+        return json.loads(raw[:end].decode("utf-8", errors="replace"))
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def kind(value: object) -> str:

@@ -120,6 +120,13 @@ def _go_q(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-@pytest.mark.parametrize(("body", "value"), [(b'{"a":"\xff"} rest', {"a": "\ufffd"}), (b"123abc", 123), (b'  [1, "x"]\n\n{', [1, "x"])])
+@pytest.mark.parametrize(("body", "value"), [(b'{"a":"\xff"} rest', {"a": "\ufffd"}), (b"123abc", 123), (b'  [1, "x"]\n\n{', [1, "x"]),
+                                            (b'{"a":' * 9_999 + b"1" + b"}" * 9_999, "deep")])
 def test_the_first_value_is_read_and_the_rest_left(body, value):
-    assert decode(body) == value
+    decoded = decode(body)
+    if value == "deep":  # 9,999 levels, as Go reads them
+        for _ in range(9_998):
+            decoded = decoded["a"]
+        assert decoded == {"a": 1}
+    else:
+        assert decoded == value
