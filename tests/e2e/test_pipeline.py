@@ -13,7 +13,7 @@ import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
 from otel_proxy.instruments import TIME_TO_FIRST_TOKEN_BUCKETS
-from tests.support.harness import Server, fake_ollama, free_port, fake_stats, hw_collector, monitored_ollama, otel_proxy, prometheus
+from tests.support.harness import Server, fake_ollama, free_port, fake_stats, hw_collector, monitored_ollama, otel_proxy, prometheus, scraped
 from tests.support.otlp_sink import otlp_sink
 from ui import queries, recent
 from ui.queries import Filters, Prometheus
@@ -119,10 +119,10 @@ def test_two_proxies_in_front_of_two_ollamas_are_separable_in_one_prometheus():
 
         chat(proxy_a, 1)
         chat(proxy_b, 1)
-        time.sleep(2.5)  # the series exist before the rest, so their rates have two points
+        scraped(prom.url)  # the series exist before the rest, so their rates have two points
         chat(proxy_a, 2)
         chat(proxy_b, 4)
-        time.sleep(2.5)
+        scraped(prom.url)
         client = Prometheus(prom.url)
         per_instance = {labels["instance"]: value for labels, value in client.vector("sum by (instance) (http_server_request_duration_seconds_count)")}
         assert per_instance == {f"127.0.0.1:{proxy_a.port}": 3, f"127.0.0.2:{proxy_b.port}": 5}

@@ -287,6 +287,18 @@ def go_run(program: str, lines: list[str]) -> list[str]:
     return done.stdout.splitlines()
 
 
+def scraped(prometheus_url: str, times: int = 1) -> None:
+    """Waits until Prometheus has scraped every target after now, ``times`` times over: what the targets counted
+    before is stored (a scrape's timestamp is when it began). On a busy machine a scrape can come late."""
+    def last_scrape() -> float:
+        result = httpx.get(prometheus_url + "/api/v1/query", params={"query": "min(timestamp(up))"}, timeout=10).json()["data"]["result"]
+        return float(result[0]["value"][1]) if result else 0.0
+
+    for _ in range(times):
+        since = time.time()
+        until(lambda: last_scrape() > since)
+
+
 def until(what: Callable[[], T], deadline_s: float = 30.0, every_s: float = 0.05) -> T:
     """What ``what`` returns once it is true, asked every ``every_s``; fails past ``deadline_s``."""
     deadline = time.monotonic() + deadline_s

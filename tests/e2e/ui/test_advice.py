@@ -17,7 +17,8 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.support.harness import PYTHON, ROOT, Server, configure_fake, fake_ollama, free_port, hw_collector, otel_proxy, prometheus, require_tool, run_server
+from tests.support.harness import (PYTHON, ROOT, Server, configure_fake, fake_ollama, fake_stats, free_port, hw_collector, otel_proxy, prometheus,
+                                   require_tool, run_server, scraped, until)
 from ui.queries import Filters, Prometheus
 from ui.status import advise, assess, read_snapshot, recent_requests, rules_sentence
 
@@ -66,7 +67,7 @@ def slow(tmp_path_factory) -> Iterator[Run]:
         configure_fake(fake, load_delay=BLOCKER_LOAD_S)
         blocker = threading.Thread(target=generate, args=(proxy.url, BLOCKER), kwargs={"tokens": 2})
         blocker.start()
-        time.sleep(0.2)
+        until(lambda: fake_stats(fake)["loading"] == BLOCKER, every_s=0.01)
         configure_fake(fake, load_delay=LOAD_S)  # read when a load starts: the blocker's is under way
         generate(proxy.url, HELD, tokens=2)
         blocker.join()
@@ -74,7 +75,7 @@ def slow(tmp_path_factory) -> Iterator[Run]:
             generate(proxy.url, model, tokens=2)
         generate(proxy.url, FULL, num_ctx=64, tokens=2)
         generate(proxy.url, RELOADED, num_ctx=8192, tokens=2)
-        time.sleep(2.5)
+        scraped(prom.url, 2)
         with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:  # slot-bound: 8 at once on one slot, twice
             for _ in range(2):
                 list(pool.map(lambda _: generate(proxy.url, QUEUED), range(8)))
@@ -85,7 +86,7 @@ def slow(tmp_path_factory) -> Iterator[Run]:
         for _ in range(4):  # context-bound: prompts longer than the context
             generate(proxy.url, FULL, num_ctx=64, prompt=" ".join(["word"] * 300), tokens=8)
             time.sleep(0.3)
-        time.sleep(2.5)
+        scraped(prom.url, 2)
         yield Run(fake, proxy, prom)
 
 

@@ -15,7 +15,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
-from tests.support.harness import PYTHON, ROOT, Server, configure_fake, free_port, monitored_ollama, require_tool, run_server, until
+from tests.support.harness import PYTHON, ROOT, Server, configure_fake, free_port, monitored_ollama, require_tool, run_server, scraped, until
 from tests.support.truth import interpolate, sample_fake_tokens
 from ui import format as fmt
 from ui.status import STATUS
@@ -72,7 +72,7 @@ def test_without_traffic_the_cards_say_no_data_and_why(site: Site, monkeypatch):
 
 def test_after_traffic_tokens_per_second_and_latency_match_the_ground_truth(site: Site, monkeypatch):
     httpx.post(site.proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "warm", "stream": False}, timeout=30)
-    time.sleep(2.5)
+    scraped(site.prom.url, 2)
     samples: list[tuple[float, int]] = []
     stop = threading.Event()
     sampler = threading.Thread(target=sample_fake_tokens, args=(site.fake, stop, samples))
@@ -111,7 +111,7 @@ def test_responses_and_messages_traffic_shows_in_the_endpoint_table_and_the_requ
         list(oai.responses.create(model="llama3.2:1b", input="hello there", stream=True))
         claude.messages.create(model="llama3.2:1b", max_tokens=64, messages=[{"role": "user", "content": "hello there"}])
         time.sleep(0.5)
-    time.sleep(1.5)
+    scraped(site.prom.url)
     app = page(site.env(), monkeypatch)
     frames = [frame.value for frame in app.dataframe]
     endpoints = next(frame for frame in frames if frame.index.name == "endpoint")
@@ -214,14 +214,14 @@ def test_the_clients_table_splits_requests_and_tokens_exactly(site: Site, monkey
     httpx.post(site.proxy.url + "/api/chat", json={"model": "llama3.2:1b", "messages": [], "stream": False}, headers={"user-agent": "ollama-python/0.6.3"})
     oai = openai.OpenAI(base_url=site.proxy.url + "/v1", api_key="x", max_retries=0)
     oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "warm"}])
-    time.sleep(2.5)  # both series exist before the counted traffic
+    scraped(site.prom.url, 2)  # both series exist before the counted traffic
     before, stats_before = table(), httpx.get(site.fake.url + "/fake/stats").json()["by_route"]
     native = ollama_client.Client(host=site.proxy.url)
     for _ in range(3):
         oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "hello there"}])
     for _ in range(2):
         native.chat(model="llama3.2:1b", messages=[{"role": "user", "content": "hello there"}])
-    time.sleep(2.5)
+    scraped(site.prom.url, 2)
     after, stats_after = table(), httpx.get(site.fake.url + "/fake/stats").json()["by_route"]
     for client, route, sent in (("openai-python", "/v1/chat/completions", 3), ("ollama-python", "/api/chat", 2)):
         truth = tuple(stats_after[route][key] - stats_before[route][key] for key in ("requests", "prompt_tokens", "generated_tokens"))
@@ -237,7 +237,7 @@ def test_the_models_table_has_one_row_per_model_joined_with_what_is_loaded(site:
         httpx.post(site.proxy.url + "/api/generate", json={"model": name, "prompt": "hi", "stream": False, "options": {"num_predict": 2}}, timeout=30).raise_for_status()
     listed = httpx.get(site.fake.url + "/api/ps").json()["models"]
     assert "llama3.2:latest" in [model["name"] for model in listed]  # what Ollama's /api/ps calls it
-    time.sleep(3)  # the collector has read /api/ps and Prometheus has scraped both
+    scraped(site.prom.url, 3)  # the collector has read /api/ps (every second) and Prometheus has scraped both
     st.cache_data.clear()
     app = page(site.env(), monkeypatch)
     frame = next(frame.value for frame in app.dataframe if "loaded now" in frame.value.columns)
