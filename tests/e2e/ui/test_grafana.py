@@ -173,8 +173,12 @@ def test_the_tables_show_what_the_clients_sent_and_the_fake_loaded_in_the_range(
     # the growth since its start (none), not the count since the proxy started
     assert table("Cold loads and reloads", "gen_ai_request_model", over="500ms").get("llama3.2:1b") == 0.0
     resident = {entry["name"]: entry["size_vram"] for entry in httpx.get(fake.url + "/api/ps").json()["models"]}
-    vram = {row["model"]: value for row, value in client.vector(substituted(by_title["Loaded models"][0]["expr"]))}
-    assert vram == {name: float(size) for name, size in resident.items()} and len(vram) == 2, (vram, resident)
+
+    def loaded() -> dict[str, float | None]:
+        return {row["model"]: value for row, value in client.vector(substituted(by_title["Loaded models"][0]["expr"]))}
+
+    until(lambda: len(loaded()) == 2)  # the collector has read /api/ps since phi3:mini's load, and been scraped
+    assert loaded() == {name: float(size) for name, size in resident.items()} and len(resident) == 2, (loaded(), resident)
 
 
 def traffic(proxy_url: str, stop: threading.Event, ends: list[tuple[float, bool, float | None]]) -> None:
