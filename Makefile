@@ -11,7 +11,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 PIP_QUIET := -qq
 UV_VERSION := 0.13.9
 
-.PHONY: test test-quick lint up down load venv test-venv tools lock bench mutation clean
+.PHONY: test test-quick lint up down load venv test-venv tools lock bench mutation mutation-check clean
 
 $(PY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11 or newer is needed (found $$($(PYTHON) --version))"; exit 1; }
@@ -86,6 +86,10 @@ $(MUTATION_VENV)/.installed: requirements/test.txt
 	@$(MUTATION_VENV)/bin/pip install $(PIP_QUIET) --disable-pip-version-check --require-hashes -r requirements/test.txt
 	@$(MUTATION_VENV)/bin/pip install $(PIP_QUIET) --disable-pip-version-check mutmut==$(MUTMUT_VERSION)
 	@touch $@
+
+# docs/testing.md's scores against the code: the rows whose file or tests changed since they were written are run again
+mutation-check: test-venv
+	$(PY) bench/mutation_scores.py --check --budget-s 1200
 
 mutation: $(MUTATION_VENV)/.installed
 	rm -rf mutants
