@@ -26,6 +26,11 @@ from tests.support.harness import PYTHON, ROOT, copy_into, require_tool, stored_
 from ui.queries import Prometheus
 from ui.usage import ALL, ENERGY, RECORDS, Price, to_csv, usage
 
+# The month's fixture (a backfill, then recording.yml evaluated hour by hour over 30 days by promtool through the
+# query API) runs in its first test's time: about 4 minutes on two idle cores, past pytest's 300 s on a busy machine
+# (a clean-clone run with make mutation beside it timed out in promtool's rule evaluation)
+pytestmark = pytest.mark.timeout(900)
+
 HOSTS, METERED, BY_PARTS = ["10.0.0.1", "10.0.0.2", "10.0.0.3"], ["10.0.0.1"], ["10.0.0.3"]
 MODELS, CLIENTS = ["llama3.2:1b", "qwen3:8b"], ["open-webui", "claude-code"]
 DAYS = 30
