@@ -287,6 +287,13 @@ def go_run(program: str, lines: list[str]) -> list[str]:
     return done.stdout.splitlines()
 
 
+def substituted(expr: str, dashboard_range: str = "5m") -> str:
+    """A Grafana panel's query as Grafana sends it with every picker on All."""
+    for name, value in (("$instance", ".*"), ("$model", ".*"), ("$client", ".*"), ("$__rate_interval", "1m"), ("$__range", dashboard_range)):
+        expr = expr.replace(name, value)
+    return expr
+
+
 def scraped(prometheus_url: str, times: int = 1) -> None:
     """Waits until Prometheus has scraped every target after now, ``times`` times over: what the targets counted
     before is stored (a scrape's timestamp is when it began). On a busy machine a scrape can come late."""

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from streamlit.testing.v1 import AppTest
 
-from tests.support.harness import ROOT, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus, until
+from tests.support.harness import ROOT, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus, substituted, until
 from ui import queries
 from ui.queries import Filters, Prometheus
 
@@ -50,12 +50,6 @@ def project_queries(prometheus_url: str, monkeypatch) -> set[str]:
     for rules in ("alerts.yml", "recording.yml"):
         sent.update(rule["expr"] for group in yaml.safe_load((ROOT / rules).read_text())["groups"] for rule in group["rules"])
     return sent
-
-
-def substituted(expr: str) -> str:
-    for name, value in (("$instance", ".*"), ("$model", ".*"), ("$client", ".*"), ("$__rate_interval", "1m"), ("$__range", "5m")):
-        expr = expr.replace(name, value)
-    return expr
 
 
 def answers(prom: Prometheus, promql: str, at: float) -> dict[frozenset, float | None]:

@@ -16,7 +16,7 @@ import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
 from otel_proxy.instruments import TIME_TO_FIRST_TOKEN_BUCKETS
-from tests.support.harness import ROOT, monitored_ollama, require_tool, until
+from tests.support.harness import ROOT, monitored_ollama, require_tool, substituted, until
 from tests.support.truth import bucket_around, interpolate, sample_fake_tokens
 from ui import grafana, queries
 from ui.cards import CARDS
@@ -26,13 +26,6 @@ DASHBOARD = ROOT / "grafana" / "ollama-monitoring.json"
 TYPES = ROOT / "tests" / "support" / "grafana_types"  # @grafana/schema, pinned (package-lock.json); make test runs npm ci there
 QUESTIONS = ("Requests/s", "Latency by endpoint", "Time to first token p95", "Tokens/s", "Success rate", "GPU", "Power", "Temperature",
              "Memory used", "Loaded models", "Cold loads and reloads", "Share of generation time by client")
-
-
-def substituted(expr: str, dashboard_range: str = "5m") -> str:
-    """A panel's query as Grafana sends it with every picker on All."""
-    for name, value in (("$instance", ".*"), ("$model", ".*"), ("$client", ".*"), ("$__rate_interval", "1m"), ("$__range", dashboard_range)):
-        expr = expr.replace(name, value)
-    return expr
 
 
 def test_the_committed_dashboard_is_the_generated_one_and_importable():
