@@ -10,9 +10,9 @@ Without arguments: one line per file of the last run in mutants/ and the survivo
 changed the row (git blame). A row is stale when its file, or the file's own tests (tests/proxy/test_<name>.py),
 changed since: mutmut is run again on each stale file (in a fresh mutants/), and the check fails when the score it
 gives is not the row's (within TOLERANCE), saying which row to write; a row's score and "target met" must be its counts'. Rows nothing has touched
-since are taken as they are, so the check costs nothing until the proxy's core or its tests change (make
-mutation-check runs it); ``--budget-s`` bounds the time of the files run again (a file takes 2 to 8 minutes on two
-cores), and one past it fails the check (run make mutation and write the rows) rather than passing unchecked.
+since are taken as they are, so the check costs nothing until the proxy's core or its tests change (make test
+runs it after the suite, make mutation-check alone); ``--budget-s`` bounds the time of the files run again (a file
+takes 2 to 25 minutes on two cores), and one past it fails the check (run make mutation and write the rows) rather than passing unchecked.
 """
 
 from __future__ import annotations

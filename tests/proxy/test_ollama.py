@@ -175,6 +175,15 @@ def test_the_tail_of_a_large_body_gives_the_numbers_written_last():
     assert report_from_tail("/v1/responses", b'"usage":{"input_tokens":3,"output_tokens":4}') == Report(input_tokens=3, output_tokens=4)
     assert report_from_tail("/v1/messages", b'"usage":{"input_tokens":3,"output_tokens":4}') == Report(input_tokens=3, output_tokens=4)
     assert report_from_tail("/api/chat", b"no numbers") == Report()
+    # the cached count from a tail, in each API's own details object (Ollama 0.33.3 and later write it last but one)
+    usage = b'"usage":{"prompt_tokens":50,"completion_tokens":6,"total_tokens":56,"prompt_tokens_details":{"cached_tokens":32}}}'
+    assert report_from_tail("/v1/chat/completions", usage) == Report(input_tokens=50, output_tokens=6, cached_input_tokens=32)
+    usage = b'"usage":{"input_tokens":50,"input_tokens_details":{"cached_tokens":32},"output_tokens":6,"total_tokens":56}}}'
+    assert report_from_tail("/v1/responses", usage) == Report(input_tokens=50, output_tokens=6, cached_input_tokens=32)
+    usage = b'"usage":{"input_tokens":18,"cache_read_input_tokens":32,"output_tokens":6}}'
+    assert report_from_tail("/v1/messages", usage) == Report(input_tokens=50, output_tokens=6, cached_input_tokens=32)
+    assert report_from_tail("/api/chat", b'"prompt_eval_count":50,"prompt_eval_cached_count":32,"eval_count":6}') == \
+        Report(input_tokens=50, output_tokens=6, cached_input_tokens=32)
 
 
 @pytest.mark.parametrize(
