@@ -16,7 +16,7 @@ import pytest
 
 from ollama_otel_stack.loadgen.traffic import Plan, run
 from otel_proxy.instruments import TIME_TO_FIRST_TOKEN_BUCKETS
-from tests.support.harness import ROOT, monitored_ollama, require_tool, substituted, until
+from tests.support.harness import ROOT, monitored_ollama, require_tool, scraped, substituted, until
 from tests.support.truth import bucket_around, interpolate, sample_fake_tokens
 from ui import grafana, queries
 from ui.cards import CARDS
@@ -90,11 +90,11 @@ def test_every_panel_answers_during_traffic_and_the_gpu_says_no_data(fleet):
     oai = openai.OpenAI(base_url=proxy.url + "/v1", api_key="x", max_retries=0)
     httpx.post(proxy.url + "/api/generate", json={"model": "llama3.2:1b", "prompt": "warm", "stream": False}, timeout=30)  # a cold load
     oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "warm"}])
-    time.sleep(2.5)
+    scraped(prom.url)  # the series the warm-up made are stored before the traffic's rates begin
     asyncio.run(run(Plan(url=proxy.url, model="llama3.2:1b", concurrency=2, duration_s=6, max_tokens=8)))
     for _ in range(3):
         oai.chat.completions.create(model="llama3.2:1b", messages=[{"role": "user", "content": "hello"}])
-    time.sleep(2.5)
+    scraped(prom.url, 2)
     client, board = Prometheus(prom.url), grafana.dashboard()
     empty = []
     for panel in board["panels"]:  # a panel answers when any of its queries does (no reload here: reloads say no data)
@@ -104,7 +104,8 @@ def test_every_panel_answers_during_traffic_and_the_gpu_says_no_data(fleet):
     hardware = {"GPU", "GPU utilisation", "Power", "Power draw", "Temperature"}
     assert set(empty) <= hardware and {"GPU", "GPU utilisation"} <= set(empty), empty
     # The same numbers as the Streamlit cards, at the same instant.
-    at = time.time() - 2  # samples scraped before then are all stored (1 s scrapes): both queries see the same data
+    at = time.time()
+    scraped(prom.url)  # every sample scraped before `at` is stored: both queries see the same data
     by_title = {panel["title"]: panel["targets"][0]["expr"] for panel in board["panels"]}
     twins = [card for card in CARDS if card.grafana_unit]  # each stat panel is a card's twin (ui/cards.py)
     assert [title for title in by_title if title in {card.grafana_title or card.label for card in twins}] == [card.grafana_title or card.label for card in twins]
@@ -131,20 +132,20 @@ def test_the_tables_show_what_the_clients_sent_and_the_fake_loaded_in_the_range(
                                 json={"model": model, "prompt": "count me", "stream": False, "options": {"num_predict": 4}})
             sent[name] += answer.status_code == 200
 
-    def scraped(name: str) -> None:
+    def counted(name: str) -> None:
         until(lambda: client.scalar(f'sum(ollama_client_requests_total{{ollama_client="{name}"}})') == sent[name])
 
     send("grafana-a", 3)
     send("grafana-b", 5)
     for name in ("grafana-a", "grafana-b"):
-        scraped(name)
+        counted(name)
     cold_before = Counter((e["runner"], e["load_reason"]) for e in httpx.get(fake.url + "/fake/schedule").json() if e["load_reason"])
     range_starts = time.time()
     first_round = dict(sent)
     send("grafana-a", 4)
     send("grafana-c", 2, model="phi3:mini")  # a client and a model new in the range
     for name in ("grafana-a", "grafana-c"):
-        scraped(name)
+        counted(name)
     until(lambda: client.scalar('sum(ollama_model_loads_total{gen_ai_request_model="phi3:mini"})'))
     # two scrapes in the range at least, so that increase() has a growth to read for the series older than it
     until(lambda: client.scalar('min(timestamp(up{job="otel-proxy"}))') > range_starts + 1.5)
@@ -227,8 +228,8 @@ def test_the_stat_panels_show_the_fakes_truth(fleet):
         for thread in threads:
             thread.join()
         httpx.post(fake.url + "/fake/configure", json={"first_delta_delay": 0.0}, timeout=10)
-    at = time.time() - 2.5  # inside the traffic, and scraped by now (1 s scrapes)
-    time.sleep(1.5)
+    at = time.time() - 2.5  # inside the traffic
+    scraped(prom.url)  # and stored up to `at` and past it
     client = Prometheus(prom.url)
     panels = {panel["title"]: substituted(panel["targets"][0]["expr"]).replace("[1m]", "[10s]") for panel in grafana.dashboard()["panels"] if panel["type"] == "stat"}
     window = [(ok, first) for end, ok, first in ends if at - 10 < end <= at]

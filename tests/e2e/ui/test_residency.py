@@ -19,7 +19,7 @@ from ollama_otel_stack.stack.defaults import RECORDING_RULES
 from otel_proxy.scheduling import changed_options
 from tests.support import backfill
 from tests.support.backfill import DAY_S, HOUR_S
-from tests.support.harness import ROOT, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus, require_tool, stored_prometheus
+from tests.support.harness import ROOT, configure_fake, fake_ollama, hw_collector, otel_proxy, prometheus, require_tool, stored_prometheus, until
 from ui import residency
 from ui.queries import Filters, Prometheus
 
@@ -32,6 +32,22 @@ def ask(proxy_url: str, model: str, **body: object) -> None:
     options = {"num_predict": 3, **body.pop("options", {})}  # type: ignore[dict-item]
     answer = httpx.post(proxy_url + "/api/generate", json={"model": model, "prompt": "hi", "stream": False, "options": options, **body}, timeout=60)
     answer.raise_for_status()
+
+
+def listed_since(prom: Prometheus, model: str, since: float) -> float:
+    """When Prometheus first stored a sample listing ``model`` as loaded after ``since`` (its scrape's time):
+    the collector has read /api/ps since the load, and been scraped."""
+    def latest() -> float | None:
+        at = prom.scalar(f'max(timestamp(ollama_loaded_model_size_bytes{{model="{model}"}}))')
+        return at if at is not None and at > since else None
+
+    return until(latest)
+
+
+def on_grid_past(at: float, step: float) -> None:
+    """Waits until the last multiple of ``step`` before now is at or past ``at``: a timeline read now on that grid
+    (ui/residency.py reads whole multiples of its step) has a step that sees what was stored at ``at``."""
+    until(lambda: time.time() // step * step >= at, deadline_s=step + 30)
 
 
 def stays_in_truth(events: list[dict]) -> list[dict]:
@@ -49,7 +65,9 @@ def stays_in_truth(events: list[dict]) -> list[dict]:
 
 def test_the_timeline_shows_each_load_and_why_each_model_went(tmp_path, monkeypatch):
     with (
-        fake_ollama(load_delay=1.0) as fake,
+        # a load takes 2 s, so a reload's gap (the old runner gone, the new one loading) spans four samples: a gap of
+        # one or two, on a busy machine, can fall between the collector's readings (the stay's loads hold it then)
+        fake_ollama(load_delay=2.0) as fake,
         otel_proxy(fake.url) as proxy,
         hw_collector(fake.url, "--interval", str(SAMPLE_S), "--sysfs-root", str(tmp_path)) as collector,
         prometheus({"otel-proxy": [f"127.0.0.1:{proxy.port}"], "hw-collector": [f"127.0.0.1:{collector.port}"]}, scrape_interval="500ms") as prom,
@@ -64,8 +82,10 @@ def test_the_timeline_shows_each_load_and_why_each_model_went(tmp_path, monkeypa
         time.sleep(3)
         ask(proxy.url, "qwen2.5:7b", keep_alive="2s")  # pushes phi3:mini out, then expires
         time.sleep(4)
+        asked = time.time()
         ask(proxy.url, "llama3.2:1b")  # nothing to push out: qwen2.5:7b has gone
-        time.sleep(2.5)
+        listed_at = listed_since(Prometheus(prom.url), "llama3.2:1b", asked)
+        on_grid_past(listed_at, SAMPLE_S)  # the timeline's last step lists it: resident
         ended = time.time()
         truth = stays_in_truth(httpx.get(fake.url + "/fake/residency").json())
         stays, loads = residency.timeline(Prometheus(prom.url), Filters(), began - 1, ended, step=SAMPLE_S)
@@ -86,6 +106,7 @@ def test_the_timeline_shows_each_load_and_why_each_model_went(tmp_path, monkeypa
         # the page: the Residency view over the last hour (a 5 s step, too coarse for this scenario's 1 s gaps, so it is
         # held to what the timeline reads at that step) draws one bar a stay and says in words why each went
         monkeypatch.setenv("PROMETHEUS_URL", prom.url)
+        on_grid_past(listed_at, residency.step_for(3600))  # the page's last step, and this test's, list the last stay
         app = AppTest.from_file(str(ROOT / "ui" / "streamlit_app.py"), default_timeout=60)
         app.run()
         app.sidebar.radio[0].set_value("Residency").run()
