@@ -103,7 +103,7 @@ def test_the_timeline_shows_each_load_and_why_each_model_went(tmp_path, monkeypa
         assert {(load.model, load.reason, load.cause) for load in loads} == {(t["model"], t["loaded"], t["cause"]) for t in truth}
         assert sum(load.count for load in loads) == len(truth)
 
-        # the page: the Residency view over the last hour (a 5 s step, too coarse for this scenario's 1 s gaps, so it is
+        # the page: the Residency view over the last hour (a 5 s step, too coarse for this scenario's gaps of seconds, so it is
         # held to what the timeline reads at that step) draws one bar a stay and says in words why each went
         monkeypatch.setenv("PROMETHEUS_URL", prom.url)
         on_grid_past(listed_at, residency.step_for(3600))  # the page's last step, and this test's, list the last stay
